@@ -1,0 +1,169 @@
+"""Credentials in a request -> an Identity, an AuthnFailure, or None (nothing presented).
+
+Order: a bearer token from any configured source, then an API key, then the mTLS peer.
+A credential that is presented and fails is a failure; we never fall back to a weaker one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+
+from authz_service.authn.jwks import JwksCache
+from authz_service.authn.jwt_provider import JwtProviderVerifier
+from authz_service.authn.token_cache import TokenCache
+from authz_service.authn.tokens import peek
+from authz_service.authz.globs import compile_glob
+from authz_service.config.model import ApiKeySettings, Config, MtlsSettings, TokenSource
+from authz_service.model import AuthMethod, AuthnFailure, Identity, Reason, RequestAttributes
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedToken:
+    value: str
+    source: TokenSource
+
+
+def read_cookie(cookie_header: str, name: str) -> str | None:
+    jar = SimpleCookie()
+    try:
+        jar.load(cookie_header)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None else None
+
+
+def extract_token(headers: Mapping[str, str], source: TokenSource) -> str | None:
+    if source.header is not None:
+        value = headers.get(source.header)
+        if value is None:
+            return None
+        if source.prefix:
+            if value[: len(source.prefix)].lower() != source.prefix.lower():
+                return None
+            value = value[len(source.prefix) :]
+        return value.strip() or None
+    assert source.cookie is not None
+    cookie_header = headers.get("cookie")
+    return read_cookie(cookie_header, source.cookie) if cookie_header else None
+
+
+class ApiKeyAuthenticator:
+    def __init__(self, settings: ApiKeySettings):
+        self.header = settings.header
+        self._by_hash = {
+            key.hash: Identity(
+                principal=key.principal,
+                method=AuthMethod.API_KEY,
+                roles=frozenset(key.roles),
+                scopes=frozenset(key.scopes),
+                tier=key.tier,
+            )
+            for key in settings.keys
+        }
+
+    def authenticate(self, presented: str) -> Identity | AuthnFailure:
+        digest = "sha256:" + hashlib.sha256(presented.encode("utf-8", "surrogatepass")).hexdigest()
+        identity = self._by_hash.get(digest)
+        if identity is None:
+            return AuthnFailure(Reason.INVALID_API_KEY, "API key is not valid")
+        return identity
+
+
+class PeerAuthenticator:
+    def __init__(self, settings: MtlsSettings):
+        self.enabled = settings.authenticate_peers
+        self._trusted = [compile_glob(pattern) for pattern in settings.trusted_principals]
+        self._roles = [
+            (compile_glob(pattern), frozenset(roles)) for pattern, roles in settings.roles.items()
+        ]
+
+    def authenticate(self, peer_principal: str) -> Identity | None:
+        if not self.enabled or not peer_principal:
+            return None
+        if not any(pattern.fullmatch(peer_principal) for pattern in self._trusted):
+            return None
+        roles: set[str] = set()
+        for pattern, granted in self._roles:
+            if pattern.fullmatch(peer_principal):
+                roles.update(granted)
+        return Identity(principal=peer_principal, method=AuthMethod.MTLS, roles=frozenset(roles))
+
+
+class Authenticator:
+    def __init__(
+        self,
+        config: Config,
+        jwks_by_issuer: Mapping[str, JwksCache],
+        *,
+        token_cache: TokenCache | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`jwks_by_issuer` holds the (shared, long-lived) JWKS cache of each provider."""
+        self._verifiers = {
+            provider.issuer: JwtProviderVerifier(
+                provider, jwks_by_issuer[provider.issuer], wall_clock
+            )
+            for provider in config.jwt_providers
+        }
+        sources: dict[TokenSource, None] = {}
+        for provider in config.jwt_providers:
+            for source in provider.token_sources:
+                sources[source] = None
+        self._sources = tuple(sources)
+        self._max_token_bytes = max((p.max_token_bytes for p in config.jwt_providers), default=8192)
+        self.api_keys = ApiKeyAuthenticator(config.api_keys) if config.api_keys.keys else None
+        self.peers = PeerAuthenticator(config.mtls)
+        self.token_cache = token_cache or TokenCache(config.token_cache_max_entries, wall_clock)
+
+    @property
+    def verifiers(self) -> Mapping[str, JwtProviderVerifier]:
+        return self._verifiers
+
+    def credential_headers(self) -> frozenset[str]:
+        """Request headers that carry credentials (stripped before the upstream if configured)."""
+        names = {source.header for source in self._sources if source.header}
+        if self.api_keys is not None:
+            names.add(self.api_keys.header)
+        return frozenset(name for name in names if name)
+
+    def find_token(self, headers: Mapping[str, str]) -> PresentedToken | None:
+        for source in self._sources:
+            token = extract_token(headers, source)
+            if token is not None:
+                return PresentedToken(token, source)
+        return None
+
+    async def authenticate(self, request: RequestAttributes) -> Identity | AuthnFailure | None:
+        presented = self.find_token(request.headers)
+        if presented is not None:
+            return await self.authenticate_token(presented)
+        if self.api_keys is not None:
+            api_key = request.headers.get(self.api_keys.header)
+            if api_key is not None:
+                return self.api_keys.authenticate(api_key)
+        return self.peers.authenticate(request.peer_principal)
+
+    async def authenticate_token(self, presented: PresentedToken) -> Identity | AuthnFailure:
+        cached = self.token_cache.get(presented.value)
+        if cached is not None:
+            return cached
+        inspected = peek(presented.value, self._max_token_bytes)
+        if isinstance(inspected, AuthnFailure):
+            return inspected
+        verifier = self._verifiers.get(inspected.issuer)
+        if verifier is None:
+            return AuthnFailure(Reason.UNKNOWN_ISSUER, "token issuer is not trusted")
+        provider = verifier.provider
+        if presented.source not in provider.token_sources:
+            return AuthnFailure(Reason.UNKNOWN_ISSUER, "token issuer is not trusted here")
+        if len(presented.value) > provider.max_token_bytes:
+            return AuthnFailure(Reason.TOKEN_TOO_LARGE, "token is too large", "invalid_request")
+        result = await verifier.verify(presented.value, inspected)
+        if isinstance(result, Identity):
+            self.token_cache.put(presented.value, result)
+        return result

@@ -1,0 +1,54 @@
+"""Canonical request paths, so a protected path cannot be reached by another spelling.
+
+Envoy's `normalize_path` and `merge_slashes` should already do this; we do it again because
+policy must not depend on a proxy setting being right.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+# Encoded separators change what a path means to different servers: refuse them outright.
+# So does double encoding: `%252e%252e` is `..` to anything that decodes once more than we do.
+_AMBIGUOUS_ENCODINGS = ("%2f", "%5c", "%00", "%25")
+# A decoded `?` or `#` is part of a segment: keep it encoded so the result stays a path.
+_REENCODE = str.maketrans({"?": "%3F", "#": "%23"})
+
+
+class AmbiguousPath(ValueError):
+    pass
+
+
+def canonical_path(raw_path: str) -> str:
+    """Strip query/fragment, decode, resolve dot segments, merge slashes.
+
+    Raises AmbiguousPath for encoded slashes/backslashes/NULs, double encoding (`%25`),
+    backslashes and control chars. The result is idempotent: canonical_path(result) == result.
+    """
+    path = raw_path
+    for separator in ("?", "#"):
+        cut = path.find(separator)
+        if cut != -1:
+            path = path[:cut]
+    lowered = path.lower()
+    if any(token in lowered for token in _AMBIGUOUS_ENCODINGS) or "\\" in path:
+        raise AmbiguousPath("encoded or backslash path separators are not accepted")
+    try:
+        decoded = unquote(path, errors="strict") if "%" in path else path
+    except UnicodeDecodeError:
+        raise AmbiguousPath("percent-encoding is not valid UTF-8") from None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded):
+        raise AmbiguousPath("control characters in path")
+    if not decoded.startswith("/"):
+        decoded = "/" + decoded
+    segments: list[str] = []
+    for segment in decoded.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    trailing = "/" if decoded.endswith("/") and segments else ""
+    return ("/" + "/".join(segments) + trailing).translate(_REENCODE)

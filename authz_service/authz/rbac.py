@@ -1,0 +1,223 @@
+"""RBAC: an Identity and a request -> a Decision. Pure: no I/O, no clocks, no protobuf.
+
+Rules are evaluated in the order written; the first rule whose match fits the request
+decides. Nothing matching means deny. An invalid credential is always a 401, whatever the
+rules say: a broken token must not quietly become an anonymous request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from authz_service.authz.globs import compile_glob
+from authz_service.authz.paths import AmbiguousPath, canonical_path
+from authz_service.config.model import PathMatch, Policy, PolicySelection, Requirement, Rule
+from authz_service.model import (
+    AuthnFailure,
+    Decision,
+    Identity,
+    Outcome,
+    Reason,
+    RequestAttributes,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """One rule's evaluation, for `explain`."""
+
+    rule: str
+    matched: bool
+    why: str
+    decided: bool = False
+
+
+@dataclass(slots=True)
+class Trace:
+    policy: str = ""
+    path: str = ""
+    rules: list[RuleTrace] = field(default_factory=list)
+
+
+class CompiledPathMatch:
+    __slots__ = ("_exact", "_glob", "_prefix", "description")
+
+    def __init__(self, spec: PathMatch):
+        self._exact = spec.exact
+        self._prefix = spec.prefix
+        self._glob = compile_glob(spec.glob, slash_is_special=True) if spec.glob else None
+        kind, value = next((k, v) for k, v in spec.model_dump().items() if v is not None)
+        self.description = f"{kind} {value}"
+
+    def matches(self, path: str) -> bool:
+        if self._exact is not None:
+            return path == self._exact
+        if self._prefix is not None:
+            return path.startswith(self._prefix)
+        assert self._glob is not None
+        return self._glob.fullmatch(path) is not None
+
+
+def _host_only(host: str) -> str:
+    if host.startswith("["):  # [v6]:port
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class CompiledRule:
+    def __init__(self, rule: Rule):
+        self.name = rule.name
+        self.deny = rule.deny
+        self.allow = rule.allow
+        self._hosts = [compile_glob(h, ignore_case=True) for h in rule.match.hosts]
+        self._methods = frozenset(rule.match.methods)
+        self._paths = [CompiledPathMatch(p) for p in rule.match.paths]
+        requirement = rule.allow if isinstance(rule.allow, Requirement) else None
+        self._principals = [compile_glob(p) for p in requirement.principals] if requirement else []
+        self._peers = [compile_glob(p) for p in requirement.peer_principals] if requirement else []
+        self.requirement = requirement
+
+    def match(self, method: str, host: str, path: str) -> str | None:
+        """None when the rule applies, else why it does not."""
+        if self._methods and method not in self._methods:
+            return f"method {method} not in {sorted(self._methods)}"
+        if self._hosts and not any(h.fullmatch(_host_only(host)) for h in self._hosts):
+            return f"host {host!r} not matched"
+        if self._paths and not any(p.matches(path) for p in self._paths):
+            return f"path {path!r} not matched by " + ", ".join(p.description for p in self._paths)
+        return None
+
+    def unmet(self, identity: Identity, peer_principal: str) -> tuple[Reason, str] | None:
+        """Why `identity` does not satisfy the requirement; None when it does."""
+        req = self.requirement
+        if req is None:
+            return None
+        if req.auth_methods and identity.method.value not in req.auth_methods:
+            return Reason.PRINCIPAL_NOT_ALLOWED, f"auth method {identity.method.value} not allowed"
+        if self._principals and not any(p.fullmatch(identity.principal) for p in self._principals):
+            return Reason.PRINCIPAL_NOT_ALLOWED, "principal not allowed"
+        if self._peers and not any(p.fullmatch(peer_principal) for p in self._peers):
+            return Reason.PRINCIPAL_NOT_ALLOWED, "peer (mTLS) principal not allowed"
+        if req.roles_any and identity.roles.isdisjoint(req.roles_any):
+            return Reason.MISSING_ROLE, f"needs one of roles {sorted(req.roles_any)}"
+        missing_roles = set(req.roles_all) - identity.roles
+        if missing_roles:
+            return Reason.MISSING_ROLE, f"needs roles {sorted(missing_roles)}"
+        missing_scopes = set(req.scopes_all) - identity.scopes
+        if missing_scopes:
+            return Reason.MISSING_SCOPE, f"needs scopes {sorted(missing_scopes)}"
+        return None
+
+
+class CompiledPolicy:
+    def __init__(self, name: str, policy: Policy):
+        self.name = name
+        self.rules = tuple(CompiledRule(rule) for rule in policy.rules)
+
+
+class PolicySet:
+    """Every policy of a config, and how a request selects one."""
+
+    def __init__(self, policies: Mapping[str, Policy], selection: PolicySelection):
+        self._policies = {name: CompiledPolicy(name, policy) for name, policy in policies.items()}
+        self._selection = selection
+
+    def select(self, context: Mapping[str, str]) -> CompiledPolicy | None:
+        name = context.get(self._selection.context_key, self._selection.default)
+        return self._policies.get(name)
+
+    def selected_name(self, context: Mapping[str, str]) -> str:
+        return context.get(self._selection.context_key, self._selection.default)
+
+    def authorize(
+        self,
+        request: RequestAttributes,
+        authn: Identity | AuthnFailure | None,
+        trace: Trace | None = None,
+    ) -> Decision:
+        policy = self.select(request.context)
+        if policy is None:
+            name = self.selected_name(request.context)
+            if trace is not None:
+                trace.policy = name
+            return Decision(
+                Outcome.FORBIDDEN, Reason.UNKNOWN_POLICY, f"no policy {name!r}", policy=name
+            )
+        if trace is not None:
+            trace.policy = policy.name
+        return evaluate(policy, request, authn, trace)
+
+
+def _unauthenticated(
+    reason: Reason, message: str, policy: str, rule: str = "", bearer_error: str = ""
+) -> Decision:
+    return Decision(
+        Outcome.UNAUTHENTICATED,
+        reason,
+        message,
+        rule=rule,
+        policy=policy,
+        bearer_error=bearer_error,
+    )
+
+
+def evaluate(
+    policy: CompiledPolicy,
+    request: RequestAttributes,
+    authn: Identity | AuthnFailure | None,
+    trace: Trace | None = None,
+) -> Decision:
+    if isinstance(authn, AuthnFailure):
+        return _unauthenticated(
+            authn.reason, authn.message, policy.name, bearer_error=authn.bearer_error
+        )
+    identity = authn
+    try:
+        path = canonical_path(request.path)
+    except AmbiguousPath as error:
+        return Decision(
+            Outcome.FORBIDDEN, Reason.BAD_REQUEST, str(error), policy=policy.name, identity=identity
+        )
+    if trace is not None:
+        trace.path = path
+    method = request.method.upper()
+    for rule in policy.rules:
+        mismatch = rule.match(method, request.host, path)
+        if mismatch is not None:
+            if trace is not None:
+                trace.rules.append(RuleTrace(rule.name, False, mismatch))
+            continue
+        decision = _apply(rule, policy.name, identity, request.peer_principal)
+        if trace is not None:
+            trace.rules.append(RuleTrace(rule.name, True, decision.message, decided=True))
+        return decision
+    return Decision(
+        Outcome.FORBIDDEN,
+        Reason.NO_MATCHING_RULE,
+        "no rule allows this request",
+        policy=policy.name,
+        identity=identity,
+    )
+
+
+def _apply(rule: CompiledRule, policy: str, identity: Identity | None, peer: str) -> Decision:
+    if rule.deny:
+        return Decision(
+            Outcome.FORBIDDEN, Reason.DENIED_BY_RULE, "denied by rule", rule.name, policy, identity
+        )
+    if rule.allow == "anonymous":
+        reason = Reason.ALLOWED if identity else Reason.ANONYMOUS_ALLOWED
+        return Decision(Outcome.ALLOW, reason, "open to anyone", rule.name, policy, identity)
+    if identity is None:
+        return _unauthenticated(
+            Reason.AUTHENTICATION_REQUIRED, "authentication required", policy, rule.name
+        )
+    unmet = rule.unmet(identity, peer)
+    if unmet is not None:
+        reason, message = unmet
+        return Decision(Outcome.FORBIDDEN, reason, message, rule.name, policy, identity)
+    return Decision(Outcome.ALLOW, Reason.ALLOWED, "requirements met", rule.name, policy, identity)
+
+
+__all__ = ["CompiledPolicy", "PolicySet", "RuleTrace", "Trace", "evaluate"]

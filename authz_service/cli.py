@@ -1,0 +1,197 @@
+"""`authz-service serve | check-config | explain | hash-key`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from authz_service.authn.jwks_registry import JwksRegistry
+from authz_service.config.loader import ConfigError, load_config
+from authz_service.model import Identity, RequestAttributes
+from authz_service.runtime import build_runtime
+from authz_service.services.check import CheckService, Explanation
+
+
+def _parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'name: value', got {text!r}")
+    return name.strip().lower(), value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authz-service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve ext_authz over gRPC")
+    serve.add_argument("--config", required=True, help="YAML config file")
+    serve.add_argument("--listen", help="override server.listen (host:port)")
+    serve.add_argument("--log-level", default="INFO")
+
+    check = commands.add_parser("check-config", help="validate a config file and exit 0/1")
+    check.add_argument("config")
+
+    explain = commands.add_parser("explain", help="show the decision for a described request")
+    explain.add_argument("--config", required=True)
+    explain.add_argument("--method", default="GET")
+    explain.add_argument("--host", default="localhost")
+    explain.add_argument("--path", required=True)
+    explain.add_argument("-H", "--header", action="append", default=[], type=_parse_header)
+    explain.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="context_extensions entry, e.g. policy=internal",
+    )
+    explain.add_argument("--source-address", default="")
+    explain.add_argument("--peer-principal", default="")
+    explain.add_argument("--json", action="store_true")
+
+    hash_key = commands.add_parser("hash-key", help="hash an API key for the config (reads stdin)")
+    hash_key.add_argument("--stdin", action="store_true", help="read the key from stdin")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "check-config":
+        return _check_config(args.config)
+    if args.command == "explain":
+        return asyncio.run(_explain(args))
+    if args.command == "hash-key":
+        return _hash_key(args.stdin)
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from authz_service.server import serve
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(serve(args.config, args.listen))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_config(path: str) -> int:
+    try:
+        loaded = load_config(path)
+        build_runtime(loaded, JwksRegistry())
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    config = loaded.config
+    print(
+        f"{path}: OK (version {loaded.digest[:12]}; {len(config.jwt_providers)} JWT providers, "
+        f"{len(config.api_keys.keys)} API keys, policies: {', '.join(sorted(config.policies))})"
+    )
+    return 0
+
+
+def _hash_key(from_stdin: bool) -> int:
+    key = sys.stdin.readline().rstrip("\n") if from_stdin else getpass.getpass("API key: ")
+    if not key:
+        print("error: empty key", file=sys.stderr)
+        return 1
+    print("sha256:" + hashlib.sha256(key.encode()).hexdigest())
+    return 0
+
+
+async def _explain(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    registry = JwksRegistry()
+    runtime = build_runtime(loaded, registry)
+    context = dict(item.partition("=")[::2] for item in args.context)
+    request = RequestAttributes(
+        method=args.method.upper(),
+        host=args.host,
+        path=args.path,
+        headers=dict(args.header),
+        source_address=args.source_address,
+        peer_principal=args.peer_principal,
+        context=context,
+    )
+    try:
+        explanation = await CheckService(lambda: runtime).explain(request)
+    finally:
+        await registry.close()
+    print(_render_json(explanation) if args.json else _render_text(explanation))
+    return 0
+
+
+def _identity_view(identity: Identity | None) -> dict[str, object] | None:
+    if identity is None:
+        return None
+    return {
+        "principal": identity.principal,
+        "method": identity.method.value,
+        "issuer": identity.issuer,
+        "roles": sorted(identity.roles),
+        "scopes": sorted(identity.scopes),
+        "tier": identity.tier,
+    }
+
+
+def _render_json(explanation: Explanation) -> str:
+    decision = explanation.decision
+    return json.dumps(
+        {
+            "decision": decision.outcome.value,
+            "reason": decision.reason.value,
+            "message": decision.message,
+            "policy": decision.policy,
+            "rule": decision.rule,
+            "credential": explanation.credential,
+            "identity": _identity_view(decision.identity),
+            "path": explanation.trace.path,
+            "rules": [
+                {"rule": r.rule, "matched": r.matched, "decided": r.decided, "why": r.why}
+                for r in explanation.trace.rules
+            ],
+        },
+        indent=2,
+    )
+
+
+def _render_text(explanation: Explanation) -> str:
+    decision = explanation.decision
+    lines = [
+        f"decision:   {decision.outcome.value.upper()} ({decision.reason.value})",
+        f"policy:     {decision.policy or '-'}",
+        f"rule:       {decision.rule or '-'}",
+        f"why:        {decision.message}",
+        f"credential: {explanation.credential}",
+    ]
+    identity = _identity_view(decision.identity)
+    if identity:
+        lines.append(
+            f"identity:   {identity['principal']} via {identity['method']}, "
+            f"roles {identity['roles']}, scopes {identity['scopes']}"
+        )
+    if explanation.trace.path:
+        lines.append(f"path:       {explanation.trace.path} (canonical)")
+    lines.append("rules evaluated, in order:")
+    for rule in explanation.trace.rules:
+        mark = "=>" if rule.decided else "  "
+        state = "matched" if rule.matched else "skipped"
+        lines.append(f"  {mark} {rule.rule}: {state}: {rule.why}")
+    if not explanation.trace.rules:
+        lines.append("  (none)")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""Read a config file, validate it, and explain what is wrong in terms of the file's lines."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from authz_service.config.model import Config, FieldError
+
+M = TypeVar("M", bound=BaseModel)
+
+LinePath = tuple[str | int, ...]
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file, line and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    config: Config
+    path: Path
+    digest: str  # sha256 of the file's bytes: the config version operators see
+
+
+def _record_lines(node: yaml.Node, path: LinePath, lines: dict[LinePath, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _record_lines(value_node, (*path, key), lines)
+            # Keep the key's own line for the entry, not the value's first line.
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*path, index), lines)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
+    """Parse YAML, returning the data and a map from field path to line number."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    lines: dict[LinePath, int] = {}
+    if node is not None:
+        _record_lines(node, (), lines)
+    return data, lines
+
+
+def _line_for(loc: LinePath, lines: dict[LinePath, int]) -> int | None:
+    # Pydantic's loc may contain union branch names; walk back to the nearest known path.
+    path = tuple(part for part in loc if isinstance(part, int) or not _is_type_tag(part))
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
+
+
+def _is_type_tag(part: str) -> bool:
+    return part in {"Requirement", "literal['anonymous','authenticated']"} or part.startswith(
+        ("function-", "literal[")
+    )
+
+
+def format_validation_error(error: ValidationError, source: str, lines: dict[LinePath, int]) -> str:
+    problems = []
+    for item in error.errors():
+        loc: LinePath = tuple(item["loc"])
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, FieldError):
+            loc = (*loc, *cause.loc)
+        line = _line_for(loc, lines)
+        field = ".".join(str(part) for part in loc if not _is_type_tag(str(part))) or "(top)"
+        where = f"{source}:{line}" if line else source
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling)"
+        problems.append(f"{where}: {field}: {message}")
+    return "\n".join(dict.fromkeys(problems))
+
+
+def validate_document(model: type[M], data: Any, source: str, lines: dict[LinePath, int]) -> M:
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the top level must be a mapping of settings")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source, lines)) from None
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+
+
+def load_config(
+    path: str | Path, extra_checks: Callable[[Config], None] | None = None
+) -> LoadedConfig:
+    """Load and validate `path`. Raises ConfigError with every problem found."""
+    file_path = Path(path)
+    raw = read_file(file_path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file_path}: not UTF-8 text") from None
+    data, lines = parse_yaml(text, str(file_path))
+    config = validate_document(Config, data, str(file_path), lines)
+    if extra_checks is not None:
+        extra_checks(config)
+    return LoadedConfig(config=config, path=file_path, digest=hashlib.sha256(raw).hexdigest())

@@ -1,0 +1,306 @@
+"""The configuration file's schema: typed, validated, unknown keys rejected.
+
+One YAML file describes the server, how callers authenticate (JWT providers, API keys, mTLS
+peers), the headers we hand to the upstream, and the RBAC policies.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Asymmetric algorithms only: a shared-secret HS* key in a gateway config is one more secret to
+# leak, and allowing HS* next to RS* is how the "HS256 signed with the public key" attack works.
+AsymmetricAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+
+_SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
+_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+class FieldError(ValueError):
+    """A check across fields that one field fails: `loc` (relative to the model) names it,
+    so that the loader can point at that field's line rather than at the whole model."""
+
+    def __init__(self, message: str, loc: tuple[str | int, ...]):
+        super().__init__(message)
+        self.loc = loc
+
+
+def _first_repeat(values: list[str]) -> int | None:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            return index
+        seen.add(value)
+    return None
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _header_name(value: str) -> str:
+    lowered = value.lower()
+    if not _HEADER_NAME.match(lowered):
+        raise ValueError(f"{value!r} is not a valid HTTP header name")
+    return lowered
+
+
+HeaderName = Annotated[str, Field(min_length=1)]
+
+
+class ServerSettings(Strict):
+    listen: str = "127.0.0.1:9001"
+    grace_period_s: float = Field(default=5.0, ge=0)
+    # Watch the config file and reload on change (SIGHUP always reloads).
+    watch_config: bool = True
+    max_concurrent_rpcs: int | None = Field(default=None, ge=1)
+
+
+class TokenSource(Strict):
+    """Where a token is read from: exactly one of header or cookie."""
+
+    header: HeaderName | None = None
+    prefix: str = ""
+    cookie: str | None = None
+
+    @field_validator("header")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return None if value is None else _header_name(value)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TokenSource:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("a token source names exactly one of 'header' or 'cookie'")
+        if self.cookie is not None and self.prefix:
+            raise ValueError("'prefix' applies to headers only")
+        return self
+
+
+DEFAULT_TOKEN_SOURCES = (TokenSource(header="authorization", prefix="Bearer "),)
+
+
+class JwksSettings(Strict):
+    refresh_interval_s: float = Field(default=300.0, gt=0)
+    # Unknown `kid`: at most one refetch per this interval, whatever the request rate.
+    min_refetch_interval_s: float = Field(default=10.0, ge=0)
+    fetch_timeout_s: float = Field(default=2.0, gt=0)
+    max_response_bytes: int = Field(default=1_000_000, gt=0)
+
+
+class JwtProvider(Strict):
+    name: str = Field(min_length=1)
+    issuer: str = Field(min_length=1)
+    audiences: list[str] = Field(min_length=1)
+    # Without jwks_uri the keys are found through OIDC discovery from the issuer.
+    jwks_uri: str | None = None
+    algorithms: list[AsymmetricAlgorithm] = Field(default=["RS256"], min_length=1)
+    leeway_s: float = Field(default=30.0, ge=0, le=600)
+    max_lifetime_s: float | None = Field(default=None, gt=0)
+    max_token_bytes: int = Field(default=8192, gt=0)
+    token_sources: list[TokenSource] = Field(default_factory=lambda: list(DEFAULT_TOKEN_SOURCES))
+    # Dotted claim paths, e.g. "realm_access.roles"; values may be lists or space-separated.
+    roles_claims: list[str] = Field(default_factory=lambda: ["roles"])
+    scope_claims: list[str] = Field(default_factory=lambda: ["scope", "scp"])
+    subject_claim: str = "sub"
+    tier_claim: str | None = None
+    # Extra claims copied to upstream headers: claim path -> header name.
+    claims_to_headers: dict[str, HeaderName] = Field(default_factory=dict)
+    jwks: JwksSettings = JwksSettings()
+
+    @field_validator("claims_to_headers")
+    @classmethod
+    def _lower_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return {claim: _header_name(header) for claim, header in value.items()}
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _http_uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("jwks_uri must be an http(s) URL")
+        return value
+
+
+class ApiKey(Strict):
+    name: str = Field(min_length=1)
+    # The key is stored as "sha256:<hex>" of its value, never in clear.
+    hash: str
+    principal: str = Field(min_length=1)
+    roles: list[str] = Field(default_factory=list)
+    scopes: list[str] = Field(default_factory=list)
+    tier: str = ""
+
+    @field_validator("hash")
+    @classmethod
+    def _hashed(cls, value: str) -> str:
+        if not _SHA256_HEX.match(value):
+            raise ValueError(
+                "must be 'sha256:' followed by 64 lower-case hex digits "
+                "(run `authz-service hash-key` to compute it); keys are never stored in clear"
+            )
+        return value
+
+
+class ApiKeySettings(Strict):
+    header: HeaderName = "x-api-key"
+    keys: list[ApiKey] = Field(default_factory=list)
+
+    @field_validator("header")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return _header_name(value)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ApiKeySettings:
+        seen: set[str] = set()
+        for key in self.keys:
+            if key.hash in seen:
+                raise ValueError(f"API key {key.name!r} has the same hash as another key")
+            seen.add(key.hash)
+        return self
+
+
+class MtlsSettings(Strict):
+    """Trust the peer identity Envoy reports (URI SAN / SPIFFE ID of the client certificate)."""
+
+    # When no token or API key is presented, the peer principal becomes the identity.
+    authenticate_peers: bool = False
+    # Globs of peer principals accepted as identities, e.g. "spiffe://prod.example/ns/*/sa/*".
+    trusted_principals: list[str] = Field(default_factory=lambda: ["spiffe://*"])
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class IdentityHeaders(Strict):
+    """Headers set for the upstream on allow (overwriting), and stripped from client requests."""
+
+    subject: HeaderName | None = "x-user-id"
+    roles: HeaderName | None = "x-user-roles"
+    scopes: HeaderName | None = None
+    tier: HeaderName | None = "x-user-tier"
+    auth_method: HeaderName | None = "x-auth-method"
+    issuer: HeaderName | None = None
+    # Remove the credential (Authorization, API key header) before the upstream sees it.
+    strip_credentials: bool = False
+    # Further headers no client may send (always removed from the request on allow).
+    always_remove: list[HeaderName] = Field(default_factory=list)
+
+    @field_validator("subject", "roles", "scopes", "tier", "auth_method", "issuer", mode="after")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return None if value is None else _header_name(value)
+
+    @field_validator("always_remove")
+    @classmethod
+    def _lower_all(cls, value: list[str]) -> list[str]:
+        return [_header_name(item) for item in value]
+
+
+class PathMatch(Strict):
+    exact: str | None = None
+    prefix: str | None = None
+    glob: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PathMatch:
+        given = [v for v in (self.exact, self.prefix, self.glob) if v is not None]
+        if len(given) != 1:
+            raise ValueError("a path match names exactly one of 'exact', 'prefix' or 'glob'")
+        if not given[0].startswith("/"):
+            raise ValueError(f"path {given[0]!r} must start with '/'")
+        return self
+
+
+class RequestMatch(Strict):
+    """Empty lists match everything; within a list any entry may match."""
+
+    hosts: list[str] = Field(default_factory=list)
+    methods: list[str] = Field(default_factory=list)
+    paths: list[PathMatch] = Field(default_factory=list)
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [method.upper() for method in value]
+
+
+class Requirement(Strict):
+    """What an identity needs. All given conditions must hold."""
+
+    roles_any: list[str] = Field(default_factory=list)
+    roles_all: list[str] = Field(default_factory=list)
+    scopes_all: list[str] = Field(default_factory=list)
+    principals: list[str] = Field(default_factory=list)
+    peer_principals: list[str] = Field(default_factory=list)
+    auth_methods: list[Literal["jwt", "api_key", "mtls"]] = Field(default_factory=list)
+
+
+class Rule(Strict):
+    name: str = Field(min_length=1)
+    match: RequestMatch = RequestMatch()
+    # "anonymous": anyone; "authenticated": any verified identity; a Requirement: conditions.
+    allow: Literal["anonymous", "authenticated"] | Requirement | None = None
+    deny: bool = False
+
+    @model_validator(mode="after")
+    def _allow_xor_deny(self) -> Rule:
+        if self.deny == (self.allow is not None):
+            raise ValueError(f"rule {self.name!r} needs exactly one of 'allow' or 'deny: true'")
+        return self
+
+
+class Policy(Strict):
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Policy:
+        names = [rule.name for rule in self.rules]
+        repeat = _first_repeat(names)
+        if repeat is not None:
+            raise FieldError(
+                f"rule names must be unique, {names[repeat]!r} is repeated",
+                ("rules", repeat, "name"),
+            )
+        return self
+
+
+class PolicySelection(Strict):
+    # The `context_extensions` key (set per route or virtual host in Envoy) naming the policy.
+    context_key: str = "policy"
+    default: str = "default"
+
+
+class Config(Strict):
+    server: ServerSettings = ServerSettings()
+    jwt_providers: list[JwtProvider] = Field(default_factory=list)
+    api_keys: ApiKeySettings = ApiKeySettings()
+    mtls: MtlsSettings = MtlsSettings()
+    identity_headers: IdentityHeaders = IdentityHeaders()
+    policy_selection: PolicySelection = PolicySelection()
+    policies: dict[str, Policy] = Field(min_length=1)
+    # Deny bodies for 401/403 carry this realm in WWW-Authenticate.
+    realm: str = "authz-service"
+    # Verified tokens kept (until their expiry) so repeated tokens skip signature checks.
+    token_cache_max_entries: int = Field(default=10_000, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        repeat = _first_repeat([provider.name for provider in self.jwt_providers])
+        if repeat is not None:
+            raise FieldError("jwt provider names must be unique", ("jwt_providers", repeat, "name"))
+        repeat = _first_repeat([provider.issuer for provider in self.jwt_providers])
+        if repeat is not None:
+            raise FieldError(
+                "two jwt providers have the same issuer", ("jwt_providers", repeat, "issuer")
+            )
+        if self.policy_selection.default not in self.policies:
+            raise FieldError(
+                f"{self.policy_selection.default!r} is not one of the policies: "
+                f"{', '.join(sorted(self.policies))}",
+                ("policy_selection", "default"),
+            )
+        return self

@@ -1,0 +1,94 @@
+"""Envoy ext_authz protobufs <-> core types. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import struct_pb2
+from google.rpc import code_pb2, status_pb2
+
+from authz_service.model import Outcome, RequestAttributes
+from authz_service.response_policy import AllowResponse, DenyResponse
+
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_RPC_CODE = {
+    Outcome.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
+    Outcome.FORBIDDEN: code_pb2.PERMISSION_DENIED,
+    Outcome.RATE_LIMITED: code_pb2.RESOURCE_EXHAUSTED,
+    Outcome.UNAVAILABLE: code_pb2.UNAVAILABLE,
+}
+# Envoy rejects header values with these; claims are cleaned earlier, this is the last guard.
+_FORBIDDEN_IN_VALUE = str.maketrans("", "", "\r\n\x00")
+
+
+def _headers_of(
+    http: external_auth_pb2.attribute__context__pb2.AttributeContext.HttpRequest,
+) -> dict[str, str]:
+    if http.headers:
+        return dict(http.headers)
+    # Envoy sends header_map instead when `encode_raw_headers` is on.
+    headers: dict[str, str] = {}
+    for entry in http.header_map.headers:
+        value = entry.raw_value.decode("utf-8", "replace") if entry.raw_value else entry.value
+        key = entry.key.lower()
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    return headers
+
+
+def request_attributes(request: external_auth_pb2.CheckRequest) -> RequestAttributes:
+    attributes = request.attributes
+    http = attributes.request.http
+    source = attributes.source
+    address = source.address.socket_address.address if source.HasField("address") else ""
+    return RequestAttributes(
+        method=http.method,
+        host=http.host,
+        path=http.path,
+        headers=_headers_of(http),
+        source_address=address,
+        peer_principal=source.principal,
+        context=dict(attributes.context_extensions),
+        request_id=http.id,
+    )
+
+
+def _header_options(headers: Mapping[str, str]) -> list[base_pb2.HeaderValueOption]:
+    return [
+        base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=key, value=value.translate(_FORBIDDEN_IN_VALUE)),
+            append_action=_OVERWRITE,
+        )
+        for key, value in headers.items()
+    ]
+
+
+def _struct(values: Mapping[str, str]) -> struct_pb2.Struct:
+    metadata = struct_pb2.Struct()
+    metadata.update({key: value for key, value in values.items() if value})
+    return metadata
+
+
+def allow_response(response: AllowResponse) -> external_auth_pb2.CheckResponse:
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=code_pb2.OK),
+        ok_response=external_auth_pb2.OkHttpResponse(
+            headers=_header_options(response.headers_to_set),
+            headers_to_remove=list(response.headers_to_remove),
+        ),
+        dynamic_metadata=_struct(response.dynamic_metadata),
+    )
+
+
+def deny_response(outcome: Outcome, response: DenyResponse) -> external_auth_pb2.CheckResponse:
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=_RPC_CODE.get(outcome, code_pb2.PERMISSION_DENIED)),
+        denied_response=external_auth_pb2.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=response.status),
+            headers=_header_options(response.headers),
+            body=response.body,
+        ),
+        dynamic_metadata=_struct(response.dynamic_metadata),
+    )

@@ -1,0 +1,128 @@
+"""Core value types shared by the decision core and the transports.
+
+These know nothing of protobuf, gRPC, JWT libraries or storage: servicers translate Envoy
+messages into `RequestAttributes`, the core answers with a `Decision`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAttributes:
+    """The parts of an HTTP request that policy can look at.
+
+    Header names are lower-case (HTTP/2 and Envoy already normalise them).
+    """
+
+    method: str
+    host: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    source_address: str = ""
+    peer_principal: str = ""
+    context: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = ""
+
+    @property
+    def path_without_query(self) -> str:
+        cut = len(self.path)
+        for sep in ("?", "#"):
+            index = self.path.find(sep)
+            if index != -1:
+                cut = min(cut, index)
+        return self.path[:cut]
+
+
+class AuthMethod(enum.StrEnum):
+    JWT = "jwt"
+    API_KEY = "api_key"
+    MTLS = "mtls"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the caller is, once a credential has been verified."""
+
+    principal: str
+    method: AuthMethod
+    issuer: str = ""
+    roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    tier: str = ""
+    claims: Mapping[str, str] = field(default_factory=dict)
+    expires_at: float | None = None
+
+
+class Outcome(enum.StrEnum):
+    ALLOW = "allow"
+    UNAUTHENTICATED = "unauthenticated"  # 401
+    FORBIDDEN = "forbidden"  # 403
+    RATE_LIMITED = "rate_limited"  # 429
+    UNAVAILABLE = "unavailable"  # 503: the service could not decide (fail closed)
+
+
+class Reason(enum.StrEnum):
+    """Stable reason codes: they appear in response bodies, headers, logs and metric labels."""
+
+    ALLOWED = "allowed"
+    ANONYMOUS_ALLOWED = "anonymous_allowed"
+    MISSING_CREDENTIALS = "missing_credentials"
+    MALFORMED_TOKEN = "malformed_token"
+    TOKEN_TOO_LARGE = "token_too_large"
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
+    FORBIDDEN_TOKEN_HEADER = "forbidden_token_header"
+    UNKNOWN_ISSUER = "unknown_issuer"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_NOT_YET_VALID = "token_not_yet_valid"
+    TOKEN_LIFETIME_TOO_LONG = "token_lifetime_too_long"
+    WRONG_AUDIENCE = "wrong_audience"
+    WRONG_ISSUER = "wrong_issuer"
+    MISSING_CLAIM = "missing_claim"
+    INVALID_TOKEN = "invalid_token"
+    TOKEN_REVOKED = "token_revoked"
+    INVALID_API_KEY = "invalid_api_key"
+    AMBIGUOUS_CREDENTIALS = "ambiguous_credentials"
+    AUTHENTICATION_REQUIRED = "authentication_required"
+    MISSING_ROLE = "missing_role"
+    MISSING_SCOPE = "missing_scope"
+    PRINCIPAL_NOT_ALLOWED = "principal_not_allowed"
+    DENIED_BY_RULE = "denied_by_rule"
+    NO_MATCHING_RULE = "no_matching_rule"
+    UNKNOWN_POLICY = "unknown_policy"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL_ERROR = "internal_error"
+    BAD_REQUEST = "bad_request"
+    OVERLOADED = "overloaded"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthnFailure:
+    """A credential was presented (or required) and did not verify."""
+
+    reason: Reason
+    message: str
+    # RFC 6750 error code for WWW-Authenticate: invalid_request | invalid_token
+    bearer_error: str = "invalid_token"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    reason: Reason
+    message: str = ""
+    rule: str = ""
+    policy: str = ""
+    identity: Identity | None = None
+    bearer_error: str = ""
+    # Headers the deny response carries besides the standard ones (e.g. rate-limit headers).
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome is Outcome.ALLOW

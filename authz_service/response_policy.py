@@ -1,0 +1,142 @@
+"""A Decision -> what Envoy should do with the request, as plain data (no protobuf).
+
+Allow: identity headers for the upstream (overwriting any client copy), every other identity
+header the client sent removed, credentials stripped when configured, dynamic metadata for
+the rate-limit filter. Deny: status, `WWW-Authenticate` (RFC 6750), reason header, JSON body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from authz_service.config.model import Config
+from authz_service.model import Decision, Identity, Outcome
+
+REASON_HEADER = "x-authz-reason"
+
+_STATUS = {
+    Outcome.UNAUTHENTICATED: 401,
+    Outcome.FORBIDDEN: 403,
+    Outcome.RATE_LIMITED: 429,
+    Outcome.UNAVAILABLE: 503,
+}
+_ERROR = {
+    Outcome.UNAUTHENTICATED: "unauthenticated",
+    Outcome.FORBIDDEN: "forbidden",
+    Outcome.RATE_LIMITED: "rate_limited",
+    Outcome.UNAVAILABLE: "unavailable",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AllowResponse:
+    headers_to_set: Mapping[str, str]
+    headers_to_remove: tuple[str, ...]
+    dynamic_metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DenyResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: str
+    dynamic_metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class ResponsePolicy:
+    def __init__(self, config: Config, credential_headers: frozenset[str]):
+        names = config.identity_headers
+        self._realm = _quoted(config.realm)
+        self._subject = names.subject
+        self._roles = names.roles
+        self._scopes = names.scopes
+        self._tier = names.tier
+        self._method = names.auth_method
+        self._issuer = names.issuer
+        claim_headers = {
+            header
+            for provider in config.jwt_providers
+            for header in provider.claims_to_headers.values()
+        }
+        identity_names = {
+            name
+            for name in (
+                names.subject,
+                names.roles,
+                names.scopes,
+                names.tier,
+                names.auth_method,
+                names.issuer,
+            )
+            if name
+        }
+        self.identity_header_names = frozenset(
+            identity_names | claim_headers | set(names.always_remove)
+        )
+        self._strip = credential_headers if names.strip_credentials else frozenset()
+
+    def allow(self, decision: Decision) -> AllowResponse:
+        identity = decision.identity
+        headers = self._identity_headers(identity) if identity else {}
+        removed = sorted((self.identity_header_names - headers.keys()) | self._strip)
+        metadata = {"policy": decision.policy, "rule": decision.rule}
+        if identity is not None:
+            metadata.update(
+                principal=identity.principal,
+                auth_method=identity.method.value,
+                tier=identity.tier,
+                roles=",".join(sorted(identity.roles)),
+            )
+        return AllowResponse(headers, tuple(removed), metadata)
+
+    def _identity_headers(self, identity: Identity) -> dict[str, str]:
+        headers: dict[str, str] = dict(identity.claims)
+        values = (
+            (self._subject, identity.principal),
+            (self._roles, ",".join(sorted(identity.roles))),
+            (self._scopes, " ".join(sorted(identity.scopes))),
+            (self._tier, identity.tier),
+            (self._method, identity.method.value),
+            (self._issuer, identity.issuer),
+        )
+        for name, value in values:
+            if name and value:
+                headers[name] = value
+        return headers
+
+    def deny(self, decision: Decision) -> DenyResponse:
+        status = _STATUS.get(decision.outcome, 403)
+        headers = {
+            "content-type": "application/json",
+            "cache-control": "no-store",
+            REASON_HEADER: decision.reason.value,
+        }
+        if decision.outcome is Outcome.UNAUTHENTICATED:
+            challenge = f'Bearer realm="{self._realm}"'
+            if decision.bearer_error:
+                challenge += (
+                    f', error="{decision.bearer_error}", '
+                    f'error_description="{_quoted(decision.message)}"'
+                )
+            headers["www-authenticate"] = challenge
+        headers.update(decision.extra_headers)
+        body = json.dumps(
+            {
+                "error": _ERROR.get(decision.outcome, "forbidden"),
+                "reason": decision.reason.value,
+                "message": decision.message,
+            },
+            separators=(",", ":"),
+        )
+        metadata = {
+            "policy": decision.policy,
+            "rule": decision.rule,
+            "reason": decision.reason.value,
+        }
+        return DenyResponse(status, headers, body, metadata)

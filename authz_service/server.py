@@ -1,0 +1,127 @@
+"""Process wiring: the gRPC server, health, reflection, reload, signals, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from authz_service.authn.jwks_registry import JwksRegistry
+from authz_service.config.reload import ConfigReloader
+from authz_service.grpc.authorization_servicer import AuthorizationServicer
+from authz_service.runtime import Runtime, build_runtime
+from authz_service.services.check import CheckService
+
+log = logging.getLogger(__name__)
+
+AUTHORIZATION_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+
+# Keep-alive settings that let Envoy's long-lived HTTP/2 connections stay up.
+SERVER_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+)
+
+
+class AuthzServer:
+    """One serving process. `start()` then `wait()`; `stop()` drains gracefully."""
+
+    def __init__(self, config_path: str | Path, listen: str | None = None) -> None:
+        self.registry = JwksRegistry()
+        self.reloader: ConfigReloader[Runtime] = ConfigReloader(
+            config_path, lambda loaded: build_runtime(loaded, self.registry), self._after_reload
+        )
+        settings = self.reloader.current.loaded.config.server
+        self.listen = listen or settings.listen
+        self.grace_period_s = settings.grace_period_s
+        self.checks = CheckService(lambda: self.reloader.current)
+        self.health = HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._stop_watching = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.reloader.current
+
+    async def _after_reload(self, runtime: Runtime) -> None:
+        await self.registry.retain_only(runtime.loaded.config.jwt_providers)
+
+    async def start(self) -> None:
+        settings = self.runtime.loaded.config.server
+        self._server = grpc.aio.server(
+            options=list(SERVER_OPTIONS),
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        )
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+            AuthorizationServicer(self.checks), self._server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (
+                AUTHORIZATION_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self._server,
+        )
+        self.port = self._server.add_insecure_port(self.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.listen}")
+        self.registry.start()
+        await self._server.start()
+        for service in ("", AUTHORIZATION_SERVICE):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if settings.watch_config:
+            self._tasks.append(asyncio.create_task(self.reloader.watch(self._stop_watching)))
+        log.info("serving on %s (config version %s)", self.listen, self.runtime.version)
+
+    async def stop(self) -> None:
+        """NOT_SERVING first (so health checks steer traffic away), then drain, then exit."""
+        await self.health.enter_graceful_shutdown()
+        self._stop_watching.set()
+        if self._server is not None:
+            await self._server.stop(self.grace_period_s)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.registry.close()
+
+    async def wait(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+
+async def serve(config_path: str | Path, listen: str | None = None) -> None:
+    server = AuthzServer(config_path, listen)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload_on_sighup() -> None:
+        task = loop.create_task(server.reloader.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
+    await server.start()
+    try:
+        await stopping.wait()
+        log.info("shutting down (grace %.1fs)", server.grace_period_s)
+    finally:
+        await server.stop()

