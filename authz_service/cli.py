@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from authz_service.admin_cli import add_admin_parser, run_admin
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.loader import ConfigError, load_config
 from authz_service.model import Identity, RequestAttributes
@@ -21,7 +22,8 @@ from authz_service.services.check import CheckService, Explanation
 def _parse_header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected 'name: value', got {text!r}")
+        # Not echoed: the text is usually a credential (a token or an API key).
+        raise argparse.ArgumentTypeError("expected 'name: value' (the value is not shown)")
     return name.strip().lower(), value.strip()
 
 
@@ -32,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve ext_authz over gRPC")
     serve.add_argument("--config", required=True, help="YAML config file")
     serve.add_argument("--listen", help="override server.listen (host:port)")
+    serve.add_argument("--admin-listen", help="override admin.listen (host:port)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="serving processes; worker i listens on the base port + i",
+    )
     serve.add_argument("--log-level", default="INFO")
 
     check = commands.add_parser("check-config", help="validate a config file and exit 0/1")
@@ -54,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--peer-principal", default="")
     explain.add_argument("--json", action="store_true")
 
+    add_admin_parser(commands)
+
     hash_key = commands.add_parser("hash-key", help="hash an API key for the config (reads stdin)")
     hash_key.add_argument("--stdin", action="store_true", help="read the key from stdin")
     return parser
@@ -69,21 +80,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_explain(args))
     if args.command == "hash-key":
         return _hash_key(args.stdin)
+    if args.command == "admin":
+        return run_admin(args)
     return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
     from authz_service.server import serve
 
+    if args.workers > 1:
+        return _supervise(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(serve(args.config, args.listen))
+        asyncio.run(serve(args.config, args.listen, args.admin_listen))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    from authz_service.workers import Supervisor
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s supervisor: %(message)s")
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    settings = loaded.config.server
+    try:
+        supervisor = Supervisor(
+            args.config,
+            args.listen or settings.listen,
+            args.workers,
+            ["--log-level", args.log_level],
+            args.admin_listen or loaded.config.admin.listen,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return supervisor.run(settings.grace_period_s)
 
 
 def _check_config(path: str) -> int:

@@ -55,6 +55,8 @@ class Identity:
     tier: str = ""
     claims: Mapping[str, str] = field(default_factory=dict)
     expires_at: float | None = None
+    token_id: str = ""  # the JWT's `jti`, for revocation
+    issued_at: float | None = None
 
 
 class Outcome(enum.StrEnum):
@@ -96,6 +98,8 @@ class Reason(enum.StrEnum):
     NO_MATCHING_RULE = "no_matching_rule"
     UNKNOWN_POLICY = "unknown_policy"
     RATE_LIMITED = "rate_limited"
+    LOCKED_OUT = "locked_out"
+    RATE_LIMIT_UNAVAILABLE = "rate_limit_unavailable"
     INTERNAL_ERROR = "internal_error"
     BAD_REQUEST = "bad_request"
     OVERLOADED = "overloaded"
@@ -122,6 +126,8 @@ class Decision:
     bearer_error: str = ""
     # Headers the deny response carries besides the standard ones (e.g. rate-limit headers).
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    # A deny body that must match another path's exactly (the 429 of the RateLimitService).
+    body: str = ""
 
     @property
     def allowed(self) -> bool:

@@ -49,6 +49,15 @@ def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+_MAX_DESCRIPTION = 200
+
+
+def _description(message: str) -> str:
+    """RFC 6750 error_description: printable ASCII only; messages may quote token content."""
+    printable = "".join(ch for ch in message if " " <= ch <= "~")
+    return _quoted(printable[:_MAX_DESCRIPTION])
+
+
 class ResponsePolicy:
     def __init__(self, config: Config, credential_headers: frozenset[str]):
         names = config.identity_headers
@@ -122,11 +131,11 @@ class ResponsePolicy:
             if decision.bearer_error:
                 challenge += (
                     f', error="{decision.bearer_error}", '
-                    f'error_description="{_quoted(decision.message)}"'
+                    f'error_description="{_description(decision.message)}"'
                 )
             headers["www-authenticate"] = challenge
         headers.update(decision.extra_headers)
-        body = json.dumps(
+        body = decision.body or json.dumps(
             {
                 "error": _ERROR.get(decision.outcome, "forbidden"),
                 "reason": decision.reason.value,

@@ -1,15 +1,63 @@
-"""Everything compiled from one config file: what a reload swaps atomically."""
+"""Everything compiled from one config file: what a reload swaps atomically.
+
+Long-lived resources (JWKS caches, the quota store and its connections) live outside a
+Runtime and are shared by successive ones, so a reload keeps keys, counters and connections.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from authz_service.authn.authenticator import Authenticator
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.authz.rbac import PolicySet
-from authz_service.config.loader import LoadedConfig
+from authz_service.config.loader import ConfigError, LoadedConfig
+from authz_service.quota import QuotaPlan
+from authz_service.ratelimit import RateLimiter, RateLimitSettings, build_limiter, build_store
+from authz_service.ratelimit import load_config as load_rate_limit_config
+from authz_service.ratelimit.store import QuotaStore
 from authz_service.response_policy import ResponsePolicy
+
+log = logging.getLogger(__name__)
+
+
+class QuotaStoreHolder:
+    """The process's quota store, built once from the first config that names one.
+
+    Store settings (backend, Redis URL) take effect at start; a reload that changes them is
+    reported and keeps the running store, while limits and failure behaviour do reload.
+    """
+
+    def __init__(self) -> None:
+        self.store: QuotaStore | None = None
+        self._settings: RateLimitSettings | None = None
+
+    def store_for(self, settings: RateLimitSettings) -> QuotaStore:
+        if self.store is None:
+            self.store = build_store(settings)
+            self._settings = settings
+        elif self._settings is not None and _store_identity(settings) != _store_identity(
+            self._settings
+        ):
+            log.warning("rate_limit store settings changed: restart the service to apply them")
+        return self.store
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+
+def _store_identity(settings: RateLimitSettings) -> tuple[object, ...]:
+    return (
+        settings.store,
+        settings.redis,
+        settings.circuit_breaker,
+        settings.local_over_limit_cache,
+        settings.local_cache_max_entries,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,19 +67,44 @@ class Runtime:
     policies: PolicySet
     responses: ResponsePolicy
     loaded_at: float
+    limiter: RateLimiter | None = None
+    quota: QuotaPlan | None = None
 
     @property
     def version(self) -> str:
         return self.loaded.digest[:12]
 
 
-def build_runtime(loaded: LoadedConfig, registry: JwksRegistry) -> Runtime:
+def build_runtime(
+    loaded: LoadedConfig, registry: JwksRegistry, stores: QuotaStoreHolder | None = None
+) -> Runtime:
+    """Compile a loaded config. Raises ConfigError for problems only visible when compiling."""
     config = loaded.config
     authenticator = Authenticator(config, registry.prepare(config.jwt_providers))
+    limiter = None
+    quota = None
+    if config.rate_limit is not None:
+        settings = config.rate_limit
+        limits = load_rate_limit_config(
+            settings, loaded.path.parent, str(loaded.path), loaded.lines
+        )
+        store = (stores or QuotaStoreHolder()).store_for(settings)
+        limiter = build_limiter(settings, limits, store)
+        if config.check_quota is not None:
+            if not limits.has_domain(config.check_quota.domain):
+                line = loaded.lines.get(("check_quota", "domain"))
+                where = f"{loaded.path}:{line}" if line else str(loaded.path)
+                raise ConfigError(
+                    f"{where}: check_quota.domain: no rate-limit domain "
+                    f"{config.check_quota.domain!r} (known: {', '.join(sorted(limits.domains))})"
+                )
+            quota = QuotaPlan(config.check_quota)
     return Runtime(
         loaded=loaded,
         authenticator=authenticator,
         policies=PolicySet(config.policies, config.policy_selection),
         responses=ResponsePolicy(config, authenticator.credential_headers()),
         loaded_at=time.time(),
+        limiter=limiter,
+        quota=quota,
     )

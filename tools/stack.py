@@ -2,8 +2,9 @@
 
     ./scripts/stack.sh        (sets up .venv, then runs: python -m tools.stack)
 
-Ctrl-C stops everything. Ports: Envoy public 10000, internal 10001, admin 9901;
-authz_service 9001; upstream 8080; development IdP (JWKS) 8081.
+Ctrl-C stops everything. Ports: Envoy public HTTPS 10000 (plain HTTP 10080 redirects to it),
+internal 10001, metrics 10002, admin 9901; authz_service 9001; upstream v1 8080, v2 (canary)
+8082; development IdP (JWKS) 8081. The development CA is .stack/tls/ca.crt.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from pathlib import Path
 
 from tools.demo_upstream import start_in_thread
+from tools.dev_cert import generate as generate_dev_certs
 from tools.dev_idp import STATE_DIR, DevIdentityProvider
 from tools.processes import (
     REPO_ROOT,
@@ -47,17 +49,22 @@ def main() -> int:
         return 1
     idp = _idp(state)
     idp.start(IDP_PORT)
+    tls_dir = generate_dev_certs(state / "tls")
     upstream = start_in_thread(int(LOCAL_DEFAULTS["UPSTREAM_PORT"]))
+    upstream_v2 = start_in_thread(int(LOCAL_DEFAULTS["UPSTREAM_V2_PORT"]), version="v2")
     config = write_service_config(
         REPO_ROOT / "config" / "local.yaml",
         state / "authz.yaml",
         listen_port=int(LOCAL_DEFAULTS["AUTHZ_PORT"]),
         jwks_uri=idp.jwks_uri,
+        admin_port=9002,
     )
     authz = start_authz(config, int(LOCAL_DEFAULTS["AUTHZ_PORT"]), state)
     with stopping([authz]) as processes:
         public, internal = int(LOCAL_DEFAULTS["PUBLIC_PORT"]), int(LOCAL_DEFAULTS["INTERNAL_PORT"])
-        processes.append(start_envoy({}, state, [public, internal]))
+        processes.append(
+            start_envoy({**LOCAL_DEFAULTS, "TLS_DIR": tls_dir}, state, [public, internal])
+        )
         token = idp.mint("alice", roles=["editor"], lifetime_s=3600, extra_claims={"tier": "gold"})
         admin = idp.mint("root", roles=["admin"], lifetime_s=3600)
         print(_banner(public, internal, token, admin, state), flush=True)
@@ -72,29 +79,39 @@ def main() -> int:
                         f"see {process.log_path}"
                     )
                     done.set()
-    upstream.shutdown()
-    upstream.server_close()
+    for server in (upstream, upstream_v2):
+        server.shutdown()
+        server.server_close()
     idp.stop()
     return 0
 
 
 def _banner(public: int, internal: int, token: str, admin: str, state: Path) -> str:
-    base = f"http://127.0.0.1:{public}"
+    base = f"https://localhost:{public}"
+    curl = f"curl --cacert {state.relative_to(REPO_ROOT)}/tls/ca.crt"
     return f"""
 Local stack is up (logs in {state}/). Try:
 
+  # plain HTTP is redirected to HTTPS (308)
+  curl -i http://127.0.0.1:{LOCAL_DEFAULTS["PUBLIC_HTTP_PORT"]}/public/hello
+
   # anonymous route: allowed
-  curl -i {base}/public/hello
+  {curl} -i {base}/public/hello
   # no token on a protected route: 401 with WWW-Authenticate
-  curl -i {base}/api/orders
+  {curl} -i {base}/api/orders
   # alice (role editor, tier gold): allowed; the upstream echoes the identity headers it got
-  curl -i -H 'authorization: Bearer {token}' {base}/api/orders
+  {curl} -i -H 'authorization: Bearer {token}' {base}/api/orders
   # alice on an admin route: 403
-  curl -i -H 'authorization: Bearer {token}' {base}/admin/users
+  {curl} -i -H 'authorization: Bearer {token}' {base}/admin/users
+  # canary: ask for the new version (otherwise 10% of /api/ requests get it)
+  {curl} -s -H 'x-canary: true' -H 'authorization: Bearer {token}' {base}/api/orders
+  # a bulk download, throttled to 1 MiB/s by Envoy's bandwidth_limit filter
+  {curl} -o /dev/null -w '%{{speed_download}} B/s\\n' -H 'authorization: Bearer {token}' \\
+      '{base}/downloads/big.bin?bytes=3145728'
   # an admin: allowed
-  curl -i -H 'authorization: Bearer {admin}' {base}/admin/users
+  {curl} -i -H 'authorization: Bearer {admin}' {base}/admin/users
   # a spoofed identity header is removed before the upstream
-  curl -s -H 'x-user-id: mallory' -H 'authorization: Bearer {token}' {base}/api/orders
+  {curl} -s -H 'x-user-id: mallory' -H 'authorization: Bearer {token}' {base}/api/orders
   # internal listener, service API key (development key)
   curl -i -H 'x-api-key: dev-only-api-key' http://127.0.0.1:{internal}/internal/jobs
   # why was it denied?

@@ -118,7 +118,11 @@ class Authenticator:
         self._max_token_bytes = max((p.max_token_bytes for p in config.jwt_providers), default=8192)
         self.api_keys = ApiKeyAuthenticator(config.api_keys) if config.api_keys.keys else None
         self.peers = PeerAuthenticator(config.mtls)
-        self.token_cache = token_cache or TokenCache(config.token_cache_max_entries, wall_clock)
+        self.token_cache = (
+            token_cache
+            if token_cache is not None
+            else TokenCache(config.token_cache_max_entries, wall_clock)
+        )
 
     @property
     def verifiers(self) -> Mapping[str, JwtProviderVerifier]:

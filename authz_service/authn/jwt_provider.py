@@ -90,13 +90,11 @@ class JwtProviderVerifier:
         exp = claims["exp"]
         if not isinstance(exp, int | float) or isinstance(exp, bool):
             return AuthnFailure(Reason.MALFORMED_TOKEN, "token 'exp' is not a number")
-        if provider.max_lifetime_s is not None:
-            iat = claims["iat"]
-            if exp - iat > provider.max_lifetime_s:
-                return AuthnFailure(
-                    Reason.TOKEN_LIFETIME_TOO_LONG,
-                    f"token lifetime exceeds {int(provider.max_lifetime_s)}s",
-                )
+        lifetime_cap = provider.max_lifetime_s
+        if lifetime_cap is not None and exp - claims["iat"] > lifetime_cap:
+            return AuthnFailure(
+                Reason.TOKEN_LIFETIME_TOO_LONG, f"token lifetime exceeds {int(lifetime_cap)}s"
+            )
         subject = claim_at(claims, provider.subject_claim)
         if not isinstance(subject, str) or not subject:
             return AuthnFailure(Reason.MISSING_CLAIM, f"token lacks '{provider.subject_claim}'")
@@ -114,4 +112,6 @@ class JwtProviderVerifier:
                 if claim_at(claims, path) is not None
             },
             expires_at=float(exp),
+            token_id=jti if isinstance(jti := claims.get("jti"), str) else "",
+            issued_at=float(iat) if isinstance(iat := claims.get("iat"), int | float) else None,
         )

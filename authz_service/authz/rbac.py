@@ -97,7 +97,10 @@ class CompiledRule:
             return Reason.PRINCIPAL_NOT_ALLOWED, f"auth method {identity.method.value} not allowed"
         if self._principals and not any(p.fullmatch(identity.principal) for p in self._principals):
             return Reason.PRINCIPAL_NOT_ALLOWED, "principal not allowed"
-        if self._peers and not any(p.fullmatch(peer_principal) for p in self._peers):
+        # No client certificate is no peer at all, even for a pattern like "*".
+        if self._peers and not (
+            peer_principal and any(p.fullmatch(peer_principal) for p in self._peers)
+        ):
             return Reason.PRINCIPAL_NOT_ALLOWED, "peer (mTLS) principal not allowed"
         if req.roles_any and identity.roles.isdisjoint(req.roles_any):
             return Reason.MISSING_ROLE, f"needs one of roles {sorted(req.roles_any)}"

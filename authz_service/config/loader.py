@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +26,9 @@ class ConfigError(Exception):
 class LoadedConfig:
     config: Config
     path: Path
-    digest: str  # sha256 of the file's bytes: the config version operators see
+    # sha256 of the file and of the rate-limit files it points at: the config version.
+    digest: str
+    lines: Mapping[LinePath, int] = field(default_factory=dict)
 
 
 def _record_lines(node: yaml.Node, path: LinePath, lines: dict[LinePath, int]) -> None:
@@ -124,4 +126,19 @@ def load_config(
     config = validate_document(Config, data, str(file_path), lines)
     if extra_checks is not None:
         extra_checks(config)
-    return LoadedConfig(config=config, path=file_path, digest=hashlib.sha256(raw).hexdigest())
+    digest = hashlib.sha256(raw)
+    for extra in _referenced_files(config, file_path.parent):
+        digest.update(extra.name.encode() + b"\0" + read_file(extra))
+    return LoadedConfig(config=config, path=file_path, digest=digest.hexdigest(), lines=lines)
+
+
+def _referenced_files(config: Config, base_dir: Path) -> list[Path]:
+    """Files the config pulls in: a change to any of them is a new config version."""
+    if config.rate_limit is None or config.rate_limit.config_dir is None:
+        return []
+    directory = config.rate_limit.config_dir
+    if not directory.is_absolute():
+        directory = base_dir / directory
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())

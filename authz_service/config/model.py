@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from authz_service.ratelimit.settings import RateLimitSettings, RedisSettings
+
 # Asymmetric algorithms only: a shared-secret HS* key in a gateway config is one more secret to
 # leak, and allowing HS* next to RS* is how the "HS256 signed with the public key" attack works.
 AsymmetricAlgorithm = Literal[
@@ -200,6 +202,90 @@ class IdentityHeaders(Strict):
         return [_header_name(item) for item in value]
 
 
+class RevocationSettings(Strict):
+    """Where revoked tokens are recorded; redis shares them across replicas."""
+
+    store: Literal["memory", "redis"] = "memory"
+    redis: RedisSettings = RedisSettings(key_prefix="authz:revoked:")
+    # Full re-read of the revocation set (safety net for missed pub/sub messages).
+    sync_interval_s: float = Field(default=30.0, gt=0)
+    # Subject revocations and jti revocations without an expiry are kept this long.
+    max_token_lifetime_s: float = Field(default=86_400.0, gt=0)
+
+
+class AdminSettings(Strict):
+    """The admin gRPC API (explain, reload, status, revoke, quotas) on its own port."""
+
+    # None disables it. Loopback by default; any other address requires a token.
+    listen: str | None = "127.0.0.1:9002"
+    # "sha256:<hex>" of the admin bearer token (`authz-service hash-key`).
+    token_hash: str | None = None
+
+    @field_validator("token_hash")
+    @classmethod
+    def _hashed(cls, value: str | None) -> str | None:
+        if value is not None and not _SHA256_HEX.match(value):
+            raise ValueError("must be 'sha256:' followed by 64 lower-case hex digits")
+        return value
+
+    @model_validator(mode="after")
+    def _authenticated_when_exposed(self) -> AdminSettings:
+        if self.listen is not None and self.token_hash is None:
+            host = self.listen.rpartition(":")[0].strip("[]")
+            if host not in {"127.0.0.1", "localhost", "::1"}:
+                raise ValueError(
+                    f"admin.listen {self.listen!r} is not loopback: set admin.token_hash "
+                    "so that admin calls are authenticated"
+                )
+        return self
+
+
+QuotaSource = Literal["client_ip", "principal", "tier", "auth_method", "method", "host", "path"]
+
+
+class QuotaEntry(Strict):
+    """One descriptor entry: a key and where its value comes from (exactly one source)."""
+
+    key: str = Field(min_length=1)
+    value: str | None = None  # a literal
+    source: QuotaSource | None = None  # from the request or the identity just established
+    header: HeaderName | None = None  # a request header
+    context: str | None = None  # an Envoy context_extensions entry
+
+    @model_validator(mode="after")
+    def _one_source(self) -> QuotaEntry:
+        given = [v for v in (self.value, self.source, self.header, self.context) if v is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"entry {self.key!r} needs exactly one of 'value', 'source', 'header', 'context'"
+            )
+        if self.header is not None:
+            object.__setattr__(self, "header", _header_name(self.header))
+        return self
+
+
+class QuotaDescriptor(Strict):
+    entries: list[QuotaEntry] = Field(min_length=1)
+    # Only for these methods (e.g. writes); empty means every method.
+    methods: list[str] = Field(default_factory=list)
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [method.upper() for method in value]
+
+
+class CheckQuota(Strict):
+    """Enforce rate limits inside Check (one gRPC call per request for auth, RBAC and quota).
+
+    Descriptors are built like Envoy's rate_limits actions, with the identity available; a
+    descriptor whose value is missing (e.g. no principal on an anonymous route) is skipped.
+    """
+
+    domain: str = Field(min_length=1)
+    descriptors: list[QuotaDescriptor] = Field(min_length=1)
+
+
 class PathMatch(Strict):
     exact: str | None = None
     prefix: str | None = None
@@ -284,6 +370,10 @@ class Config(Strict):
     policies: dict[str, Policy] = Field(min_length=1)
     # Deny bodies for 401/403 carry this realm in WWW-Authenticate.
     realm: str = "authz-service"
+    rate_limit: RateLimitSettings | None = None
+    check_quota: CheckQuota | None = None
+    revocation: RevocationSettings = RevocationSettings()
+    admin: AdminSettings = AdminSettings()
     # Verified tokens kept (until their expiry) so repeated tokens skip signature checks.
     token_cache_max_entries: int = Field(default=10_000, ge=0)
 
@@ -302,5 +392,10 @@ class Config(Strict):
                 f"{self.policy_selection.default!r} is not one of the policies: "
                 f"{', '.join(sorted(self.policies))}",
                 ("policy_selection", "default"),
+            )
+        if self.check_quota is not None and self.rate_limit is None:
+            raise FieldError(
+                "check_quota needs a rate_limit section (the limits and their store)",
+                ("check_quota",),
             )
         return self

@@ -76,6 +76,8 @@ class ConfigReloader(Generic[T]):
                 # Off the event loop: parsing and compiling must not stall requests.
                 loaded = await asyncio.to_thread(load_config, self.path)
                 if loaded.digest == self._digest:
+                    # The running version again (e.g. a bad edit reverted): nothing is wrong.
+                    self._last_error = ""
                     return False
                 built = await asyncio.to_thread(self._build, loaded)
             except ConfigError as error:

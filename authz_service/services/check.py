@@ -7,11 +7,20 @@ its own bugs is worse than none.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from authz_service.authz.rbac import Trace
 from authz_service.model import AuthnFailure, Decision, Identity, Outcome, Reason, RequestAttributes
+from authz_service.quota import QuotaPlan
+from authz_service.ratelimit import (
+    RateLimiter,
+    StoreUnavailable,
+    over_limit_body,
+    rate_limit_headers,
+)
+from authz_service.revocation import RevocationList
 from authz_service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -25,8 +34,9 @@ class Explanation:
 
 
 class CheckService:
-    def __init__(self, runtime: Callable[[], Runtime]):
+    def __init__(self, runtime: Callable[[], Runtime], revocations: RevocationList | None = None):
         self._runtime = runtime
+        self._revocations = revocations if revocations is not None else RevocationList()
 
     def runtime(self) -> Runtime:
         return self._runtime()
@@ -34,18 +44,83 @@ class CheckService:
     async def check(self, request: RequestAttributes) -> tuple[Decision, Runtime]:
         runtime = self._runtime()
         try:
-            authn = await runtime.authenticator.authenticate(request)
-            return runtime.policies.authorize(request, authn), runtime
+            return await self._decide(runtime, request), runtime
         except Exception:
             log.exception("check failed; denying")
             return Decision(Outcome.UNAVAILABLE, Reason.INTERNAL_ERROR, "internal error"), runtime
 
+    async def _decide(self, runtime: Runtime, request: RequestAttributes) -> Decision:
+        limiter = runtime.limiter
+        client_ip = request.source_address
+        brute_force = limiter is not None and limiter.brute_force_enabled and bool(client_ip)
+        if brute_force:
+            assert limiter is not None
+            lockout = await limiter.lockout_state(client_ip)
+            if lockout.locked:
+                return _locked_out(lockout.retry_after)
+        authn = await self._authenticate(runtime, request)
+        if brute_force and isinstance(authn, AuthnFailure):
+            assert limiter is not None
+            await limiter.record_auth_failure(client_ip)
+        decision = runtime.policies.authorize(request, authn)
+        if decision.allowed and runtime.quota is not None and limiter is not None:
+            return await _enforce_quota(runtime.quota, limiter, request, decision)
+        return decision
+
     async def explain(self, request: RequestAttributes) -> Explanation:
         runtime = self._runtime()
         trace = Trace()
-        authn = await runtime.authenticator.authenticate(request)
+        authn = await self._authenticate(runtime, request)
         decision = runtime.policies.authorize(request, authn, trace)
         return Explanation(decision, trace, _describe_credential(runtime, request, authn))
+
+    async def _authenticate(
+        self, runtime: Runtime, request: RequestAttributes
+    ) -> Identity | AuthnFailure | None:
+        authn = await runtime.authenticator.authenticate(request)
+        if isinstance(authn, Identity) and self._revocations.is_revoked(authn):
+            return AuthnFailure(Reason.TOKEN_REVOKED, "token has been revoked")
+        return authn
+
+
+def _locked_out(retry_after: float) -> Decision:
+    seconds = str(max(1, math.ceil(retry_after)))
+    return Decision(
+        Outcome.RATE_LIMITED,
+        Reason.LOCKED_OUT,
+        "too many failed authentication attempts from this address",
+        extra_headers={"retry-after": seconds},
+    )
+
+
+async def _enforce_quota(
+    plan: QuotaPlan, limiter: RateLimiter, request: RequestAttributes, decision: Decision
+) -> Decision:
+    descriptors = plan.descriptors(request, decision.identity)
+    if not descriptors:
+        return decision
+    try:
+        result = await limiter.check_descriptors(plan.domain, descriptors)
+    except StoreUnavailable:
+        # failure_mode "unavailable": fail closed with 503 (allow/deny modes never raise).
+        return replace(
+            decision,
+            outcome=Outcome.UNAVAILABLE,
+            reason=Reason.RATE_LIMIT_UNAVAILABLE,
+            message="rate-limit store unavailable",
+        )
+    if not result.over_limit:
+        return decision
+    headers = rate_limit_headers(result)
+    headers["retry-after"] = headers.get("x-ratelimit-reset", "1")
+    return replace(
+        decision,
+        outcome=Outcome.RATE_LIMITED,
+        reason=Reason.RATE_LIMITED,
+        message="too many requests",
+        extra_headers=headers,
+        body=over_limit_body(result).decode(),
+    )
 
 
 def _describe_credential(

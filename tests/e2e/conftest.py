@@ -1,17 +1,26 @@
-"""The local stack as real processes: Envoy -> authz_service -> demo upstream, dev IdP JWKS."""
+"""The local stack as real processes: Envoy -> authz_service -> demo upstream, dev IdP JWKS.
+
+The public listener is HTTPS with a development certificate made for the run; `Stack.client()`
+trusts its CA. The upstream runs in two versions (v1 stable, v2 canary) as in docker-compose.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import ssl
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 
+from tests.e2e.gateway import RateLimitSpy
 from tests.support import find_binary
 from tools.demo_upstream import start_in_thread
+from tools.dev_cert import generate as generate_dev_certs
 from tools.dev_idp import DevIdentityProvider
 from tools.processes import (
     REPO_ROOT,
@@ -32,9 +41,13 @@ class Stack:
     public_url: str
     internal_url: str
     workdir: Path
+    ca_file: Path
+    http_url: str  # the plain-HTTP listener that redirects to public_url
+    metrics_url: str
+    admin_url: str
 
     def client(self) -> httpx.Client:
-        return httpx.Client(timeout=10.0)
+        return httpx.Client(timeout=10.0, verify=trusting(self.ca_file))
 
     def logs(self) -> str:
         return f"--- authz ---\n{self.authz.log()}\n--- envoy ---\n{self.envoy.log()}"
@@ -51,47 +64,121 @@ def test_config(jwks_uri: str, port: int, out: Path) -> Path:
     return path
 
 
+def trusting(ca_file: Path) -> ssl.SSLContext:
+    """A TLS client context that trusts the run's development CA (and nothing else)."""
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
 @pytest.fixture(scope="session")
 def envoy_available() -> str:
     return find_binary("envoy")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, envoy_available: str) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("stack")
+@contextlib.contextmanager
+def running_stack(
+    workdir: Path,
+    *,
+    front: Callable[[int], int] | None = None,
+    edit_config: Callable[[dict[str, Any]], None] | None = None,
+    envoy_values: Mapping[str, object] | None = None,
+) -> Iterator[Stack]:
+    """Start the stack; stop every process when the block ends.
+
+    `front(authz_port)` may start something between Envoy and authz_service and return the
+    port Envoy should call instead; `edit_config` changes the service config before it starts.
+    """
     idp = DevIdentityProvider()
     idp.start()
     upstream = start_in_thread()
+    upstream_v2 = start_in_thread(version="v2")
     authz_port, public, internal, admin = free_port(), free_port(), free_port(), free_port()
+    http, metrics = free_port(), free_port()
+    tls_dir = generate_dev_certs(workdir / "tls")
     config_path = test_config(idp.jwks_uri, authz_port, workdir / "authz.yaml")
+    if edit_config is not None:
+        config = yaml.safe_load(config_path.read_text())
+        edit_config(config)
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     authz = start_authz(config_path, authz_port, workdir)
+    envoy: Process | None = None
     try:
         envoy = start_envoy(
             {
                 "ADMIN_PORT": admin,
                 "PUBLIC_PORT": public,
+                "PUBLIC_HTTP_PORT": http,
                 "INTERNAL_PORT": internal,
-                "AUTHZ_PORT": authz_port,
+                "METRICS_PORT": metrics,
+                "AUTHZ_PORT": front(authz_port) if front else authz_port,
                 "UPSTREAM_PORT": upstream.server_address[1],
+                "UPSTREAM_V2_PORT": upstream_v2.server_address[1],
+                "TLS_DIR": tls_dir,
+                **(envoy_values or {}),
             },
             workdir,
             [public, internal],
         )
-    except Exception:
+        yield Stack(
+            idp,
+            authz,
+            envoy,
+            config_path,
+            f"https://127.0.0.1:{public}",
+            f"http://127.0.0.1:{internal}",
+            workdir,
+            ca_file=tls_dir / "ca.crt",
+            http_url=f"http://127.0.0.1:{http}",
+            metrics_url=f"http://127.0.0.1:{metrics}",
+            admin_url=f"http://127.0.0.1:{admin}",
+        )
+    finally:
+        if envoy is not None:
+            envoy.stop()
         authz.stop()
-        raise
-    stack = Stack(
-        idp,
-        authz,
-        envoy,
-        config_path,
-        f"http://127.0.0.1:{public}",
-        f"http://127.0.0.1:{internal}",
-        workdir,
-    )
-    yield stack
-    envoy.stop()
-    authz.stop()
-    upstream.shutdown()
-    upstream.server_close()
-    idp.stop()
+        for server in (upstream, upstream_v2):
+            server.shutdown()
+            server.server_close()
+        idp.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, envoy_available: str) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
+
+
+# A rule for the gateway's bulk-download route (/downloads/), for the tests of that route.
+DOWNLOADS_RULE = {
+    "name": "downloads",
+    "match": {"methods": ["GET", "HEAD"], "paths": [{"prefix": "/downloads/"}]},
+    "allow": "authenticated",
+}
+
+
+def with_downloads_rule(config: dict[str, Any]) -> None:
+    config["policies"]["public"]["rules"].insert(0, DOWNLOADS_RULE)
+
+
+@dataclass
+class Gateway:
+    stack: Stack
+    spy: RateLimitSpy
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, envoy_available: str) -> Iterator[Gateway]:
+    """The stack with a RateLimitSpy as the authz_service endpoint Envoy calls."""
+    spies: list[RateLimitSpy] = []
+
+    def front(authz_port: int) -> int:
+        spies.append(RateLimitSpy(authz_port).start())
+        return spies[0].port
+
+    try:
+        with running_stack(
+            tmp_path_factory.mktemp("gateway"), front=front, edit_config=with_downloads_rule
+        ) as stack:
+            yield Gateway(stack, spies[0])
+    finally:
+        for spy in spies:
+            spy.stop()

@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, trusting
 from tools.demo_upstream import start_in_thread
+from tools.dev_cert import generate as generate_dev_certs
 from tools.processes import Process, free_port, start_envoy
 
 pytestmark = pytest.mark.envoy
@@ -18,10 +19,11 @@ pytestmark = pytest.mark.envoy
 @pytest.fixture(scope="module")
 def envoy_without_authz(
     tmp_path_factory: pytest.TempPathFactory, envoy_available: str
-) -> Iterator[str]:
+) -> Iterator[tuple[str, Path]]:
     workdir: Path = tmp_path_factory.mktemp("no-authz")
     upstream = start_in_thread()
     public, internal, admin = free_port(), free_port(), free_port()
+    tls_dir = generate_dev_certs(workdir / "tls")
     envoy: Process = start_envoy(
         {
             "ADMIN_PORT": admin,
@@ -29,31 +31,34 @@ def envoy_without_authz(
             "INTERNAL_PORT": internal,
             "AUTHZ_PORT": free_port(),  # nothing listens there
             "UPSTREAM_PORT": upstream.server_address[1],
+            "TLS_DIR": tls_dir,
         },
         workdir,
         [public],
     )
-    yield f"http://127.0.0.1:{public}"
+    yield f"https://127.0.0.1:{public}", tls_dir / "ca.crt"
     envoy.stop()
     upstream.shutdown()
     upstream.server_close()
 
 
-def test_requests_are_refused_when_the_service_is_down(envoy_without_authz: str) -> None:
-    with httpx.Client(timeout=10) as client:
-        anonymous = client.get(envoy_without_authz + "/public/page")
-        with_token = client.get(
-            envoy_without_authz + "/api/orders", headers={"authorization": "Bearer x.y.z"}
-        )
+def test_requests_are_refused_when_the_service_is_down(
+    envoy_without_authz: tuple[str, Path],
+) -> None:
+    url, ca_file = envoy_without_authz
+    with httpx.Client(timeout=10, verify=trusting(ca_file)) as client:
+        anonymous = client.get(url + "/public/page")
+        with_token = client.get(url + "/api/orders", headers={"authorization": "Bearer x.y.z"})
 
     assert anonymous.status_code == 503
     assert with_token.status_code == 503
     assert "version" not in anonymous.text  # the upstream's echo never came back
 
 
-def test_health_route_skips_authorization(envoy_without_authz: str) -> None:
-    with httpx.Client(timeout=10) as client:
-        response = client.get(envoy_without_authz + "/healthz")
+def test_health_route_skips_authorization(envoy_without_authz: tuple[str, Path]) -> None:
+    url, ca_file = envoy_without_authz
+    with httpx.Client(timeout=10, verify=trusting(ca_file)) as client:
+        response = client.get(url + "/healthz")
 
     assert response.status_code == 200
     assert response.text == "ok\n"
@@ -63,7 +68,7 @@ def test_stopping_the_service_mid_run_makes_envoy_deny(stack: Stack) -> None:
     """This module starts its own stack, so stopping its service affects no other test."""
     token = stack.idp.mint("alice", roles=["editor"])
     headers = {"authorization": f"Bearer {token}"}
-    with httpx.Client(timeout=10) as client:
+    with stack.client() as client:
         assert client.get(stack.public_url + "/api/orders", headers=headers).status_code == 200
         stack.authz.stop()
         assert client.get(stack.public_url + "/api/orders", headers=headers).status_code == 503

@@ -1,0 +1,172 @@
+"""`authz-service admin explain|status|reload|revoke|quota`: a client of the admin gRPC API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
+
+
+def add_admin_parser(commands: Any) -> None:
+    admin = commands.add_parser("admin", help="talk to a running service's admin API")
+    admin.add_argument("--address", default="127.0.0.1:9002", help="admin API host:port")
+    admin.add_argument(
+        "--token-env",
+        default="AUTHZ_ADMIN_TOKEN",
+        help="environment variable holding the admin token (never passed on the command line)",
+    )
+    admin.add_argument("--json", action="store_true", help="print the raw response as JSON")
+    admin.add_argument("--timeout", type=float, default=5.0)
+    actions = admin.add_subparsers(dest="action", required=True)
+
+    explain = actions.add_parser("explain", help="the decision for a described request")
+    explain.add_argument("--method", default="GET")
+    explain.add_argument("--host", default="localhost")
+    explain.add_argument("--path", required=True)
+    explain.add_argument("-H", "--header", action="append", default=[])
+    explain.add_argument(
+        "--token-from-env", metavar="VAR", help="bearer token to evaluate, read from VAR"
+    )
+    explain.add_argument("--context", action="append", default=[], metavar="KEY=VALUE")
+    explain.add_argument("--source-address", default="")
+    explain.add_argument("--peer-principal", default="")
+
+    actions.add_parser("status", help="config version, reloads, JWKS state")
+    actions.add_parser("reload", help="reload the config file now")
+
+    revoke = actions.add_parser("revoke", help="revoke a token by jti, or a subject's tokens")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--jti")
+    target.add_argument("--subject")
+    revoke.add_argument("--issuer", default="")
+    revoke.add_argument("--until", type=float, default=0.0, help="jti: unix time the token expires")
+    revoke.add_argument(
+        "--before", type=float, default=0.0, help="subject: tokens issued before (unix)"
+    )
+
+    quota = actions.add_parser("quota", help="read (or --reset) a descriptor's counters")
+    quota.add_argument("--domain", required=True)
+    quota.add_argument("--entry", action="append", default=[], metavar="KEY=VALUE", required=True)
+    quota.add_argument("--reset", action="store_true")
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    token = os.environ.get(args.token_env, "")
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    with grpc.insecure_channel(args.address) as channel:
+        stub = admin_pb2_grpc.AdminServiceStub(channel)
+        try:
+            response = _call(stub, args, metadata)
+        except grpc.RpcError as error:
+            print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json_format.MessageToJson(response, preserving_proto_field_name=True))
+    else:
+        print(_render(args.action, response))
+    return 0
+
+
+def _call(stub: Any, args: argparse.Namespace, metadata: Any) -> Any:
+    timeout = args.timeout
+    if args.action == "explain":
+        request = admin_pb2.ExplainRequest(
+            method=args.method,
+            host=args.host,
+            path=args.path,
+            source_address=args.source_address,
+            peer_principal=args.peer_principal,
+            context_extensions=dict(item.partition("=")[::2] for item in args.context),
+        )
+        for header in args.header:
+            name, _, value = header.partition(":")
+            request.headers.add(name=name.strip(), value=value.strip())
+        if args.token_from_env:
+            request.token = os.environ.get(args.token_from_env, "")
+        return stub.Explain(request, timeout=timeout, metadata=metadata)
+    if args.action == "status":
+        return stub.Status(admin_pb2.StatusRequest(), timeout=timeout, metadata=metadata)
+    if args.action == "reload":
+        return stub.Reload(admin_pb2.ReloadRequest(), timeout=timeout, metadata=metadata)
+    if args.action == "revoke":
+        if args.jti:
+            request = admin_pb2.RevokeRequest(jti=args.jti, until_or_before_unix=args.until)
+        else:
+            request = admin_pb2.RevokeRequest(
+                subject=args.subject, issuer=args.issuer, until_or_before_unix=args.before
+            )
+        return stub.Revoke(request, timeout=timeout, metadata=metadata)
+    entries = [
+        admin_pb2.DescriptorEntry(key=key, value=value)
+        for key, _, value in (item.partition("=") for item in args.entry)
+    ]
+    request = admin_pb2.QuotaRequest(domain=args.domain, entries=entries)
+    method = stub.ResetQuota if args.reset else stub.GetQuota
+    return method(request, timeout=timeout, metadata=metadata)
+
+
+def _when(unix: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix)) if unix else "never"
+
+
+def _render(action: str, response: Any) -> str:
+    if action == "explain":
+        lines = [
+            f"decision:   {response.decision.upper()} ({response.reason})",
+            f"policy:     {response.policy or '-'}",
+            f"rule:       {response.rule or '-'}",
+            f"why:        {response.message}",
+            f"credential: {response.credential}",
+        ]
+        if response.HasField("identity"):
+            identity = response.identity
+            lines.append(
+                f"identity:   {identity.principal} via {identity.auth_method}, "
+                f"roles {list(identity.roles)}"
+            )
+        lines.append("rules evaluated, in order:")
+        for rule in response.rules:
+            mark = "=>" if rule.decided else "  "
+            lines.append(
+                f"  {mark} {rule.rule}: {'matched' if rule.matched else 'skipped'}: {rule.why}"
+            )
+        return "\n".join(lines)
+    if action == "status":
+        lines = [
+            f"config:     {response.config_path} version {response.version}, "
+            f"loaded {_when(response.loaded_at_unix)}",
+            f"reloads:    {response.reloads} ok, {response.failed_reloads} failed",
+            f"last error: {response.last_error or '-'}",
+            f"revocation: {response.revocation_store}",
+        ]
+        for jwks in response.jwks:
+            lines.append(
+                f"jwks {jwks.provider}: {len(jwks.key_ids)} keys, "
+                f"refreshed {_when(jwks.last_refresh_unix)}, "
+                f"last failure {_when(jwks.last_failure_unix)} {jwks.last_error}".rstrip()
+            )
+        return "\n".join(lines)
+    if action == "reload":
+        if response.error:
+            return f"reload rejected, still on version {response.version}:\n{response.error}"
+        return f"{'reloaded' if response.changed else 'unchanged'}: version {response.version}"
+    if action == "revoke":
+        return f"revoked until {_when(response.expires_at_unix)}"
+    lines = []
+    for counter in response.counters:
+        name = counter.limit_name or "(unnamed)"
+        lines.append(
+            f"{name}: {counter.used}/{counter.requests_per_unit} per {counter.unit}, "
+            f"{counter.remaining} left, resets in {counter.reset_in_seconds:.1f}s"
+        )
+    return "\n".join(lines) or "(no counters)"
+
+
+__all__ = ["add_admin_parser", "run_admin"]

@@ -1,0 +1,64 @@
+"""Rate-limit descriptors for the one-call mode, built from the request and the identity.
+
+Pure: it turns `check_quota` config, a request and an identity into descriptor entries, the
+way Envoy's route `rate_limits` actions would, with the identity Check just established.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from authz_service.config.model import CheckQuota, QuotaEntry
+from authz_service.model import Identity, RequestAttributes
+
+Entry = tuple[str, str]
+_Resolver = Callable[[RequestAttributes, Identity | None], str]
+
+_SOURCES: dict[str, _Resolver] = {
+    "client_ip": lambda request, _identity: request.source_address,
+    "principal": lambda _request, identity: identity.principal if identity else "",
+    "tier": lambda _request, identity: identity.tier if identity else "",
+    "auth_method": lambda _request, identity: identity.method.value if identity else "",
+    "method": lambda request, _identity: request.method.upper(),
+    "host": lambda request, _identity: request.host,
+    "path": lambda request, _identity: request.path_without_query,
+}
+
+
+def _resolver(entry: QuotaEntry) -> _Resolver:
+    if entry.value is not None:
+        literal = entry.value
+        return lambda _request, _identity: literal
+    if entry.source is not None:
+        return _SOURCES[entry.source]
+    if entry.header is not None:
+        header = entry.header
+        return lambda request, _identity: request.headers.get(header, "")
+    context_key = entry.context or ""
+    return lambda request, _identity: request.context.get(context_key, "")
+
+
+class QuotaPlan:
+    def __init__(self, config: CheckQuota) -> None:
+        self.domain = config.domain
+        self._descriptors = [
+            (
+                frozenset(descriptor.methods),
+                [(entry.key, _resolver(entry)) for entry in descriptor.entries],
+            )
+            for descriptor in config.descriptors
+        ]
+
+    def descriptors(
+        self, request: RequestAttributes, identity: Identity | None
+    ) -> list[list[Entry]]:
+        method = request.method.upper()
+        built: list[list[Entry]] = []
+        for methods, entries in self._descriptors:
+            if methods and method not in methods:
+                continue
+            values = [(key, resolve(request, identity)) for key, resolve in entries]
+            # Like Envoy's actions: a missing value drops the whole descriptor.
+            if all(value for _, value in values):
+                built.append(values)
+        return built

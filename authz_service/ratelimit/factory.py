@@ -1,0 +1,65 @@
+"""Build the store and the limiter from settings: `store: memory | redis` picks the backend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from authz_service.ratelimit.circuit import CircuitBreaker
+from authz_service.ratelimit.config import RateLimitConfig, load_rate_limit_config
+from authz_service.ratelimit.limiter import RateLimiter
+from authz_service.ratelimit.local_cache import CachingStore, OverLimitCache
+from authz_service.ratelimit.memory_store import MemoryStore
+from authz_service.ratelimit.resilient_store import ResilientStore
+from authz_service.ratelimit.settings import RateLimitSettings
+from authz_service.ratelimit.store import QuotaStore
+
+
+def build_store(settings: RateLimitSettings) -> QuotaStore:
+    """Never connects: Redis being down at start must not stop the service."""
+    store: QuotaStore
+    if settings.store == "redis":
+        from authz_service.ratelimit.redis_store import RedisStore  # only when configured
+
+        breaker = CircuitBreaker(
+            settings.circuit_breaker.failure_threshold, settings.circuit_breaker.open_for
+        )
+        store = ResilientStore(
+            RedisStore.from_settings(settings.redis), settings.redis.timeout_ms / 1000, breaker
+        )
+    else:
+        store = MemoryStore(settings.redis.key_prefix)
+    if settings.local_over_limit_cache:
+        store = CachingStore(store, OverLimitCache(settings.local_cache_max_entries))
+    return store
+
+
+def load_config(
+    settings: RateLimitSettings,
+    base_dir: Path | None = None,
+    source: str = "<config>",
+    lines: Mapping[Any, int] | None = None,
+) -> RateLimitConfig:
+    """Compile `config_dir` (relative to `base_dir`) and the inline `domains`.
+
+    `source`/`lines` are the main config file's name and line map, for error messages.
+    """
+    config_dir = settings.config_dir
+    if config_dir is not None and base_dir is not None and not config_dir.is_absolute():
+        config_dir = base_dir / config_dir
+    return load_rate_limit_config(config_dir, settings.domains, source, lines)
+
+
+def build_limiter(
+    settings: RateLimitSettings,
+    config: RateLimitConfig,
+    store: QuotaStore | None = None,
+) -> RateLimiter:
+    return RateLimiter(
+        config,
+        store if store is not None else build_store(settings),
+        shadow_mode=settings.shadow_mode,
+        failure_mode=settings.failure_mode,
+        brute_force=settings.brute_force,
+    )

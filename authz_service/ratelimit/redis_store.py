@@ -1,0 +1,159 @@
+"""QuotaStore on Redis: one EVALSHA per call, atomic, whatever the number of hits.
+
+Standalone Redis: every key of the batch goes in one script call (one round trip).
+Redis Cluster: a script may only touch keys of one hash slot, and we do not want a whole domain
+in one slot. Each descriptor's keys share a hash tag (`{domain|key=value...}`, set by the
+limiter), so the batch is split by slot and one script per slot runs, concurrently; with three
+descriptors that is up to three parallel round trips, each atomic for its descriptor.
+Time comes from the caller (`now`), as in envoyproxy/ratelimit; replicas' clocks should agree
+to well within a window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.retry import Retry
+
+from authz_service.ratelimit.algorithms import Verdict
+from authz_service.ratelimit.lua import ALGORITHM_CODES, SCRIPT
+from authz_service.ratelimit.settings import RedisSettings
+from authz_service.ratelimit.store import Hit, StoreUnavailable, plan
+
+_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+
+Client = Redis | RedisCluster
+
+
+def _connection_options(settings: RedisSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "username": settings.username,
+        "password": settings.password,
+        "socket_timeout": settings.timeout_ms / 1000,
+        "socket_connect_timeout": settings.connect_timeout_ms / 1000,
+        # Fail fast: the circuit breaker, not client retries, decides when to try again.
+        "retry": Retry(NoBackoff(), 0),
+    }
+    tls = settings.tls
+    if tls is not None:
+        options.update(
+            ssl=True,
+            ssl_ca_certs=str(tls.ca_file) if tls.ca_file else None,
+            ssl_certfile=str(tls.cert_file) if tls.cert_file else None,
+            ssl_keyfile=str(tls.key_file) if tls.key_file else None,
+            ssl_cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
+        )
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def create_client(settings: RedisSettings) -> Client:
+    """Build a client without connecting: an unreachable Redis must not stop the service."""
+    options = _connection_options(settings)
+    if settings.cluster:
+        return RedisCluster.from_url(settings.url, max_connections=settings.pool_size, **options)
+    pool = BlockingConnectionPool.from_url(
+        settings.url,
+        max_connections=settings.pool_size,
+        timeout=settings.timeout_ms / 1000,
+        **options,
+    )
+    return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
+
+
+def _arguments(hits: Sequence[Hit], now: float, prefix: str) -> tuple[list[str], list[str]]:
+    keys: list[str] = []
+    args: list[str] = [repr(float(now))]
+    for hit in hits:
+        p = plan(hit, now)
+        keys.extend(prefix + key for key in p.keys)
+        args += [
+            ALGORITHM_CODES[hit.algorithm],
+            str(hit.limit),
+            repr(float(hit.window_s)),
+            str(hit.hits),
+            "1" if hit.charge_rejected else "0",
+            repr(float(p.position.elapsed)),
+            str(p.ttl_ms),
+            repr(float(hit.lockout_s)),
+        ]
+    return keys, args
+
+
+def _verdicts(raw: Sequence[Sequence[Any]]) -> list[Verdict]:
+    return [Verdict(bool(int(a)), int(r), float(reset)) for a, r, reset in raw]
+
+
+class RedisStore:
+    def __init__(self, client: Client, key_prefix: str = "") -> None:
+        self._client = client
+        self._prefix = key_prefix
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings) -> RedisStore:
+        return cls(create_client(settings), settings.key_prefix)
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
+        if not hits:
+            return []
+        try:
+            if isinstance(self._client, RedisCluster):
+                return await self._apply_cluster(self._client, hits, now)
+            keys, args = _arguments(hits, now, self._prefix)
+            return _verdicts(await self._run(self._client, keys, args))
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(f"redis: {error}") from error
+
+    async def reset(self, hits: Sequence[Hit], now: float) -> None:
+        keys = [self._prefix + key for hit in hits for key in plan(hit, now).keys]
+        if not keys:
+            return
+        try:
+            # RedisCluster splits a multi-key DEL by slot itself.
+            await self._client.delete(*keys)
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(f"redis: {error}") from error
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _apply_cluster(
+        self, client: RedisCluster, hits: Sequence[Hit], now: float
+    ) -> list[Verdict]:
+        # redis-py fails when concurrent first commands race its lazy cluster discovery:
+        # discover first (a no-op once done), then fan out.
+        await client.initialize()
+        by_slot: dict[int, list[int]] = defaultdict(list)
+        for index, hit in enumerate(hits):
+            by_slot[client.keyslot(self._prefix + hit.key)].append(index)
+        groups = list(by_slot.values())
+        answers = await asyncio.gather(
+            *(
+                self._run(client, *_arguments([hits[i] for i in g], now, self._prefix))
+                for g in groups
+            )
+        )
+        results: list[Verdict | None] = [None] * len(hits)
+        for group, raw in zip(groups, answers, strict=True):
+            for index, verdict in zip(group, _verdicts(raw), strict=True):
+                results[index] = verdict
+        return [v for v in results if v is not None]
+
+    async def _run(self, client: Client, keys: list[str], args: list[str]) -> Any:
+        try:
+            return await client.evalsha(_SHA, len(keys), *keys, *args)
+        except NoScriptError:
+            # First call on this server (or after a restart): EVAL also caches the script.
+            return await client.eval(SCRIPT, len(keys), *keys, *args)

@@ -1,0 +1,215 @@
+"""Token revocation: by `jti` until the token expires, or every token of a subject issued
+before a time. Zero trust without waiting for tokens to expire.
+
+Every Check consults an in-process `RevocationList` (no I/O on the request path). With the
+Redis store, a revocation is written to Redis (with a TTL, so entries end when the tokens do)
+and published on a channel; every replica applies published revocations at once and re-reads
+the full set periodically, which covers messages missed while disconnected and new replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from authz_service.config.model import RevocationSettings
+from authz_service.model import Identity
+
+log = logging.getLogger(__name__)
+
+
+class RevocationList:
+    """The in-process view. Entries expire by themselves."""
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self._jti: dict[str, float] = {}  # jti -> expires at
+        self._subjects: dict[str, tuple[float, float]] = {}  # issuer|subject -> (before, expires)
+        self._clock = wall_clock
+
+    def __len__(self) -> int:
+        return len(self._jti) + len(self._subjects)
+
+    def add_jti(self, jti: str, expires_at: float) -> None:
+        self._jti[jti] = max(expires_at, self._jti.get(jti, 0.0))
+
+    def add_subject(self, issuer: str, subject: str, before: float, expires_at: float) -> None:
+        key = f"{issuer}|{subject}"
+        previous = self._subjects.get(key)
+        if previous is None or previous[0] < before:
+            self._subjects[key] = (before, expires_at)
+
+    def is_revoked(self, identity: Identity) -> bool:
+        if not self._jti and not self._subjects:
+            return False
+        now = self._clock()
+        if identity.token_id:
+            expires = self._jti.get(identity.token_id)
+            if expires is not None:
+                if expires > now:
+                    return True
+                del self._jti[identity.token_id]
+        entry = self._subjects.get(f"{identity.issuer}|{identity.principal}")
+        if entry is not None:
+            before, expires = entry
+            if expires <= now:
+                del self._subjects[f"{identity.issuer}|{identity.principal}"]
+            elif identity.issued_at is None or identity.issued_at < before:
+                return True
+        return False
+
+    def apply(self, message: dict[str, Any]) -> None:
+        """Apply one revocation as published/stored (see `encode`)."""
+        if message.get("kind") == "jti":
+            self.add_jti(str(message["jti"]), float(message["expires_at"]))
+        elif message.get("kind") == "subject":
+            self.add_subject(
+                str(message.get("issuer", "")),
+                str(message["subject"]),
+                float(message["before"]),
+                float(message["expires_at"]),
+            )
+
+
+class RevocationStore(Protocol):
+    revocations: RevocationList
+    description: str
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def revoke_jti(self, jti: str, expires_at: float) -> None: ...
+    async def revoke_subject(
+        self, issuer: str, subject: str, before: float, expires_at: float
+    ) -> None: ...
+
+
+class MemoryRevocationStore:
+    """One process only: revocations are not shared with other replicas."""
+
+    description = "memory"
+
+    def __init__(self, revocations: RevocationList | None = None) -> None:
+        self.revocations = revocations if revocations is not None else RevocationList()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def revoke_jti(self, jti: str, expires_at: float) -> None:
+        self.revocations.add_jti(jti, expires_at)
+
+    async def revoke_subject(
+        self, issuer: str, subject: str, before: float, expires_at: float
+    ) -> None:
+        self.revocations.add_subject(issuer, subject, before, expires_at)
+
+
+class RedisRevocationStore:
+    description = "redis"
+
+    def __init__(
+        self, settings: RevocationSettings, revocations: RevocationList | None = None
+    ) -> None:
+        import redis.asyncio as redis_asyncio
+
+        self.revocations = revocations if revocations is not None else RevocationList()
+        self._settings = settings
+        self._prefix = settings.redis.key_prefix
+        self._channel = self._prefix + "events"
+        options = settings.redis
+        self._client: Any = redis_asyncio.Redis.from_url(
+            options.url,
+            username=options.username,
+            password=options.password,
+            socket_timeout=max(options.timeout_ms / 1000, 1.0),
+            socket_connect_timeout=options.connect_timeout_ms / 1000,
+            decode_responses=True,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._sync_forever())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._client.aclose()
+
+    async def revoke_jti(self, jti: str, expires_at: float) -> None:
+        await self._store(
+            {"kind": "jti", "jti": jti, "expires_at": expires_at}, f"jti:{jti}", expires_at
+        )
+
+    async def revoke_subject(
+        self, issuer: str, subject: str, before: float, expires_at: float
+    ) -> None:
+        message = {
+            "kind": "subject",
+            "issuer": issuer,
+            "subject": subject,
+            "before": before,
+            "expires_at": expires_at,
+        }
+        await self._store(message, f"sub:{issuer}|{subject}", expires_at)
+
+    async def _store(self, message: dict[str, Any], key: str, expires_at: float) -> None:
+        ttl_ms = max(1, int((expires_at - time.time()) * 1000))
+        encoded = json.dumps(message)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.set(self._prefix + key, encoded, px=ttl_ms)
+            pipe.publish(self._channel, encoded)
+            await pipe.execute()
+        self.revocations.apply(message)
+
+    async def sync(self) -> int:
+        """Read every stored revocation into the local list; returns how many were read."""
+        count = 0
+        async for key in self._client.scan_iter(match=self._prefix + "*", count=500):
+            if key == self._channel:
+                continue
+            value = await self._client.get(key)
+            if value:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    self.revocations.apply(json.loads(value))
+                    count += 1
+        return count
+
+    async def _sync_forever(self) -> None:
+        while True:
+            try:
+                await self.sync()
+            except Exception as error:  # Redis down: keep what we have, try again later
+                log.warning("revocation sync failed: %s", error)
+            await asyncio.sleep(self._settings.sync_interval_s)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(self._channel)
+                # Anything published while we were not subscribed is picked up here.
+                await self.sync()
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        with contextlib.suppress(ValueError, KeyError, TypeError):
+                            self.revocations.apply(json.loads(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("revocation subscription lost (%s); retrying", error)
+                await asyncio.sleep(1.0)
+
+
+def build_revocation_store(settings: RevocationSettings) -> RevocationStore:
+    if settings.store == "redis":
+        return RedisRevocationStore(settings)
+    return MemoryRevocationStore()

@@ -1,0 +1,32 @@
+-- wrk script: the benchmark request with ten headers, the bearer token rotating through the
+-- pool (one token per line in the file given after `--`); prints one JSON line when done.
+local tokens = {}
+local next_token = 0
+
+function init(args)
+  for line in io.lines(args[1]) do
+    tokens[#tokens + 1] = line
+  end
+end
+
+function request()
+  next_token = next_token % #tokens + 1
+  return wrk.format("GET", "/api/orders/12345", {
+    ["Host"] = "api.example.com",
+    ["Authorization"] = "Bearer " .. tokens[next_token],
+    ["User-Agent"] = "bench-client/1.0",
+    ["Accept"] = "application/json",
+    ["Accept-Encoding"] = "gzip, br",
+    ["X-Forwarded-Proto"] = "https",
+  })
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, ' ..
+    '"p99_us": %d, "max_us": %d, "errors": {"connect": %d, "read": %d, "write": %d, ' ..
+    '"status": %d, "timeout": %d}}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end

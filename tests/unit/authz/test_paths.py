@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from authz_service.authz.paths import AmbiguousPath, canonical_path
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("/a/b", "/a/b"),
+        ("/a/./b", "/a/b"),
+        ("/a/b/../c", "/a/c"),
+        ("/../../etc/passwd", "/etc/passwd"),
+        ("/public/%2e%2e/admin", "/admin"),
+        ("/public/%2E%2E/admin", "/admin"),
+        ("/public/.%2e/admin", "/admin"),
+        ("//admin//users", "/admin/users"),
+        ("/admin/", "/admin/"),
+        ("", "/"),
+        ("admin", "/admin"),
+        ("/a%20b", "/a b"),
+        ("/caf%C3%A9", "/café"),
+    ],
+)
+def test_canonical_path_resolves_dot_segments_decodes_and_merges_slashes(
+    raw: str, expected: str
+) -> None:
+    assert canonical_path(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("/admin?x=/../public", "/admin"),
+        ("/admin#/../public", "/admin"),
+        ("/a/../b?c#d", "/b"),
+    ],
+)
+def test_canonical_path_strips_query_and_fragment_before_resolving(raw: str, expected: str) -> None:
+    assert canonical_path(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/public%2f..%2fadmin",
+        "/public%2F..%2Fadmin",
+        "/public%5c..%5cadmin",
+        "/public\\..\\admin",
+        "/admin%00.json",
+        "/admin%0a",
+        "/admin\x01",
+        "/admin%7f",
+        # Double encoding: one more decode (a second proxy, a framework) would see `/../`.
+        "/public/%252e%252e/admin",
+        "/public%252fadmin",
+    ],
+)
+def test_canonical_path_rejects_encoded_separators_controls_and_double_encoding(
+    raw: str,
+) -> None:
+    with pytest.raises(AmbiguousPath):
+        canonical_path(raw)
+
+
+@pytest.mark.parametrize("raw", ["/%ff", "/%c3%28", "/a%e2%82"])
+def test_canonical_path_rejects_percent_encoding_that_is_not_utf8(raw: str) -> None:
+    with pytest.raises(AmbiguousPath, match="UTF-8"):
+        canonical_path(raw)
+
+
+def test_canonical_path_keeps_an_encoded_question_mark_inside_the_path() -> None:
+    # `%3F` is part of the path, not the start of a query: it must not be cut off later.
+    assert canonical_path("/files/what%3Fnow") == "/files/what%3Fnow"
+    assert canonical_path("/files/a%23b") == "/files/a%23b"
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "/", "//", ".", "..", "%2e", "%2E", "%2e%2e", "%2f", "%5c", "%00", "%25", "%3f", "%3F",
+        "%23", "?", "#", "\\", "a", "admin", "é", "%c3%a9", "%ff", "%", "%2", " ", "\x00", ";",
+    ]
+)  # fmt: skip
+_PATHS = st.one_of(
+    st.lists(_FRAGMENTS, max_size=12).map("".join),
+    st.text(max_size=40),
+)
+
+
+@given(_PATHS)
+def test_canonical_path_property_only_ambiguous_path_escapes_and_output_is_canonical(
+    raw: str,
+) -> None:
+    try:
+        path = canonical_path(raw)
+    except AmbiguousPath:
+        return
+    assert path.startswith("/")
+    assert "/../" not in path + "/"
+    assert "/./" not in path + "/"
+    assert "//" not in path
+    assert "?" not in path
+    assert "#" not in path
+    assert canonical_path(path) == path

@@ -1,0 +1,284 @@
+"""RateLimiter decisions on the in-memory store, with the clock passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from authz_service.ratelimit import (
+    BruteForceSettings,
+    Code,
+    CurrentLimit,
+    Descriptor,
+    DescriptorStatus,
+    Hit,
+    LimitOverride,
+    MemoryStore,
+    RateLimiter,
+    RateLimitRequestData,
+    StoreUnavailable,
+    Verdict,
+)
+from authz_service.ratelimit.config import RateLimitConfig, compile_config, parse_domain_document
+from authz_service.ratelimit.model import UNLIMITED_REMAINING
+
+CONFIG = """
+domain: api
+descriptors:
+  - key: client_ip
+    rate_limit: {unit: minute, requests_per_unit: 3}
+  - key: user
+    rate_limits:
+      - {unit: second, requests_per_unit: 2, name: user_per_second}
+      - {unit: day, requests_per_unit: 5, name: user_per_day}
+  - key: shadowed
+    shadow_mode: true
+    rate_limit: {unit: minute, requests_per_unit: 1}
+  - key: tier
+    value: gold
+    rate_limit: {unit: minute, requests_per_unit: 100, name: gold}
+  - key: tier
+    value: free
+    rate_limit: {unit: minute, requests_per_unit: 1, name: free}
+  - key: path
+    rate_limit: {unit: minute, requests_per_unit: 10, name: per_path}
+  - key: vip
+    rate_limit:
+      unlimited: true
+      replaces: [{name: per_path}]
+  - key: upload
+    rate_limit: {unit: minute, requests_per_unit: 3, charge_rejected: false}
+"""
+
+NOW = 1_700_000_020.0  # 40 s into a minute
+
+
+def make_config() -> RateLimitConfig:
+    return compile_config([parse_domain_document(CONFIG, "api.yaml")])
+
+
+def limiter(**options: object) -> RateLimiter:
+    return RateLimiter(make_config(), MemoryStore(), **options)  # type: ignore[arg-type]
+
+
+def request(*descriptors: Descriptor, hits: int = 0) -> RateLimitRequestData:
+    return RateLimitRequestData("api", descriptors, hits)
+
+
+def one(key: str, value: str, **kwargs: object) -> Descriptor:
+    return Descriptor(((key, value),), **kwargs)  # type: ignore[arg-type]
+
+
+async def codes(rl: RateLimiter, req: RateLimitRequestData, times: int) -> list[Code]:
+    return [(await rl.should_rate_limit(req, NOW)).overall_code for _ in range(times)]
+
+
+async def test_over_the_limit_answers_over_limit_with_statuses() -> None:
+    rl = limiter()
+    req = request(one("client_ip", "1.2.3.4"))
+    assert await codes(rl, req, 4) == [Code.OK] * 3 + [Code.OVER_LIMIT]
+    result = await rl.should_rate_limit(req, NOW)
+    assert result.statuses == (
+        DescriptorStatus(Code.OVER_LIMIT, CurrentLimit(3, "minute"), 0, 20.0),
+    )
+
+
+async def test_ok_status_carries_remaining_and_time_until_reset() -> None:
+    result = await limiter().should_rate_limit(request(one("client_ip", "1.2.3.4")), NOW)
+    assert result.statuses == (DescriptorStatus(Code.OK, CurrentLimit(3, "minute"), 2, 20.0),)
+
+
+async def test_any_over_limit_descriptor_makes_the_answer_over_limit() -> None:
+    rl = limiter()
+    req = request(one("path", "/a"), one("tier", "free"))
+    first, second = [await rl.should_rate_limit(req, NOW) for _ in range(2)]
+    assert first.overall_code is Code.OK
+    assert second.overall_code is Code.OVER_LIMIT
+    assert [s.code for s in second.statuses] == [Code.OK, Code.OVER_LIMIT]
+
+
+async def test_unmatched_descriptor_is_ok_without_a_limit() -> None:
+    result = await limiter().should_rate_limit(request(one("nothing", "x")), NOW)
+    assert result.statuses == (DescriptorStatus(Code.OK),)
+
+
+async def test_unlimited_descriptor_reports_max_remaining_and_replaces_named_limits() -> None:
+    result = await limiter().should_rate_limit(request(one("path", "/a"), one("vip", "yes")), NOW)
+    # per_path is replaced: no limit applied to the path descriptor at all.
+    assert result.statuses == (
+        DescriptorStatus(Code.OK),
+        DescriptorStatus(Code.OK, None, UNLIMITED_REMAINING),
+    )
+
+
+async def test_several_limits_on_one_descriptor_all_apply() -> None:
+    rl = limiter()
+    req = request(one("user", "alice"))
+    per_second = [await rl.should_rate_limit(req, NOW + t) for t in (0, 0, 0)]
+    assert [r.overall_code for r in per_second] == [Code.OK, Code.OK, Code.OVER_LIMIT]
+    assert per_second[2].statuses[0].current_limit == CurrentLimit(2, "second", "user_per_second")
+    later = [await rl.should_rate_limit(req, NOW + t) for t in (1, 1, 2, 2)]
+    # The per-second limit charged the rejected third hit, so the day has 2 left at t=1.
+    assert [r.overall_code for r in later] == [Code.OK, Code.OK, Code.OVER_LIMIT, Code.OVER_LIMIT]
+    assert later[-1].statuses[0].current_limit == CurrentLimit(5, "day", "user_per_day")
+
+
+async def test_tier_value_selects_the_tier_limit() -> None:
+    rl = limiter()
+    gold = await codes(rl, request(one("tier", "gold")), 5)
+    free = await codes(rl, request(one("tier", "free")), 2)
+    assert gold == [Code.OK] * 5
+    assert free == [Code.OK, Code.OVER_LIMIT]
+
+
+async def test_request_hits_addend_charges_that_many() -> None:
+    result = await limiter().should_rate_limit(request(one("client_ip", "a"), hits=3), NOW)
+    assert (result.overall_code, result.statuses[0].limit_remaining) == (Code.OK, 0)
+
+
+async def test_descriptor_hits_addend_zero_only_checks() -> None:
+    rl = limiter()
+    check = request(one("client_ip", "a", hits_addend=0))
+    assert await codes(rl, check, 5) == [Code.OK] * 5
+    assert (await rl.should_rate_limit(check, NOW)).statuses[0].limit_remaining == 3
+
+
+async def test_descriptor_hits_addend_overrides_the_request_one() -> None:
+    req = request(one("client_ip", "a", hits_addend=2), one("client_ip", "b"), hits=3)
+    result = await limiter().should_rate_limit(req, NOW)
+    assert [s.limit_remaining for s in result.statuses] == [1, 0]
+
+
+async def test_limit_override_from_the_request_replaces_the_config_limit() -> None:
+    override = LimitOverride(requests_per_unit=1, unit="hour")
+    rl = limiter()
+    req = request(one("client_ip", "a", limit=override))
+    results = [await rl.should_rate_limit(req, NOW) for _ in range(2)]
+    assert [r.overall_code for r in results] == [Code.OK, Code.OVER_LIMIT]
+    assert results[1].statuses[0].current_limit == CurrentLimit(1, "hour")
+
+
+async def test_limit_override_for_an_unknown_domain_is_ignored() -> None:
+    req = RateLimitRequestData("other", (one("x", "y", limit=LimitOverride(0, "second")),))
+    assert (await limiter().should_rate_limit(req, NOW)).overall_code is Code.OK
+
+
+async def test_descriptor_shadow_mode_counts_but_never_blocks() -> None:
+    rl = limiter()
+    req = request(one("shadowed", "x"))
+    assert await codes(rl, req, 3) == [Code.OK] * 3
+    assert (await rl.should_rate_limit(req, NOW)).statuses[0].limit_remaining == 0
+
+
+async def test_global_shadow_mode_answers_ok_while_statuses_say_over_limit() -> None:
+    rl = limiter(shadow_mode=True)
+    req = request(one("tier", "free"))
+    await rl.should_rate_limit(req, NOW)
+    result = await rl.should_rate_limit(req, NOW)
+    assert result.overall_code is Code.OK
+    assert result.statuses[0].code is Code.OVER_LIMIT
+
+
+async def test_not_charging_rejected_requests_keeps_the_quota_for_smaller_ones() -> None:
+    rl = limiter()
+    big = request(one("upload", "u", hits_addend=5))
+    small = request(one("upload", "u", hits_addend=1))
+    assert await codes(rl, big, 1) == [Code.OVER_LIMIT]
+    assert await codes(rl, small, 4) == [Code.OK] * 3 + [Code.OVER_LIMIT]
+
+
+async def test_window_expiry_restores_the_quota() -> None:
+    rl = limiter()
+    req = request(one("tier", "free"))
+    assert (await rl.should_rate_limit(req, NOW)).overall_code is Code.OK
+    assert (await rl.should_rate_limit(req, NOW + 19.9)).overall_code is Code.OVER_LIMIT
+    assert (await rl.should_rate_limit(req, NOW + 20.0)).overall_code is Code.OK
+
+
+async def test_check_descriptors_enforces_the_domain_for_ext_authz() -> None:
+    rl = limiter()
+    results = [
+        await rl.check_descriptors("api", [[("tier", "free")], [("user", "bob")]], now=NOW)
+        for _ in range(2)
+    ]
+    assert [r.overall_code for r in results] == [Code.OK, Code.OVER_LIMIT]
+
+
+async def test_reset_forgets_every_counter_of_the_descriptor() -> None:
+    rl = limiter()
+    req = request(one("user", "carol"))
+    await codes(rl, req, 3)
+    await rl.reset("api", [("user", "carol")], NOW)
+    assert (await rl.should_rate_limit(req, NOW)).statuses[0].limit_remaining == 1
+
+
+async def test_with_config_keeps_the_counters() -> None:
+    rl = limiter()
+    req = request(one("tier", "free"))
+    await rl.should_rate_limit(req, NOW)
+    reloaded = rl.with_config(make_config())
+    assert (await reloaded.should_rate_limit(req, NOW)).overall_code is Code.OVER_LIMIT
+
+
+class FailingStore:
+    async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
+        raise StoreUnavailable("down")
+
+    async def reset(self, hits: Sequence[Hit], now: float) -> None:
+        raise StoreUnavailable("down")
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("mode", "code"), [("allow", Code.OK), ("deny", Code.OVER_LIMIT)])
+async def test_store_failure_answers_the_configured_failure_mode(mode: str, code: Code) -> None:
+    rl = RateLimiter(make_config(), FailingStore(), failure_mode=mode)  # type: ignore[arg-type]
+    result = await rl.should_rate_limit(request(one("client_ip", "a")), NOW)
+    assert (result.overall_code, result.degraded) == (code, True)
+
+
+async def test_store_failure_raises_when_failure_mode_is_unavailable() -> None:
+    rl = RateLimiter(make_config(), FailingStore())
+    with pytest.raises(StoreUnavailable):
+        await rl.should_rate_limit(request(one("client_ip", "a")), NOW)
+
+
+async def test_request_with_no_limited_descriptor_never_reaches_the_store() -> None:
+    rl = RateLimiter(make_config(), FailingStore())
+    result = await rl.should_rate_limit(request(one("nothing", "x")), NOW)
+    assert result.overall_code is Code.OK
+
+
+BRUTE = BruteForceSettings(enabled=True, max_failures=3, window=60.0, lockout=300.0)
+
+
+async def test_repeated_auth_failures_lock_the_client_ip_out() -> None:
+    rl = limiter(brute_force=BRUTE)
+    states = [await rl.record_auth_failure("198.51.100.7", NOW) for _ in range(3)]
+    assert [s.locked for s in states] == [False, False, True]
+    assert states[-1].retry_after == 300.0
+    assert await rl.is_locked_out("198.51.100.7", NOW + 299)
+    assert not await rl.is_locked_out("198.51.100.7", NOW + 300)
+    assert not await rl.is_locked_out("198.51.100.8", NOW)
+
+
+async def test_reset_lockout_lets_the_client_in_again() -> None:
+    rl = limiter(brute_force=BRUTE)
+    for _ in range(3):
+        await rl.record_auth_failure("198.51.100.7", NOW)
+    await rl.reset_lockout("198.51.100.7", NOW)
+    assert not await rl.is_locked_out("198.51.100.7", NOW)
+
+
+async def test_brute_force_disabled_never_locks_out() -> None:
+    rl = limiter()
+    for _ in range(20):
+        await rl.record_auth_failure("198.51.100.7", NOW)
+    assert not await rl.is_locked_out("198.51.100.7", NOW)
+
+
+async def test_brute_force_fails_open_when_the_store_is_down() -> None:
+    rl = RateLimiter(make_config(), FailingStore(), brute_force=BRUTE)
+    assert not await rl.is_locked_out("198.51.100.7", NOW)

@@ -1,0 +1,40 @@
+"""The `rate_limit:` settings section."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from authz_service.ratelimit import RateLimitSettings
+
+
+def test_defaults_fail_fast_on_an_in_memory_store() -> None:
+    settings = RateLimitSettings()
+    assert (settings.store, settings.failure_mode, settings.redis.timeout_ms) == (
+        "memory",
+        "unavailable",
+        50,
+    )
+
+
+def test_durations_accept_units() -> None:
+    settings = RateLimitSettings.model_validate(
+        {"brute_force": {"window": "1m", "lockout": "5m"}, "circuit_breaker": {"open_for": "2s"}}
+    )
+    assert (settings.brute_force.window, settings.brute_force.lockout) == (60.0, 300.0)
+    assert settings.circuit_breaker.open_for == 2.0
+
+
+def test_key_prefix_with_a_hash_tag_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="must not contain"):
+        RateLimitSettings.model_validate({"redis": {"key_prefix": "{rl}:"}})
+
+
+def test_unknown_setting_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        RateLimitSettings.model_validate({"stor": "redis"})
+
+
+def test_inline_domains_must_be_unique() -> None:
+    with pytest.raises(ValidationError, match="duplicate domain 'a'"):
+        RateLimitSettings.model_validate({"domains": [{"domain": "a"}, {"domain": "a"}]})

@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from authz_service.model import AuthMethod, Decision, Identity, Outcome, Reason
+from authz_service.response_policy import REASON_HEADER, ResponsePolicy
+from tests.support.authz_config import config_from, open_policy
+
+ALICE = Identity(
+    principal="alice",
+    method=AuthMethod.JWT,
+    issuer="https://idp.example",
+    roles=frozenset({"reader", "admin"}),
+    scopes=frozenset({"b", "a"}),
+    tier="gold",
+    claims={"x-user-email": "alice@example.com"},
+)
+
+
+def responses(
+    identity_headers: dict[str, Any] | None = None,
+    credential_headers: frozenset[str] = frozenset({"authorization", "x-api-key"}),
+) -> ResponsePolicy:
+    document: dict[str, Any] = {
+        "realm": 'api "prod"',
+        "policies": open_policy(),
+        "jwt_providers": [
+            {
+                "name": "idp",
+                "issuer": "https://idp.example",
+                "audiences": ["api"],
+                "jwks_uri": "https://idp.example/jwks.json",
+                "claims_to_headers": {"email": "X-User-Email", "org.team": "x-user-team"},
+            }
+        ],
+    }
+    if identity_headers is not None:
+        document["identity_headers"] = identity_headers
+    return ResponsePolicy(config_from(document), credential_headers)
+
+
+def allowed(identity: Identity | None) -> Decision:
+    return Decision(Outcome.ALLOW, Reason.ALLOWED, rule="api", policy="public", identity=identity)
+
+
+def test_allow_sets_identity_headers_for_the_upstream() -> None:
+    response = responses().allow(allowed(ALICE))
+    assert response.headers_to_set == {
+        "x-user-email": "alice@example.com",
+        "x-user-id": "alice",
+        "x-user-roles": "admin,reader",
+        "x-user-tier": "gold",
+        "x-auth-method": "jwt",
+    }
+
+
+def test_allow_removes_every_identity_header_it_does_not_set() -> None:
+    policy = responses({"always_remove": ["X-Internal-Admin"]})
+    response = policy.allow(allowed(ALICE))
+    assert response.headers_to_remove == ("x-internal-admin", "x-user-team")
+    anonymous = policy.allow(allowed(None))
+    assert anonymous.headers_to_set == {}
+    assert set(anonymous.headers_to_remove) == {
+        "x-user-id",
+        "x-user-roles",
+        "x-user-tier",
+        "x-auth-method",
+        "x-user-email",
+        "x-user-team",
+        "x-internal-admin",
+    }
+
+
+def test_allow_removes_an_identity_header_whose_value_is_empty() -> None:
+    no_tier = Identity(principal="bob", method=AuthMethod.API_KEY)
+    response = responses().allow(allowed(no_tier))
+    assert "x-user-tier" not in response.headers_to_set
+    assert "x-user-tier" in response.headers_to_remove
+    assert "x-user-roles" in response.headers_to_remove
+
+
+def test_credentials_are_stripped_only_when_configured() -> None:
+    kept = responses().allow(allowed(ALICE))
+    assert "authorization" not in kept.headers_to_remove
+    stripped = responses({"strip_credentials": True}).allow(allowed(ALICE))
+    assert {"authorization", "x-api-key"} <= set(stripped.headers_to_remove)
+
+
+def test_optional_identity_headers_are_set_when_named() -> None:
+    policy = responses({"scopes": "x-user-scopes", "issuer": "x-user-issuer", "tier": None})
+    headers = policy.allow(allowed(ALICE)).headers_to_set
+    assert headers["x-user-scopes"] == "a b"
+    assert headers["x-user-issuer"] == "https://idp.example"
+    assert "x-user-tier" not in headers
+
+
+def test_allow_metadata_describes_the_caller_for_rate_limiting() -> None:
+    metadata = responses().allow(allowed(ALICE)).dynamic_metadata
+    assert metadata == {
+        "policy": "public",
+        "rule": "api",
+        "principal": "alice",
+        "auth_method": "jwt",
+        "tier": "gold",
+        "roles": "admin,reader",
+    }
+
+
+def test_invalid_token_is_401_with_a_bearer_challenge_carrying_the_error() -> None:
+    decision = Decision(
+        Outcome.UNAUTHENTICATED,
+        Reason.TOKEN_EXPIRED,
+        "token has expired",
+        bearer_error="invalid_token",
+    )
+    response = responses().deny(decision)
+    assert response.status == 401
+    assert response.headers["www-authenticate"] == (
+        'Bearer realm="api \\"prod\\"", error="invalid_token", '
+        'error_description="token has expired"'
+    )
+    assert response.headers[REASON_HEADER] == "token_expired"
+    assert json.loads(response.body) == {
+        "error": "unauthenticated",
+        "reason": "token_expired",
+        "message": "token has expired",
+    }
+
+
+def test_missing_credentials_challenge_carries_no_error() -> None:
+    decision = Decision(
+        Outcome.UNAUTHENTICATED, Reason.AUTHENTICATION_REQUIRED, "authentication required"
+    )
+    response = responses().deny(decision)
+    assert response.headers["www-authenticate"] == 'Bearer realm="api \\"prod\\""'
+    assert "error" not in response.headers["www-authenticate"]
+
+
+def test_error_description_keeps_to_the_characters_rfc_6750_allows() -> None:
+    # Messages can quote attacker-controlled token content (an alg, a claim name).
+    message = "algorithm 'é\x01\"\\' is not accepted" + "x" * 1000
+    decision = Decision(
+        Outcome.UNAUTHENTICATED, Reason.UNSUPPORTED_ALGORITHM, message, bearer_error="invalid_token"
+    )
+    challenge = responses().deny(decision).headers["www-authenticate"]
+    description = challenge.split('error_description="', 1)[1]
+    assert all(0x20 <= ord(ch) <= 0x7E for ch in challenge)
+    assert len(description) < 300
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "error"),
+    [
+        (Outcome.FORBIDDEN, 403, "forbidden"),
+        (Outcome.RATE_LIMITED, 429, "rate_limited"),
+        (Outcome.UNAVAILABLE, 503, "unavailable"),
+    ],
+)
+def test_other_denials_carry_status_reason_header_and_json_body(
+    outcome: Outcome, status: int, error: str
+) -> None:
+    decision = Decision(outcome, Reason.MISSING_ROLE, "needs one of roles ['admin']", "admin")
+    response = responses().deny(decision)
+    assert response.status == status
+    assert "www-authenticate" not in response.headers
+    assert response.headers[REASON_HEADER] == "missing_role"
+    assert response.headers["content-type"] == "application/json"
+    assert json.loads(response.body)["error"] == error
+    assert json.loads(response.body)["reason"] == "missing_role"
+    assert response.dynamic_metadata["rule"] == "admin"
+
+
+def test_deny_carries_extra_headers_of_the_decision() -> None:
+    decision = Decision(
+        Outcome.RATE_LIMITED, Reason.RATE_LIMITED, extra_headers={"retry-after": "3"}
+    )
+    assert responses().deny(decision).headers["retry-after"] == "3"
