@@ -14,8 +14,10 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first (a layer that survives source edits), then the package itself.
 COPY pyproject.toml README.md ./
+COPY scripts/fix-otel-protos.sh ./scripts/
 RUN mkdir authz_service && touch authz_service/__init__.py \
-    && pip install . && pip uninstall -y authz-service && rm -rf authz_service
+    && pip install . && pip uninstall -y authz-service && rm -rf authz_service \
+    && scripts/fix-otel-protos.sh python
 COPY authz_service ./authz_service
 RUN pip install --no-deps . && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 

@@ -45,7 +45,9 @@ def add_admin_parser(commands: Any) -> None:
     target = revoke.add_mutually_exclusive_group(required=True)
     target.add_argument("--jti")
     target.add_argument("--subject")
-    revoke.add_argument("--issuer", default="")
+    revoke.add_argument(
+        "--issuer", default="", help="subject: only this issuer's tokens (default: every issuer)"
+    )
     revoke.add_argument("--until", type=float, default=0.0, help="jti: unix time the token expires")
     revoke.add_argument(
         "--before", type=float, default=0.0, help="subject: tokens issued before (unix)"

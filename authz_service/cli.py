@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="YAML config file")
     serve.add_argument("--listen", help="override server.listen (host:port)")
     serve.add_argument("--admin-listen", help="override admin.listen (host:port)")
+    serve.add_argument("--metrics-listen", help="override telemetry.metrics.listen (host:port)")
     serve.add_argument(
         "--workers",
         type=int,
@@ -94,7 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(serve(args.config, args.listen, args.admin_listen))
+        asyncio.run(serve(args.config, args.listen, args.admin_listen, args.metrics_listen))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -118,6 +119,7 @@ def _supervise(args: argparse.Namespace) -> int:
             args.workers,
             ["--log-level", args.log_level],
             args.admin_listen or loaded.config.admin.listen,
+            args.metrics_listen or loaded.config.telemetry.metrics.listen,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -22,6 +22,10 @@ from authz_service.model import Identity
 
 log = logging.getLogger(__name__)
 
+# How long a starting replica tries to read the stored revocations before serving anyway.
+_START_SYNC_TIMEOUT_S = 3.0
+_START_RETRY_S = 0.1
+
 
 class RevocationList:
     """The in-process view. Entries expire by themselves."""
@@ -53,11 +57,14 @@ class RevocationList:
                 if expires > now:
                     return True
                 del self._jti[identity.token_id]
-        entry = self._subjects.get(f"{identity.issuer}|{identity.principal}")
-        if entry is not None:
+        # A subject revoked without an issuer is revoked for every issuer.
+        for key in (f"{identity.issuer}|{identity.principal}", f"|{identity.principal}"):
+            entry = self._subjects.get(key)
+            if entry is None:
+                continue
             before, expires = entry
             if expires <= now:
-                del self._subjects[f"{identity.issuer}|{identity.principal}"]
+                del self._subjects[key]
             elif identity.issued_at is None or identity.issued_at < before:
                 return True
         return False
@@ -134,8 +141,25 @@ class RedisRevocationStore:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        await self._initial_sync()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._sync_forever())]
+
+    async def _initial_sync(self) -> None:
+        """Read the stored revocations before the first Check is answered, so a replica that
+        starts after a revocation never lets the revoked token through. Bounded: with Redis
+        unreachable the service starts anyway (and keeps trying in the background)."""
+        deadline = time.monotonic() + _START_SYNC_TIMEOUT_S
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await self.sync()
+                return
+            except Exception as error:
+                if time.monotonic() + _START_RETRY_S >= deadline:
+                    log.warning("revocation sync at start failed (%s); retrying later", error)
+                    return
+                await asyncio.sleep(_START_RETRY_S)
 
     async def close(self) -> None:
         for task in self._tasks:

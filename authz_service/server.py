@@ -27,6 +27,10 @@ from authz_service.revocation import build_revocation_store
 from authz_service.runtime import QuotaStoreHolder, Runtime, build_runtime
 from authz_service.services.check import CheckService
 from authz_service.services.quota_admin import QuotaAdmin
+from authz_service.telemetry import tracing
+from authz_service.telemetry.http_server import ObservabilityServer
+from authz_service.telemetry.metrics import Metrics, ServiceStateCollector
+from authz_service.telemetry.observer import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    # A port already in use is an error, not a silent share with another process.
+    ("grpc.so_reuseport", 0),
 )
 
 
@@ -56,6 +62,7 @@ class AuthzServer:
         config_path: str | Path,
         listen: str | None = None,
         admin_listen: str | None = None,
+        metrics_listen: str | None = None,
     ) -> None:
         self.registry = JwksRegistry()
         self.stores = QuotaStoreHolder()
@@ -67,7 +74,13 @@ class AuthzServer:
         config = self.reloader.current.loaded.config
         self.listen = listen or config.server.listen
         self.admin_listen = admin_listen or config.admin.listen
+        self.metrics_listen = metrics_listen or config.telemetry.metrics.listen
         self.grace_period_s = config.server.grace_period_s
+        self.metrics = Metrics()
+        self.metrics.add_state_collector(ServiceStateCollector(self.reloader, self._store_stats))
+        self.telemetry = Telemetry(config.telemetry, self.metrics)
+        self._observability: ObservabilityServer | None = None
+        self._draining = False
         self.revocation_store = build_revocation_store(config.revocation)
         self.checks = CheckService(lambda: self.reloader.current, self.revocation_store.revocations)
         self.health = HealthServicer()
@@ -77,6 +90,7 @@ class AuthzServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
         self.admin_port = 0
+        self.metrics_port = 0
 
     @property
     def runtime(self) -> Runtime:
@@ -88,6 +102,20 @@ class AuthzServer:
     def _limiter(self) -> RateLimiter | None:
         return self.reloader.current.limiter
 
+    def _store_stats(self) -> list[tuple[str, float]]:
+        store = self.stores.store
+        stats = getattr(store, "stats", None)
+        return list(stats()) if callable(stats) else []
+
+    def _readiness(self) -> tuple[bool, dict[str, object]]:
+        runtime = self.reloader.current
+        jwks = {
+            verifier.provider.name: len(verifier.jwks.keys)
+            for verifier in runtime.authenticator.verifiers.values()
+        }
+        ready = self._server is not None and not self._draining
+        return ready, {"config_version": runtime.version, "jwks_keys": jwks}
+
     async def start(self) -> None:
         config = self.runtime.loaded.config
         self._server = grpc.aio.server(
@@ -95,9 +123,9 @@ class AuthzServer:
             maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
         )
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-            AuthorizationServicer(self.checks), self._server
+            AuthorizationServicer(self.checks, self.telemetry), self._server
         )
-        add_ratelimit_servicer(self._server, self._limiter)
+        add_ratelimit_servicer(self._server, self._limiter, self.telemetry)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (*SERVED, HEALTH_SERVICE, reflection.SERVICE_NAME), self._server
@@ -110,6 +138,14 @@ class AuthzServer:
             self.admin_port = self._admin_server.add_insecure_port(self.admin_listen)
             if self.admin_port == 0:
                 raise OSError(f"cannot listen on {self.admin_listen} (admin)")
+        tracing.configure(config.telemetry)
+        if self.metrics_listen is not None:
+            self._observability = ObservabilityServer(
+                self.metrics, self._readiness, config.telemetry.metrics.token_hash
+            )
+            await self._observability.start(self.metrics_listen)
+            self.metrics_port = self._observability.port
+            self._tasks.append(asyncio.create_task(self.metrics.probe_event_loop()))
         self.registry.start()
         await self.revocation_store.start()
         await self._server.start()
@@ -123,7 +159,7 @@ class AuthzServer:
 
     def _build_admin_server(self, token_hash: str | None) -> grpc.aio.Server:
         interceptors = [AdminTokenInterceptor(token_hash)] if token_hash else []
-        server = grpc.aio.server(interceptors=interceptors)
+        server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(
                 self.checks, self.reloader, self.revocation_store, QuotaAdmin(self._limiter)
@@ -135,6 +171,7 @@ class AuthzServer:
 
     async def stop(self) -> None:
         """NOT_SERVING first (so health checks steer traffic away), then drain, then exit."""
+        self._draining = True
         await self.health.enter_graceful_shutdown()
         self._stop_watching.set()
         if self._admin_server is not None:
@@ -148,6 +185,9 @@ class AuthzServer:
         await self.registry.close()
         await self.revocation_store.close()
         await self.stores.close()
+        if self._observability is not None:
+            await self._observability.stop()
+        self.telemetry.close()
 
     async def wait(self) -> None:
         assert self._server is not None
@@ -155,9 +195,12 @@ class AuthzServer:
 
 
 async def serve(
-    config_path: str | Path, listen: str | None = None, admin_listen: str | None = None
+    config_path: str | Path,
+    listen: str | None = None,
+    admin_listen: str | None = None,
+    metrics_listen: str | None = None,
 ) -> None:
-    server = AuthzServer(config_path, listen, admin_listen)
+    server = AuthzServer(config_path, listen, admin_listen, metrics_listen)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)

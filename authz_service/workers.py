@@ -11,6 +11,7 @@ and restarts a worker that dies unexpectedly, with a back-off so a crash loop st
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import subprocess
@@ -37,6 +38,18 @@ def worker_addresses(listen: str, workers: int) -> list[str]:
     return [f"{host}:{port + index}" for index in range(workers)]
 
 
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGTERM if the supervisor dies, even by SIGKILL (no orphans)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 @dataclass
 class Worker:
     listen: str
@@ -46,7 +59,7 @@ class Worker:
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv)
+        self.process = subprocess.Popen(self.argv, preexec_fn=_die_with_parent)
         self.started_at = time.monotonic()
 
 
@@ -58,15 +71,20 @@ class Supervisor:
         workers: int,
         extra_args: Sequence[str] = (),
         admin_listen: str | None = None,
+        metrics_listen: str | None = None,
     ) -> None:
         """Worker i listens on `listen`'s port + i (admin API: `admin_listen`'s port + i)."""
         admin = worker_addresses(admin_listen, workers) if admin_listen else [None] * workers
+        metrics = worker_addresses(metrics_listen, workers) if metrics_listen else [None] * workers
         self.workers = []
-        for address, admin_address in zip(worker_addresses(listen, workers), admin, strict=True):
+        addresses = worker_addresses(listen, workers)
+        for address, admin_address, metrics_address in zip(addresses, admin, metrics, strict=True):
             argv = [sys.executable, "-m", "authz_service", "serve", "--config", config]
             argv += ["--listen", address, *extra_args]
             if admin_address is not None:
                 argv += ["--admin-listen", admin_address]
+            if metrics_address is not None:
+                argv += ["--metrics-listen", metrics_address]
             self.workers.append(Worker(address, argv))
         self._stopping = threading.Event()
 

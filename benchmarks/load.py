@@ -160,7 +160,7 @@ def run_h2load(
         f"http://127.0.0.1:{port}{path}",
     ]
     stdout, cpu = _run(argv, timeout=duration + warmup + 120)
-    finished = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", stdout)
+    finished = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", stdout)
     counts = re.search(
         r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
         r"(\d+) errored, (\d+) timeout",

@@ -49,7 +49,7 @@ def run_group(targets: list[Target], *, rounds: int, seconds: float, warmup: flo
     for _ in range(rounds):
         for target in targets:
             if warmup > 0:
-                target.run(warmup)  # not measured: fresh connections, caches, JIT-free warm-up
+                target.run(warmup)  # not measured: connections, caches and pools warm up
             meters = {label: CpuMeter(pid) for label, pid in target.processes.items()}
             for meter in meters.values():
                 meter.start()

@@ -68,9 +68,7 @@ class Bench:
 
     # -- loads ---------------------------------------------------------------------------
 
-    def grpc_load(
-        self, ports: list[int], path: str, data: Path
-    ) -> Callable[[float], LoadResult]:
+    def grpc_load(self, ports: list[int], path: str, data: Path) -> Callable[[float], LoadResult]:
         assert self.h2grpc is not None
         binary, s = self.h2grpc, self.settings
 

@@ -10,6 +10,7 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[dev]'
+  scripts/fix-otel-protos.sh .venv/bin/python
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

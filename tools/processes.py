@@ -100,20 +100,23 @@ def write_service_config(
     listen_port: int,
     jwks_uri: str,
     admin_port: int | None = None,
+    metrics_port: int | None = None,
     overrides: Mapping[str, object] | None = None,
 ) -> Path:
-    """The shipped service config with the addresses of this run (no admin API unless asked)."""
+    """The shipped service config with this run's addresses (admin, metrics only if asked)."""
     config = yaml.safe_load(base.read_text())
     config["server"]["listen"] = f"127.0.0.1:{listen_port}"
     config["admin"] = {"listen": f"127.0.0.1:{admin_port}" if admin_port else None}
+    telemetry = config.setdefault("telemetry", {})
+    telemetry["metrics"] = {"listen": f"127.0.0.1:{metrics_port}" if metrics_port else None}
+    for key, value in (overrides or {}).items():
+        config[key] = value
     rate_limit = config.get("rate_limit") or {}
     if rate_limit.get("config_dir") and not Path(rate_limit["config_dir"]).is_absolute():
         # The written copy lives elsewhere: keep pointing at the shipped limits.
         rate_limit["config_dir"] = str((base.parent / rate_limit["config_dir"]).resolve())
     for provider in config.get("jwt_providers", []):
         provider["jwks_uri"] = jwks_uri
-    for key, value in (overrides or {}).items():
-        config[key] = value
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out
 
@@ -139,6 +142,26 @@ def start_authz(config_path: Path, port: int, workdir: Path, name: str = "authz"
 
 # Envoy's own ports: those not given to start_envoy get a free loopback port.
 LISTENER_PORTS = ("ADMIN_PORT", "PUBLIC_PORT", "PUBLIC_HTTP_PORT", "INTERNAL_PORT", "METRICS_PORT")
+
+
+def redis_binary() -> str | None:
+    from shutil import which
+
+    return which("redis-server")
+
+
+def start_redis(port: int, workdir: Path) -> Process:
+    """A throwaway redis-server on loopback (no persistence)."""
+    binary = redis_binary()
+    if binary is None:
+        raise FileNotFoundError("redis-server is not installed")
+    process = spawn(
+        "redis",
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        workdir,
+    )
+    wait_for_port(port, process=process.popen)
+    return process
 
 
 def start_envoy(values: Mapping[str, object], workdir: Path, wait_ports: Sequence[int]) -> Process:

@@ -14,20 +14,25 @@ import sys
 import threading
 from pathlib import Path
 
+import yaml
+
 from tools.demo_upstream import start_in_thread
 from tools.dev_cert import generate as generate_dev_certs
 from tools.dev_idp import STATE_DIR, DevIdentityProvider
 from tools.processes import (
     REPO_ROOT,
     envoy_binary,
+    redis_binary,
     start_authz,
     start_envoy,
+    start_redis,
     stopping,
     write_service_config,
 )
 from tools.render_envoy import LOCAL_DEFAULTS
 
 IDP_PORT = 8081
+REDIS_PORT = 6380
 
 
 def _idp(state: Path) -> DevIdentityProvider:
@@ -52,15 +57,23 @@ def main() -> int:
     tls_dir = generate_dev_certs(state / "tls")
     upstream = start_in_thread(int(LOCAL_DEFAULTS["UPSTREAM_PORT"]))
     upstream_v2 = start_in_thread(int(LOCAL_DEFAULTS["UPSTREAM_V2_PORT"]), version="v2")
+    # Quotas in Redis when it is installed, else the in-memory store of config/local.yaml.
+    redis = start_redis(REDIS_PORT, state) if redis_binary() else None
+    base = yaml.safe_load((REPO_ROOT / "config" / "local.yaml").read_text())
+    rate_limit = base["rate_limit"]
+    if redis is not None:
+        rate_limit.update(store="redis", redis={"url": f"redis://127.0.0.1:{REDIS_PORT}/0"})
     config = write_service_config(
         REPO_ROOT / "config" / "local.yaml",
         state / "authz.yaml",
         listen_port=int(LOCAL_DEFAULTS["AUTHZ_PORT"]),
         jwks_uri=idp.jwks_uri,
         admin_port=9002,
+        metrics_port=9102,
+        overrides={"rate_limit": rate_limit},
     )
     authz = start_authz(config, int(LOCAL_DEFAULTS["AUTHZ_PORT"]), state)
-    with stopping([authz]) as processes:
+    with stopping([p for p in (redis, authz) if p is not None]) as processes:
         public, internal = int(LOCAL_DEFAULTS["PUBLIC_PORT"]), int(LOCAL_DEFAULTS["INTERNAL_PORT"])
         processes.append(
             start_envoy({**LOCAL_DEFAULTS, "TLS_DIR": tls_dir}, state, [public, internal])

@@ -22,6 +22,7 @@ import httpx
 import jwt
 
 from authz_service.config.model import JwksSettings
+from authz_service.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -176,11 +177,14 @@ class JwksCache:
         self._last_attempt = self._clock()
         self.fetch_count += 1
         try:
-            uri = await self._resolve_jwks_uri()
-            document = await self._get_json(uri)
-            keys = parse_jwks(document)
-            if not keys:
-                raise JwksFetchError("the JWK set holds no usable signing key")
+            with tracing.child_span("jwks.fetch") as span:
+                uri = await self._resolve_jwks_uri()
+                if span.is_recording():
+                    span.set_attribute("url.full", uri)
+                document = await self._get_json(uri)
+                keys = parse_jwks(document)
+                if not keys:
+                    raise JwksFetchError("the JWK set holds no usable signing key")
         except Exception as error:  # never let a fetch failure escape into requests
             self.failure_count += 1
             self._last_failure = self._clock()

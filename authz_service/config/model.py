@@ -286,6 +286,58 @@ class CheckQuota(Strict):
     descriptors: list[QuotaDescriptor] = Field(min_length=1)
 
 
+class TracingSettings(Strict):
+    """OpenTelemetry traces, continuing Envoy's trace (traceparent in gRPC metadata)."""
+
+    # "none": a no-op tracer and no per-request cost beyond a flag check.
+    exporter: Literal["none", "otlp_grpc", "otlp_http"] = "none"
+    # e.g. http://jaeger:4317 (gRPC) or http://jaeger:4318/v1/traces (HTTP)
+    endpoint: str | None = None
+    sampling_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    # Record sha256(principal)[:16] instead of the principal in spans.
+    hash_principal: bool = False
+
+    @model_validator(mode="after")
+    def _endpoint_for_exporter(self) -> TracingSettings:
+        if self.exporter != "none" and not self.endpoint:
+            raise ValueError(f"tracing exporter {self.exporter!r} needs an 'endpoint'")
+        return self
+
+
+class MetricsSettings(Strict):
+    """Prometheus /metrics, /healthz and /readyz on their own HTTP port."""
+
+    # None disables the port. Loopback by default.
+    listen: str | None = "127.0.0.1:9102"
+    # "sha256:<hex>" of a bearer token required on /metrics (health stays open).
+    token_hash: str | None = None
+
+    @field_validator("token_hash")
+    @classmethod
+    def _hashed(cls, value: str | None) -> str | None:
+        if value is not None and not _SHA256_HEX.match(value):
+            raise ValueError("must be 'sha256:' followed by 64 lower-case hex digits")
+        return value
+
+
+class AuditSettings(Strict):
+    """One JSON line per decision, ECS field names (see docs/observability.md)."""
+
+    enabled: bool = True
+    # "stdout", "stderr" or a file path (appended to).
+    output: str = "stdout"
+
+
+class TelemetrySettings(Strict):
+    """Read at start; changing it needs a restart."""
+
+    service_name: str = "authz-service"
+    resource_attributes: dict[str, str] = Field(default_factory=dict)
+    tracing: TracingSettings = TracingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    audit: AuditSettings = AuditSettings()
+
+
 class PathMatch(Strict):
     exact: str | None = None
     prefix: str | None = None
@@ -370,6 +422,7 @@ class Config(Strict):
     policies: dict[str, Policy] = Field(min_length=1)
     # Deny bodies for 401/403 carry this realm in WWW-Authenticate.
     realm: str = "authz-service"
+    telemetry: TelemetrySettings = TelemetrySettings()
     rate_limit: RateLimitSettings | None = None
     check_quota: CheckQuota | None = None
     revocation: RevocationSettings = RevocationSettings()

@@ -3,31 +3,60 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
+from authz_service.config.model import AuditSettings, TelemetrySettings
 from authz_service.grpc.check_translate import allow_response, deny_response, request_attributes
 from authz_service.model import Decision, Outcome, Reason
 from authz_service.services.check import CheckService
+from authz_service.telemetry import tracing
+from authz_service.telemetry.observer import Telemetry
 
 log = logging.getLogger(__name__)
 
 
+SERVICE_NAME = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+
+
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
-    def __init__(self, checks: CheckService):
+    def __init__(self, checks: CheckService, telemetry: Telemetry | None = None):
         self._checks = checks
+        self._telemetry = telemetry or Telemetry(
+            TelemetrySettings(audit=AuditSettings(enabled=False))
+        )
 
     async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
     ) -> external_auth_pb2.CheckResponse:
+        started = time.perf_counter()
+        telemetry = self._telemetry
+        metadata = context.invocation_metadata() if telemetry.wants_metadata else None
+        metrics = telemetry.metrics
+        if metrics is not None:
+            metrics.in_flight.labels("Check").inc()
         try:
-            attributes = request_attributes(request)
-        except Exception:
-            log.exception("unreadable CheckRequest; denying")
-            decision = Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, "request could not be read")
-            return deny_response(decision.outcome, self._checks.runtime().responses.deny(decision))
-        decision, runtime = await self._checks.check(attributes)
-        if decision.allowed:
-            return allow_response(runtime.responses.allow(decision))
-        return deny_response(decision.outcome, runtime.responses.deny(decision))
+            with tracing.server_span(SERVICE_NAME, "Check", metadata) as span:
+                try:
+                    attributes = request_attributes(request)
+                except Exception:
+                    log.exception("unreadable CheckRequest; denying")
+                    decision = Decision(
+                        Outcome.FORBIDDEN, Reason.BAD_REQUEST, "request could not be read"
+                    )
+                    responses = self._checks.runtime().responses
+                    return deny_response(decision.outcome, responses.deny(decision))
+                decision, runtime = await self._checks.check(attributes)
+                if decision.allowed:
+                    response = allow_response(runtime.responses.allow(decision))
+                else:
+                    response = deny_response(decision.outcome, runtime.responses.deny(decision))
+                telemetry.check_done(
+                    attributes, decision, time.perf_counter() - started, span, metadata
+                )
+                return response
+        finally:
+            if metrics is not None:
+                metrics.in_flight.labels("Check").dec()

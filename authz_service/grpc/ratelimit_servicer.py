@@ -2,50 +2,84 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-from envoy.service.ratelimit.v3 import rls_pb2_grpc
+from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from authz_service.grpc.ratelimit_messages import BadRequest, request_from_proto, response_to_proto
 from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.store import StoreUnavailable
+from authz_service.telemetry import tracing
+from authz_service.telemetry.observer import Telemetry
 
 LimiterProvider = Callable[[], RateLimiter | None]
 
 
+SERVICE_NAME = rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
+
+
 class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
-    def __init__(self, limiter_provider: LimiterProvider) -> None:
+    def __init__(
+        self, limiter_provider: LimiterProvider, telemetry: Telemetry | None = None
+    ) -> None:
         # Looked up per call, so a config reload swaps the limiter under live traffic.
         self._limiter_provider = limiter_provider
+        self._telemetry = telemetry
 
     async def ShouldRateLimit(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
+        started = time.perf_counter()
+        telemetry = self._telemetry
+        metadata = context.invocation_metadata() if tracing.enabled else None
+        metrics = telemetry.metrics if telemetry is not None else None
+        if metrics is not None:
+            metrics.in_flight.labels("ShouldRateLimit").inc()
+        result = None
+        error_code = ""
         try:
-            data = request_from_proto(request)
-        except BadRequest as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        limiter = self._limiter_provider()
-        if limiter is None:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION, "rate limiting is not configured"
-            )
-        assert limiter is not None
-        try:
-            result = await limiter.should_rate_limit(data)
-        except StoreUnavailable as error:
-            # Fast and explicit, so Envoy's failure_mode_deny decides what the client gets.
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, f"rate limit store unavailable: {error}"
-            )
-        return response_to_proto(result)
+            with tracing.server_span(SERVICE_NAME, "ShouldRateLimit", metadata) as span:
+                try:
+                    data = request_from_proto(request)
+                except BadRequest as error:
+                    error_code = "INVALID_ARGUMENT"
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+                limiter = self._limiter_provider()
+                if limiter is None:
+                    error_code = "FAILED_PRECONDITION"
+                    await context.abort(
+                        grpc.StatusCode.FAILED_PRECONDITION, "rate limiting is not configured"
+                    )
+                assert limiter is not None
+                try:
+                    with tracing.child_span("ratelimit.store"):
+                        result = await limiter.should_rate_limit(data)
+                except StoreUnavailable as error:
+                    # Fast and explicit, so Envoy's failure_mode_deny decides what clients get.
+                    error_code = "UNAVAILABLE"
+                    await context.abort(
+                        grpc.StatusCode.UNAVAILABLE, f"rate limit store unavailable: {error}"
+                    )
+                if telemetry is not None:
+                    keys = sorted({key for d in data.descriptors for key, _ in d.entries})
+                    telemetry.rate_limit_done(
+                        data.domain, keys, result, time.perf_counter() - started, span
+                    )
+                assert result is not None
+                return response_to_proto(result)
+        finally:
+            if metrics is not None:
+                metrics.in_flight.labels("ShouldRateLimit").dec()
+                if error_code:
+                    metrics.rpc_errors.labels("ShouldRateLimit", error_code).inc()
 
 
 def add_ratelimit_servicer(
-    server: grpc.aio.Server, limiter_provider: LimiterProvider
+    server: grpc.aio.Server, limiter_provider: LimiterProvider, telemetry: Telemetry | None = None
 ) -> RateLimitServicer:
-    servicer = RateLimitServicer(limiter_provider)
+    servicer = RateLimitServicer(limiter_provider, telemetry)
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)
     return servicer

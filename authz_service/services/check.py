@@ -22,6 +22,7 @@ from authz_service.ratelimit import (
 )
 from authz_service.revocation import RevocationList
 from authz_service.runtime import Runtime
+from authz_service.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,24 @@ class CheckService:
             lockout = await limiter.lockout_state(client_ip)
             if lockout.locked:
                 return _locked_out(lockout.retry_after)
-        authn = await self._authenticate(runtime, request)
+        with tracing.child_span("authz.authenticate") as span:
+            cache = runtime.authenticator.token_cache
+            hits_before = cache.hits
+            authn = await self._authenticate(runtime, request)
+            if span.is_recording():
+                span.set_attribute("authz.token_cache_hit", cache.hits > hits_before)
+                if isinstance(authn, AuthnFailure):
+                    span.set_attribute("authz.reason", authn.reason.value)
         if brute_force and isinstance(authn, AuthnFailure):
             assert limiter is not None
             await limiter.record_auth_failure(client_ip)
-        decision = runtime.policies.authorize(request, authn)
+        with tracing.child_span("authz.rbac"):
+            decision = runtime.policies.authorize(request, authn)
         if decision.allowed and runtime.quota is not None and limiter is not None:
-            return await _enforce_quota(runtime.quota, limiter, request, decision)
+            with tracing.child_span(
+                "authz.quota", {"authz.ratelimit.domain": runtime.quota.domain}
+            ):
+                return await _enforce_quota(runtime.quota, limiter, request, decision)
         return decision
 
     async def explain(self, request: RequestAttributes) -> Explanation:

@@ -60,6 +60,8 @@ def test_config(jwks_uri: str, port: int, out: Path) -> Path:
     )
     config = yaml.safe_load(path.read_text())
     config["jwt_providers"][0]["jwks"] = {"min_refetch_interval_s": 1.0, "fetch_timeout_s": 1.0}
+    # Tests send many bad tokens from 127.0.0.1; lockout has tests of its own.
+    config["rate_limit"]["brute_force"] = {"enabled": False}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -165,9 +167,13 @@ class Gateway:
     spy: RateLimitSpy
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def gateway(tmp_path_factory: pytest.TempPathFactory, envoy_available: str) -> Iterator[Gateway]:
-    """The stack with a RateLimitSpy as the authz_service endpoint Envoy calls."""
+    """The stack with a RateLimitSpy as the authz_service endpoint Envoy calls.
+
+    Shared by the test_gateway_* modules (one stack for all of them): a test that changes the
+    spy's answer resets it (see the `gw` fixture in test_gateway_ratelimit.py).
+    """
     spies: list[RateLimitSpy] = []
 
     def front(authz_port: int) -> int:

@@ -8,10 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Gateway, Stack
 from tests.e2e.gateway import access_log
 
 pytestmark = pytest.mark.envoy
+
+
+@pytest.fixture
+def stack(gateway: Gateway) -> Stack:
+    """The shared gateway stack (its spy answers OK): one set of processes for these modules."""
+    return gateway.stack
 
 
 def bearer(stack: Stack) -> dict[str, str]:

@@ -8,10 +8,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, running_stack
+from tests.e2e.conftest import Gateway, Stack, running_stack
 from tests.e2e.gateway import SpanReceiver
 
 pytestmark = pytest.mark.envoy
+
+
+@pytest.fixture
+def stack(gateway: Gateway) -> Stack:
+    """The shared gateway stack (its spy answers OK): one set of processes for these modules."""
+    return gateway.stack
 
 
 def test_the_metrics_listener_serves_prometheus_stats_only(stack: Stack) -> None:

@@ -8,10 +8,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, running_stack, trusting
+from tests.e2e.conftest import Gateway, Stack, running_stack, trusting
 from tests.e2e.gateway import TlsTerminator
 
 pytestmark = pytest.mark.envoy
+
+
+@pytest.fixture
+def stack(gateway: Gateway) -> Stack:
+    """The shared gateway stack (its spy answers OK): one set of processes for these modules."""
+    return gateway.stack
 
 
 def test_the_public_listener_serves_https_with_the_development_certificate(

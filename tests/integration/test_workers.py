@@ -37,6 +37,7 @@ def write_config(path: Path, port: int, open_prefix: str) -> None:
     config = {
         "server": {"listen": f"127.0.0.1:{port}", "grace_period_s": 1, "watch_config": False},
         "admin": {"listen": None},
+        "telemetry": {"metrics": {"listen": None}, "audit": {"enabled": False}},
         "policies": {
             "default": {
                 "rules": [
@@ -86,8 +87,12 @@ def supervisor(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, P
     wait_for_port(base + 1, process=process)
     yield process, base, config
     if process.poll() is None:
-        process.kill()
-        process.wait()
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def test_each_worker_serves_check_on_its_own_port(
@@ -113,6 +118,27 @@ def test_sighup_reloads_every_worker(supervisor: tuple[subprocess.Popen[bytes], 
         time.sleep(0.1)
     assert check_status(base, "/moved/x") == 0
     assert check_status(base + 1, "/moved/x") == 0
+
+
+def test_workers_exit_when_the_supervisor_is_killed(
+    supervisor: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    process, base, _ = supervisor
+
+    process.kill()
+    process.wait()
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if all(_closed(port) for port in (base, base + 1)):
+            break
+        time.sleep(0.1)
+    assert _closed(base) and _closed(base + 1)
+
+
+def _closed(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_sigterm_stops_all_workers_cleanly(

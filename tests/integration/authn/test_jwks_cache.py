@@ -16,7 +16,7 @@ from tools.dev_idp import DevIdentityProvider
 SETTINGS = JwksSettings(
     refresh_interval_s=300,
     min_refetch_interval_s=10,
-    fetch_timeout_s=0.3,
+    fetch_timeout_s=1.0,
     max_response_bytes=100_000,
 )
 
@@ -110,7 +110,7 @@ async def test_hanging_endpoint_costs_a_caller_at_most_the_fetch_timeout(
     cache: JwksCache, idp: DevIdentityProvider, clock: FakeClock
 ) -> None:
     kid = await warmed(cache, idp)
-    idp.delay_s = 3.0
+    idp.delay_s = 4.0
     clock.advance(SETTINGS.min_refetch_interval_s + 1)
 
     started = time.monotonic()

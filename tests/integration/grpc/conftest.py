@@ -25,6 +25,8 @@ def service_config(idp: DevIdentityProvider, *, watch: bool = True) -> dict[str,
     """The shape of config/local.yaml, pointed at the test's IdP and a free port."""
     return {
         "server": {"listen": "127.0.0.1:0", "grace_period_s": 0.1, "watch_config": watch},
+        "admin": {"listen": None},
+        "telemetry": {"metrics": {"listen": None}, "audit": {"enabled": False}},
         "jwt_providers": [
             {
                 "name": "dev",

@@ -18,7 +18,7 @@ def names(domain: str, *entries: tuple[str, str]) -> list[str]:
 def test_example_service_settings_load_the_example_directory() -> None:
     data = yaml.safe_load((EXAMPLES / "service-config-snippet.yaml").read_text())
     settings = RateLimitSettings.model_validate(data["rate_limit"])
-    assert load_config(settings, base_dir=REPO_ROOT).domains == {"edge", "authz"}
+    assert load_config(settings, base_dir=REPO_ROOT).domains == {"edge", "authz", "gateway"}
 
 
 def test_edge_example_layers() -> None:

@@ -1,0 +1,135 @@
+"""The audit log: one JSON line per decision, with Elastic Common Schema (ECS) field names so
+a SIEM ingests it without mapping.
+
+Never written: tokens, API keys, cookies, Authorization headers, query string values. The
+record is built from the decision and a few request attributes only — no header is copied.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO
+
+from authz_service.config.model import AuditSettings
+from authz_service.model import Decision, Outcome, RequestAttributes
+
+ECS_VERSION = "8.11.0"
+REDACTED = "REDACTED"
+
+
+def redact_query(path: str) -> tuple[str, str]:
+    """(path, query with every value replaced) — values may carry tokens or personal data."""
+    path_part, _, query = path.partition("?")
+    path_part = path_part.partition("#")[0]
+    if not query:
+        return path_part, ""
+    query = query.partition("#")[0]
+    redacted = []
+    for pair in query.split("&"):
+        if not pair:
+            continue
+        name, has_value, _ = pair.partition("=")
+        redacted.append(f"{name}={REDACTED}" if has_value else name)
+    return path_part, "&".join(redacted)
+
+
+def _iso(now: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    return f"{seconds}.{int((now % 1) * 1000):03d}Z"
+
+
+def audit_record(
+    request: RequestAttributes,
+    decision: Decision,
+    *,
+    duration_s: float,
+    trace_id: str = "",
+    span_id: str = "",
+    rate_limit: str = "",
+    principal: str | None = None,
+    now: float | None = None,
+) -> dict[str, object]:
+    path, query = redact_query(request.path)
+    identity = decision.identity
+    authz: dict[str, object] = {
+        "decision": decision.outcome.value,
+        "policy": decision.policy,
+        "rule": decision.rule,
+        "http_status": _status(decision),
+    }
+    url: dict[str, object] = {"domain": request.host, "path": path}
+    if query:
+        url["query"] = query
+    record: dict[str, object] = {
+        "@timestamp": _iso(time.time() if now is None else now),
+        "ecs": {"version": ECS_VERSION},
+        "event": {
+            "kind": "event",
+            "category": ["authentication", "web"],
+            "type": ["allowed" if decision.allowed else "denied"],
+            "action": "authorization-check",
+            "outcome": "success" if decision.allowed else "failure",
+            "reason": decision.reason.value,
+            "duration": int(duration_s * 1e9),
+        },
+        "http": {"request": {"id": request.request_id, "method": request.method}},
+        "url": url,
+        "authz": authz,
+    }
+    if request.source_address:
+        record["client"] = {"ip": request.source_address}
+    if identity is not None:
+        user: dict[str, object] = {"id": principal if principal is not None else identity.principal}
+        if identity.roles:
+            user["roles"] = sorted(identity.roles)
+        record["user"] = user
+        authz["auth_method"] = identity.method.value
+    if rate_limit:
+        authz["rate_limit"] = rate_limit
+    if trace_id:
+        record["trace"] = {"id": trace_id}
+        if span_id:
+            record["span"] = {"id": span_id}
+    return record
+
+
+def _status(decision: Decision) -> int:
+    return {
+        Outcome.ALLOW: 200,
+        Outcome.UNAUTHENTICATED: 401,
+        Outcome.FORBIDDEN: 403,
+        Outcome.RATE_LIMITED: 429,
+        Outcome.UNAVAILABLE: 503,
+    }[decision.outcome]
+
+
+class AuditLog:
+    def __init__(self, settings: AuditSettings) -> None:
+        self.enabled = settings.enabled
+        self._stream: IO[str] | None = None
+        self._owned = False
+        if not settings.enabled:
+            return
+        if settings.output == "stdout":
+            self._stream = sys.stdout
+        elif settings.output == "stderr":
+            self._stream = sys.stderr
+        else:
+            self._stream = open(settings.output, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            self._owned = True
+
+    def write(self, record: dict[str, object]) -> None:
+        if self._stream is None:
+            return
+        try:
+            self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # a full disk must not turn into denied requests
+
+    def close(self) -> None:
+        if self._owned and self._stream is not None:
+            self._stream.close()
+        self._stream = None

@@ -1,0 +1,75 @@
+"""The observability HTTP port: Prometheus /metrics, /healthz (alive) and /readyz (serving).
+
+/readyz turns 503 as soon as a graceful shutdown begins, before in-flight RPCs drain, so load
+balancers and Kubernetes stop sending traffic first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from authz_service.telemetry.metrics import Metrics
+from authz_service.workers import split_listen
+
+
+class ObservabilityServer:
+    def __init__(
+        self,
+        metrics: Metrics,
+        ready: Callable[[], tuple[bool, dict[str, object]]],
+        token_hash: str | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._ready = ready
+        self._expected = token_hash.removeprefix("sha256:") if token_hash else None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics_page)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        return app
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        if self._expected is not None:
+            presented = request.headers.get("authorization", "")
+            token = presented[7:] if presented[:7].lower() == "bearer " else ""
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            if not token or not hmac.compare_digest(digest, self._expected):
+                return web.Response(status=401, text="metrics token required\n")
+        body = generate_latest(self._metrics.registry)
+        return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        ready, details = self._ready()
+        return web.Response(
+            status=200 if ready else 503,
+            text=json.dumps({"ready": ready, **details}),
+            content_type="application/json",
+        )
+
+    async def start(self, listen: str) -> None:
+        host, port = split_listen(listen)
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]"), port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

