@@ -28,11 +28,10 @@ RUN groupadd --system --gid 10001 authz \
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    AUTHZ_HEALTH_TARGET=127.0.0.1:9001
+    PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
 EXPOSE 9001
 # gRPC health (grpc.health.v1, the same check as the Kubernetes probes): healthy = SERVING.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; channel = grpc.insecure_channel(os.environ['AUTHZ_HEALTH_TARGET']); reply = g.HealthStub(channel).Check(h.HealthCheckRequest(service=''), timeout=2); sys.exit(0 if reply.status == h.HealthCheckResponse.SERVING else 1)"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 CMD ["authz-service", "health", "--address", "127.0.0.1:9001"]
 ENTRYPOINT ["authz-service"]
 CMD ["serve", "--config", "/etc/authz/config.yaml"]

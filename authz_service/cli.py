@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_parser(commands)
 
+    health = commands.add_parser("health", help="gRPC health check of a running service")
+    health.add_argument("--address", default="127.0.0.1:9001")
+    health.add_argument("--service", default="", help="service name ('' = the whole server)")
+    health.add_argument("--timeout", type=float, default=2.0)
+    health.add_argument("--tls-ca", help="CA file: connect with TLS")
+    health.add_argument("--tls-cert", help="client certificate (mutual TLS)")
+    health.add_argument("--tls-key", help="client key (mutual TLS)")
+
     hash_key = commands.add_parser("hash-key", help="hash an API key for the config (reads stdin)")
     hash_key.add_argument("--stdin", action="store_true", help="read the key from stdin")
     return parser
@@ -83,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _hash_key(args.stdin)
     if args.command == "admin":
         return run_admin(args)
+    if args.command == "health":
+        return _health(args)
     return 2
 
 
@@ -125,6 +135,35 @@ def _supervise(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return supervisor.run(settings.grace_period_s)
+
+
+def _health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server answers SERVING (for Docker HEALTHCHECK and scripts)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    if args.tls_ca:
+        with open(args.tls_ca, "rb") as ca:
+            root = ca.read()
+        key = cert = None
+        if args.tls_cert and args.tls_key:
+            with open(args.tls_key, "rb") as key_file, open(args.tls_cert, "rb") as cert_file:
+                key, cert = key_file.read(), cert_file.read()
+        credentials = grpc.ssl_channel_credentials(root, key, cert)
+        channel = grpc.secure_channel(args.address, credentials)
+    else:
+        channel = grpc.insecure_channel(args.address)
+    with channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as error:
+            print(f"unhealthy: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def _check_config(path: str) -> int:

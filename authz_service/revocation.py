@@ -123,20 +123,17 @@ class RedisRevocationStore:
     def __init__(
         self, settings: RevocationSettings, revocations: RevocationList | None = None
     ) -> None:
-        import redis.asyncio as redis_asyncio
+        from authz_service.ratelimit.redis_store import create_client
 
         self.revocations = revocations if revocations is not None else RevocationList()
         self._settings = settings
         self._prefix = settings.redis.key_prefix
         self._channel = self._prefix + "events"
-        options = settings.redis
-        self._client: Any = redis_asyncio.Redis.from_url(
-            options.url,
-            username=options.username,
-            password=options.password,
-            socket_timeout=max(options.timeout_ms / 1000, 1.0),
-            socket_connect_timeout=options.connect_timeout_ms / 1000,
-            decode_responses=True,
+        # The same connection options as the quota store (TLS, credentials, timeouts); the
+        # subscription reads without a socket timeout, so it needs its own long-lived client.
+        self._client: Any = create_client(settings.redis)
+        self._subscriber: Any = create_client(
+            settings.redis.model_copy(update={"timeout_ms": 3_600_000})
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -167,6 +164,7 @@ class RedisRevocationStore:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._client.aclose()
+        await self._subscriber.aclose()
 
     async def revoke_jti(self, jti: str, expires_at: float) -> None:
         await self._store(
@@ -198,12 +196,12 @@ class RedisRevocationStore:
         """Read every stored revocation into the local list; returns how many were read."""
         count = 0
         async for key in self._client.scan_iter(match=self._prefix + "*", count=500):
-            if key == self._channel:
+            if _text(key) == self._channel:
                 continue
             value = await self._client.get(key)
             if value:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
-                    self.revocations.apply(json.loads(value))
+                    self.revocations.apply(json.loads(_text(value)))
                     count += 1
         return count
 
@@ -218,19 +216,23 @@ class RedisRevocationStore:
     async def _listen(self) -> None:
         while True:
             try:
-                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self._channel)
                 # Anything published while we were not subscribed is picked up here.
                 await self.sync()
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         with contextlib.suppress(ValueError, KeyError, TypeError):
-                            self.revocations.apply(json.loads(message["data"]))
+                            self.revocations.apply(json.loads(_text(message["data"])))
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 log.warning("revocation subscription lost (%s); retrying", error)
                 await asyncio.sleep(1.0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def build_revocation_store(settings: RevocationSettings) -> RevocationStore:

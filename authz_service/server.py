@@ -22,7 +22,9 @@ from authz_service.config.reload import ConfigReloader
 from authz_service.grpc.admin_servicer import ADMIN_SERVICE, AdminServicer, AdminTokenInterceptor
 from authz_service.grpc.authorization_servicer import AuthorizationServicer
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
+from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
 from authz_service.ratelimit import RateLimiter
+from authz_service.ratelimit.store_stats import store_stats
 from authz_service.revocation import build_revocation_store
 from authz_service.runtime import QuotaStoreHolder, Runtime, build_runtime
 from authz_service.services.check import CheckService
@@ -91,6 +93,7 @@ class AuthzServer:
         self.port = 0
         self.admin_port = 0
         self.metrics_port = 0
+        self.certificates: ReloadingCertificates | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -103,9 +106,7 @@ class AuthzServer:
         return self.reloader.current.limiter
 
     def _store_stats(self) -> list[tuple[str, float]]:
-        store = self.stores.store
-        stats = getattr(store, "stats", None)
-        return list(stats()) if callable(stats) else []
+        return store_stats(self.stores.store)
 
     def _readiness(self) -> tuple[bool, dict[str, object]]:
         runtime = self.reloader.current
@@ -118,9 +119,16 @@ class AuthzServer:
 
     async def start(self) -> None:
         config = self.runtime.loaded.config
+        tls = config.server.tls
+        interceptors = (
+            [ClientSanInterceptor(tls.allowed_client_sans)]
+            if tls is not None and tls.allowed_client_sans
+            else []
+        )
         self._server = grpc.aio.server(
             options=list(SERVER_OPTIONS),
             maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
+            interceptors=interceptors,
         )
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
             AuthorizationServicer(self.checks, self.telemetry), self._server
@@ -130,7 +138,11 @@ class AuthzServer:
         reflection.enable_server_reflection(
             (*SERVED, HEALTH_SERVICE, reflection.SERVICE_NAME), self._server
         )
-        self.port = self._server.add_insecure_port(self.listen)
+        if tls is not None:
+            credentials, self.certificates = server_credentials(tls)
+            self.port = self._server.add_secure_port(self.listen, credentials)
+        else:
+            self.port = self._server.add_insecure_port(self.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")
         if self.admin_listen is not None:

@@ -46,10 +46,13 @@ def run_group(targets: list[Target], *, rounds: int, seconds: float, warmup: flo
     results: dict[str, list[tuple[LoadResult, dict[str, float], float]]] = {
         t.key: [] for t in targets
     }
+    warmed: dict[str, int] = dict.fromkeys(results, 0)
     for _ in range(rounds):
         for target in targets:
             if warmup > 0:
-                target.run(warmup)  # not measured: connections, caches and pools warm up
+                warmed[target.key] += target.run(
+                    warmup
+                ).completed_total  # not measured: connections, caches and pools warm up
             meters = {label: CpuMeter(pid) for label, pid in target.processes.items()}
             for meter in meters.values():
                 meter.start()
@@ -59,7 +62,10 @@ def run_group(targets: list[Target], *, rounds: int, seconds: float, warmup: flo
             cpu = {label: meter.stop() for label, meter in meters.items()}
             others = max(0.0, busy - sum(cpu.values()) - result.client_cpu_s)
             results[target.key].append((result, cpu, others / seconds))
-    return [_row(target, results[target.key]) for target in targets]
+    rows = [_row(target, results[target.key]) for target in targets]
+    for row in rows:
+        row["warmup_completed"] = warmed[row["key"]]
+    return rows
 
 
 def _row(target: Target, runs: list[tuple[LoadResult, dict[str, float], float]]) -> Row:

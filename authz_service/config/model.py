@@ -7,6 +7,7 @@ peers), the headers we hand to the upstream, and the RBAC policies.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -55,12 +56,36 @@ def _header_name(value: str) -> str:
 HeaderName = Annotated[str, Field(min_length=1)]
 
 
+class ServerTls(Strict):
+    """TLS for the gRPC port; with `client_ca_file`, mutual TLS (Envoy presents a cert).
+
+    Certificate files are re-read when they change (checked at each new connection), so a
+    rotated certificate (cert-manager, SPIRE) is served without a restart.
+    """
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+    # Globs over the client certificate's SANs (URI SAN / SPIFFE ID or DNS name); empty:
+    # any certificate the CA signed.
+    allowed_client_sans: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _sans_need_mtls(self) -> ServerTls:
+        if self.allowed_client_sans and self.client_ca_file is None:
+            raise ValueError("allowed_client_sans needs client_ca_file (mutual TLS)")
+        return self
+
+
 class ServerSettings(Strict):
     listen: str = "127.0.0.1:9001"
     grace_period_s: float = Field(default=5.0, ge=0)
     # Watch the config file and reload on change (SIGHUP always reloads).
     watch_config: bool = True
+    # Beyond this many RPCs in flight, new ones are refused at once with RESOURCE_EXHAUSTED
+    # (Envoy's ext_authz then answers status_on_error, fail closed) instead of queueing.
     max_concurrent_rpcs: int | None = Field(default=None, ge=1)
+    tls: ServerTls | None = None
 
 
 class TokenSource(Strict):

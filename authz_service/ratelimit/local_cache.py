@@ -53,6 +53,10 @@ class CachingStore:
         self._cache = cache
 
     @property
+    def inner(self) -> QuotaStore:
+        return self._inner
+
+    @property
     def cache(self) -> OverLimitCache:
         return self._cache
 

@@ -37,7 +37,7 @@ Client = Redis | RedisCluster
 def _connection_options(settings: RedisSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "username": settings.username,
-        "password": settings.password,
+        "password": settings.resolved_password(),
         "socket_timeout": settings.timeout_ms / 1000,
         "socket_connect_timeout": settings.connect_timeout_ms / 1000,
         # Fail fast: the circuit breaker, not client retries, decides when to try again.

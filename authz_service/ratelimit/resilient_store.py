@@ -25,6 +25,10 @@ class ResilientStore:
         self._clock = clock
 
     @property
+    def inner(self) -> QuotaStore:
+        return self._inner
+
+    @property
     def breaker(self) -> CircuitBreaker:
         return self._breaker
 

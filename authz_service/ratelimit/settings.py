@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,10 @@ class RedisSettings(Strict):
     cluster: bool = False
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
+    # Keep the secret out of the config file: read it from a file (a Kubernetes Secret
+    # mount) or an environment variable instead. At most one of the three.
+    password_file: Path | None = None
+    password_env: str | None = None
     tls: RedisTls | None = None
     # Prepended to every key, so several services (or versions) can share one Redis.
     key_prefix: str = "authz:rl:"
@@ -34,6 +39,24 @@ class RedisSettings(Strict):
     timeout_ms: int = Field(default=50, ge=1)
     connect_timeout_ms: int = Field(default=200, ge=1)
     pool_size: int = Field(default=64, ge=1)
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> RedisSettings:
+        given = [v for v in (self.password, self.password_file, self.password_env) if v is not None]
+        if len(given) > 1:
+            raise ValueError("give at most one of password, password_file, password_env")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """The password from whichever source is configured (read when connecting)."""
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ValueError(f"environment variable {self.password_env} is not set")
+            return value
+        return self.password
 
     @field_validator("url")
     @classmethod

@@ -1,4 +1,4 @@
-"""examples/ratelimit/domains/gateway.yaml has a limit for every descriptor envoy/envoy.yaml builds."""
+"""examples/ratelimit/domains/gateway.yaml limits every descriptor envoy/envoy.yaml builds."""
 
 from __future__ import annotations
 

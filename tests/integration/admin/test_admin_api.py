@@ -315,6 +315,21 @@ async def test_get_quota_reads_counters_and_reset_quota_clears_them(
     assert other.used == 0
 
 
+async def test_reset_quota_lets_a_caller_over_its_limit_in_again_at_once(
+    admin: Any, data_channel: grpc.aio.Channel, idp: DevIdentityProvider
+) -> None:
+    token = idp.mint("judy")
+    answers = [await check(data_channel, "/api/items", token) for _ in range(6)]
+    assert [a.denied_response.status.code for a in answers][-1] == 429
+    (over,) = await get_quota(admin, "judy")
+    assert (over.used, over.remaining) == (5, 0)
+
+    await get_quota(admin, "judy", reset=True)
+
+    # Not still refused from the in-process over-limit cache.
+    assert (await check(data_channel, "/api/items", token)).status.code == code_pb2.OK
+
+
 async def test_quota_of_a_descriptor_without_a_limit_is_failed_precondition(admin: Any) -> None:
     request = admin_pb2.QuotaRequest(
         domain="nope", entries=[admin_pb2.DescriptorEntry(key="user", value="x")]

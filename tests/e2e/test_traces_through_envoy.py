@@ -1,0 +1,100 @@
+"""One trace in Jaeger's terms: Envoy ingress -> ext_authz Check -> ShouldRateLimit -> upstream.
+
+Envoy's OpenTelemetry tracer and authz_service both export to one OTLP receiver; the service's
+server spans must be children of the egress spans Envoy made for its two gRPC calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Stack, running_stack
+from tests.support.otlp import OtlpReceiver, ReceivedSpan, running_otlp_receiver
+
+pytestmark = pytest.mark.envoy
+
+SERVER = 2  # SpanKind.SERVER in OTLP
+
+
+@pytest.fixture(scope="module")
+def traced(
+    tmp_path_factory: pytest.TempPathFactory, envoy_available: str
+) -> Iterator[tuple[Stack, OtlpReceiver]]:
+    with running_otlp_receiver() as receiver:
+
+        def export_to_receiver(config: dict[str, Any]) -> None:
+            config["telemetry"]["tracing"] = {
+                "exporter": "otlp_grpc",
+                "endpoint": f"http://127.0.0.1:{receiver.port}",
+            }
+
+        with running_stack(
+            tmp_path_factory.mktemp("traces"),
+            edit_config=export_to_receiver,
+            envoy_values={"OTLP_PORT": receiver.port},
+        ) as stack:
+            yield stack, receiver
+
+
+def one_trace(stack: Stack, receiver: OtlpReceiver) -> list[ReceivedSpan]:
+    token = stack.idp.mint("alice", roles=["editor"], extra_claims={"tier": "gold"})
+    with stack.client() as client:
+        echoes = [
+            client.get(
+                stack.public_url + "/api/orders", headers={"authorization": f"Bearer {token}"}
+            ).json()
+            for _ in range(5)  # Envoy flushes its span buffer after 5 spans (or 5 s)
+        ]
+    trace_id = echoes[0]["headers"]["traceparent"].split("-")[1]
+
+    def complete(spans: list[ReceivedSpan]) -> bool:
+        ours = [s for s in spans if s.trace_id == trace_id and s.service_name == "authz-service"]
+        return (
+            sum(s.kind == SERVER for s in ours) >= 2
+            and len([s for s in spans if s.trace_id == trace_id]) >= 5
+        )
+
+    return [s for s in receiver.wait_for(complete) if s.trace_id == trace_id]
+
+
+def test_service_spans_are_children_of_envoys_egress_spans(
+    traced: tuple[Stack, OtlpReceiver],
+) -> None:
+    spans = one_trace(*traced)
+    by_id = {s.span_id: s for s in spans}
+    ours = [s for s in spans if s.service_name == "authz-service" and s.kind == SERVER]
+    check = next(s for s in ours if s.attributes["rpc.method"] == "Check")
+    limit = next(s for s in ours if s.attributes["rpc.method"] == "ShouldRateLimit")
+
+    check_parent = by_id[check.parent_span_id]
+    limit_parent = by_id[limit.parent_span_id]
+
+    assert check_parent.service_name != "authz-service"  # Envoy's span
+    assert "Authorization" in check_parent.name
+    assert limit_parent.service_name != "authz-service"
+    assert "RateLimit" in limit_parent.name
+    roots = [s for s in spans if not s.parent_span_id]
+    assert len(roots) == 1  # Envoy's ingress span: the whole request is one trace
+
+
+def test_service_spans_carry_the_decision_and_rate_limit_attributes(
+    traced: tuple[Stack, OtlpReceiver],
+) -> None:
+    spans = one_trace(*traced)
+    ours = {
+        s.attributes.get("rpc.method"): s
+        for s in spans
+        if s.kind == SERVER and s.service_name == "authz-service"
+    }
+
+    check = ours["Check"].attributes
+    assert check["authz.decision"] == "allow"
+    assert check["authz.policy"] == "public"
+    assert check["authz.rule"] == "api-reads"
+    assert check["enduser.id"] == "alice"
+    limit = ours["ShouldRateLimit"].attributes
+    assert limit["authz.ratelimit.domain"] == "gateway"
+    assert {"remote_address", "user", "tier"} <= set(limit["authz.ratelimit.descriptor_keys"])
