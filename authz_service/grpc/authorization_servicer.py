@@ -9,7 +9,8 @@ import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from authz_service.config.model import AuditSettings, TelemetrySettings
-from authz_service.grpc.check_translate import allow_response, deny_response, request_attributes
+from authz_service.grpc.allow_cache import AllowResponseCache
+from authz_service.grpc.check_translate import deny_response, request_attributes
 from authz_service.model import Decision, Outcome, Reason
 from authz_service.services.check import CheckService
 from authz_service.telemetry import tracing
@@ -24,6 +25,7 @@ SERVICE_NAME = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].fu
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
     def __init__(self, checks: CheckService, telemetry: Telemetry | None = None):
         self._checks = checks
+        self._allow_responses = AllowResponseCache()
         self._telemetry = telemetry or Telemetry(
             TelemetrySettings(audit=AuditSettings(enabled=False))
         )
@@ -36,7 +38,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         metadata = context.invocation_metadata() if telemetry.wants_metadata else None
         metrics = telemetry.metrics
         if metrics is not None:
-            metrics.in_flight.labels("Check").inc()
+            metrics.check_in_flight.inc()
         try:
             with tracing.server_span(SERVICE_NAME, "Check", metadata) as span:
                 try:
@@ -50,7 +52,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                     return deny_response(decision.outcome, responses.deny(decision))
                 decision, runtime = await self._checks.check(attributes)
                 if decision.allowed:
-                    response = allow_response(runtime.responses.allow(decision))
+                    response = self._allow_responses.response(runtime, decision)
                 else:
                     response = deny_response(decision.outcome, runtime.responses.deny(decision))
                 telemetry.check_done(
@@ -59,4 +61,4 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                 return response
         finally:
             if metrics is not None:
-                metrics.in_flight.labels("Check").dec()
+                metrics.check_in_flight.dec()

@@ -8,8 +8,11 @@ record is built from the decision and a few request attributes only — no heade
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from typing import IO
 
 from authz_service.config.model import AuditSettings
@@ -105,11 +108,48 @@ def _status(decision: Decision) -> int:
     }[decision.outcome]
 
 
+@dataclass(frozen=True, slots=True)
+class PendingRecord:
+    """What the request path hands over; the writer thread builds the record from it."""
+
+    request: RequestAttributes
+    decision: Decision
+    duration_s: float
+    trace_id: str
+    span_id: str
+    rate_limit: str
+    principal: str | None
+    at: float
+
+    def build(self) -> dict[str, object]:
+        return audit_record(
+            self.request,
+            self.decision,
+            duration_s=self.duration_s,
+            trace_id=self.trace_id,
+            span_id=self.span_id,
+            rate_limit=self.rate_limit,
+            principal=self.principal,
+            now=self.at,
+        )
+
+
 class AuditLog:
-    def __init__(self, settings: AuditSettings) -> None:
+    """Writes records from a background thread, in batches.
+
+    The request path only enqueues the values a record needs; building the JSON and the
+    write (one syscall per batch) happen off the event loop. The queue is bounded: if the
+    output cannot keep up, records are dropped and counted rather than delaying decisions.
+    """
+
+    def __init__(self, settings: AuditSettings, max_queue: int = 100_000) -> None:
         self.enabled = settings.enabled
+        self.dropped = 0
         self._stream: IO[str] | None = None
         self._owned = False
+        self._queue: queue.SimpleQueue[PendingRecord | None] = queue.SimpleQueue()
+        self._max_queue = max_queue
+        self._thread: threading.Thread | None = None
         if not settings.enabled:
             return
         if settings.output == "stdout":
@@ -117,19 +157,72 @@ class AuditLog:
         elif settings.output == "stderr":
             self._stream = sys.stderr
         else:
-            self._stream = open(settings.output, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            self._stream = open(settings.output, "a", encoding="utf-8")  # noqa: SIM115
             self._owned = True
+        self._thread = threading.Thread(target=self._drain, name="audit-log", daemon=True)
+        self._thread.start()
+
+    def record(
+        self,
+        request: RequestAttributes,
+        decision: Decision,
+        duration_s: float,
+        trace_id: str,
+        span_id: str,
+        rate_limit: str,
+        principal: str | None,
+    ) -> None:
+        """Enqueue a decision (cheap); the writer thread turns it into a JSON line."""
+        if self._thread is None:
+            return
+        if self._queue.qsize() >= self._max_queue:
+            self.dropped += 1
+            return
+        self._queue.put(
+            PendingRecord(
+                request, decision, duration_s, trace_id, span_id, rate_limit, principal, time.time()
+            )
+        )
 
     def write(self, record: dict[str, object]) -> None:
-        if self._stream is None:
+        """Write one prepared record at once (tests, rare events)."""
+        self._write_lines([json.dumps(record, separators=(",", ":"))])
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while len(batch) < 512:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            lines = []
+            stop = False
+            for entry in batch:
+                if entry is None:
+                    stop = True
+                else:
+                    lines.append(json.dumps(entry.build(), separators=(",", ":")))
+            self._write_lines(lines)
+            if stop:
+                return
+
+    def _write_lines(self, lines: list[str]) -> None:
+        if self._stream is None or not lines:
             return
         try:
-            self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._stream.write("\n".join(lines) + "\n")
             self._stream.flush()
         except (OSError, ValueError):
             pass  # a full disk must not turn into denied requests
 
     def close(self) -> None:
+        """Write what is queued, then stop."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+            self._thread = None
         if self._owned and self._stream is not None:
             self._stream.close()
         self._stream = None

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from authz_service.config.reload import ConfigReloader
+from authz_service.model import Decision
 from authz_service.ratelimit.model import Code, RateLimitResult
 from authz_service.runtime import Runtime
 
@@ -62,11 +63,22 @@ class Metrics:
             ["domain", "limit", "code"],
             registry=r,
         )
+        # Labelled children resolved once: `.labels()` on every request is measurable.
+        self.check_duration = self.rpc_duration.labels("Check")
+        self.check_in_flight = self.in_flight.labels("Check")
+        self._decision_children: dict[tuple[str, str, str], Counter] = {}
         self.event_loop_lag = Gauge(
             "authz_event_loop_lag_seconds",
             "How late the event loop ran a timer at the last probe (saturation).",
             registry=r,
         )
+
+    def decision_counter(self, decision: Decision) -> Counter:
+        key = (decision.outcome.value, decision.reason.value, decision.policy or "-")
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decision_children[key] = self.check_decisions.labels(*key)
+        return child
 
     def observe_rate_limit(self, domain: str, result: RateLimitResult, source: str = "rls") -> None:
         code = "over_limit" if result.over_limit else ("degraded" if result.degraded else "ok")

@@ -15,7 +15,7 @@ from authz_service.config.model import TelemetrySettings
 from authz_service.model import Decision, Outcome, RequestAttributes
 from authz_service.ratelimit.model import RateLimitResult
 from authz_service.telemetry import tracing
-from authz_service.telemetry.audit import AuditLog, audit_record
+from authz_service.telemetry.audit import AuditLog
 from authz_service.telemetry.metrics import Metrics
 
 
@@ -48,10 +48,8 @@ class Telemetry:
         metadata: Sequence[tuple[str, Any]] | None,
     ) -> None:
         if self.metrics is not None:
-            self.metrics.rpc_duration.labels("Check").observe(duration_s)
-            self.metrics.check_decisions.labels(
-                decision.outcome.value, decision.reason.value, decision.policy or "-"
-            ).inc()
+            self.metrics.check_duration.observe(duration_s)
+            self.metrics.decision_counter(decision).inc()
         identity = decision.identity
         principal = tracing.principal_attribute(identity.principal) if identity else None
         if span.is_recording():
@@ -76,16 +74,8 @@ class Telemetry:
             else:
                 trace_id, span_id = trace_ids_from_metadata(metadata)
             rate_limit = "over_limit" if decision.outcome is Outcome.RATE_LIMITED else ""
-            self.audit.write(
-                audit_record(
-                    request,
-                    decision,
-                    duration_s=duration_s,
-                    trace_id=trace_id,
-                    span_id=span_id,
-                    rate_limit=rate_limit,
-                    principal=principal,
-                )
+            self.audit.record(
+                request, decision, duration_s, trace_id, span_id, rate_limit, principal
             )
 
     def rate_limit_done(

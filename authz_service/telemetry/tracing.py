@@ -85,17 +85,49 @@ def principal_attribute(principal: str) -> str:
     return principal
 
 
-@contextlib.contextmanager
+class _NoSpan(contextlib.AbstractContextManager[Span]):
+    """What the span helpers return with tracing off: no generator, no allocation."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Span:
+        return INVALID_SPAN
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
+
+
 def server_span(
     rpc_service: str,
     rpc_method: str,
     metadata: Sequence[tuple[str, Any]] | None,
     attributes: Mapping[str, Any] | None = None,
-) -> Iterator[Span]:
+) -> contextlib.AbstractContextManager[Span]:
     """The SERVER span of one RPC, child of Envoy's span when it sent a traceparent."""
     if not enabled:
-        yield INVALID_SPAN
-        return
+        return _NO_SPAN
+    return _server_span(rpc_service, rpc_method, metadata, attributes)
+
+
+def child_span(
+    name: str, attributes: Mapping[str, Any] | None = None
+) -> contextlib.AbstractContextManager[Span]:
+    """An INTERNAL span under the current one, for work that takes time."""
+    if not enabled:
+        return _NO_SPAN
+    return _child_span(name, attributes)
+
+
+@contextlib.contextmanager
+def _server_span(
+    rpc_service: str,
+    rpc_method: str,
+    metadata: Sequence[tuple[str, Any]] | None,
+    attributes: Mapping[str, Any] | None,
+) -> Iterator[Span]:
     with _tracer.start_as_current_span(
         f"{rpc_service}/{rpc_method}",
         context=context_from_metadata(metadata),
@@ -117,11 +149,7 @@ def server_span(
 
 
 @contextlib.contextmanager
-def child_span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Span]:
-    """An INTERNAL span under the current one, for work that takes time."""
-    if not enabled:
-        yield INVALID_SPAN
-        return
+def _child_span(name: str, attributes: Mapping[str, Any] | None) -> Iterator[Span]:
     with _tracer.start_as_current_span(
         name,
         attributes=dict(attributes or {}),

@@ -13,67 +13,97 @@ The alert rules and the dashboard may only use names from that list (see test_as
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 NAMES_FILE = Path(__file__).with_name("envoy_metric_names.txt")
+SAMPLE = re.compile(r"(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="')
 
 
-def sample_names(exposition: str) -> set[str]:
-    """Every sample name (with _bucket/_sum/_count for histograms) of a Prometheus scrape."""
-    names = set()
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            names.add(sample.name)
-    return names
+def exposed_series(exposition: str) -> dict[str, set[str]]:
+    """Sample name -> label names, exactly as exposed (Envoy adds no `_total` to counters,
+    and Prometheus stores the names as exposed, so no client-side normalisation here)."""
+    series: dict[str, set[str]] = {}
+    for line in exposition.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = SAMPLE.match(line)
+        if match is None:
+            raise ValueError(f"not a Prometheus sample line: {line!r}")
+        labels = series.setdefault(match["name"], set())
+        labels.update(LABEL.findall(match["labels"] or ""))
+    return series
 
 
-def read_names(path: Path = NAMES_FILE) -> set[str]:
-    lines = path.read_text().splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+def read_series(path: Path = NAMES_FILE) -> dict[str, set[str]]:
+    """The committed list: one `name label,label` line per sample name."""
+    series = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, labels = line.partition(" ")
+            series[name] = set(filter(None, labels.split(",")))
+    return series
 
 
 def scrape_after_traffic(workdir: Path) -> str:
-    # The end-to-end tests' stack; imported here so the asset tests need none of it.
+    # The end-to-end tests' stack and rate-limit spy, imported here so that the asset tests
+    # themselves need none of it.
     from tests.e2e.conftest import running_stack
+    from tests.e2e.gateway import RateLimitSpy
 
-    def lockout_and_small_limits(config: dict[str, object]) -> None:
-        rate_limit = config["rate_limit"]
-        assert isinstance(rate_limit, dict)
-        rate_limit["brute_force"] = {"enabled": True, "max_failures": 3, "window": "1m"}
+    def with_lockout(config: dict[str, Any]) -> None:
+        config["rate_limit"]["brute_force"] = {"enabled": True, "max_failures": 3, "window": "1m"}
 
-    with running_stack(workdir, edit_config=lockout_and_small_limits) as stack:
-        token = stack.idp.mint("alice", roles=["reader"], extra_claims={"tier": "free"})
-        bearer = {"authorization": f"Bearer {token}"}
-        with stack.client() as client:
-            client.get(stack.public_url + "/public/page")  # allowed, anonymous
-            client.get(stack.public_url + "/admin/users", headers=bearer)  # 403
-            for _ in range(12):  # the free tier's 10 a minute: the last ones are 429
-                client.get(stack.public_url + "/api/orders", headers=bearer)
-            for _ in range(5):  # bad tokens: 401, then the brute-force lockout (429)
-                client.get(stack.public_url + "/api/orders", headers={"authorization": "Bearer x"})
-        with httpx.Client(timeout=10.0) as client:
-            client.get(stack.internal_url + "/internal/jobs")  # internal listener, 401
-        stack.authz.stop()  # authz_service gone: ext_authz and ratelimit calls fail
-        with stack.client() as client:
-            client.get(stack.public_url + "/api/orders", headers=bearer)
-        return httpx.get(stack.metrics_url + "/stats/prometheus", timeout=10.0).text
+    spies: list[RateLimitSpy] = []
+
+    def front(authz_port: int) -> int:
+        spies.append(RateLimitSpy(authz_port).start())
+        return spies[0].port
+
+    try:
+        with running_stack(workdir, front=front, edit_config=with_lockout) as stack:
+            spy = spies[0]
+            token = stack.idp.mint("alice", roles=["reader"])
+            bearer = {"authorization": f"Bearer {token}"}
+            api = stack.public_url + "/api/orders"
+            with stack.client() as client:
+                client.get(stack.public_url + "/public/page")  # allowed, anonymous
+                client.get(stack.public_url + "/admin/users", headers=bearer)  # 403
+                client.get(api, headers=bearer)  # allowed
+                for answer in ("over_limit", "unavailable"):  # 429; rate limiting fails open
+                    spy.reset(answer)
+                    client.get(api, headers=bearer)
+                spy.reset()
+                for _ in range(5):  # bad tokens: 401, then the brute-force lockout
+                    client.get(api, headers={"authorization": "Bearer x"})
+            with httpx.Client(timeout=10.0) as client:
+                client.get(stack.internal_url + "/internal/jobs")  # internal listener: 401
+            stack.authz.stop()  # authz_service gone: ext_authz calls fail (503)
+            with stack.client() as client:
+                client.get(api, headers=bearer)
+            return httpx.get(stack.metrics_url + "/stats/prometheus", timeout=10.0).text
+    finally:
+        for spy in spies:
+            spy.stop()
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
-        names = sample_names(scrape_after_traffic(Path(workdir)))
+        series = exposed_series(scrape_after_traffic(Path(workdir)))
     header = (
-        "# Envoy /stats/prometheus sample names of the gateway (envoy/envoy.yaml) after allowed,\n"
-        "# denied, rate-limited and failing requests. Regenerate with:\n"
-        "#   python -m tests.observability_assets.envoy_metrics\n"
+        "# Envoy /stats/prometheus sample names (and their label names) of the gateway\n"
+        "# (envoy/envoy.yaml) after allowed, denied, rate-limited and failing requests.\n"
+        "# GENERATED by `python -m tests.observability_assets.envoy_metrics`: do not edit.\n"
     )
-    NAMES_FILE.write_text(header + "".join(f"{name}\n" for name in sorted(names)))
-    print(f"{len(names)} names written to {NAMES_FILE}", file=sys.stderr)
+    lines = [f"{name} {','.join(sorted(labels))}".rstrip() + "\n" for name, labels in sorted(series.items())]
+    NAMES_FILE.write_text(header + "".join(lines))
+    print(f"{len(series)} names written to {NAMES_FILE}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,127 @@
+"""The `http_check:` section: the HTTP check endpoint for gateways that speak plain HTTP.
+
+Envoy's ext_authz `http_service` mode, NGINX `auth_request` and Traefik `forwardAuth` each
+ask an HTTP server "may this request pass?" in their own way. Each integration is mounted on
+a path of its own, with a fixed policy context (what Envoy's `context_extensions` carry on
+the gRPC path): the gateway's configuration picks the URL, so no client can choose a policy.
+
+    http_check:
+      listen: 127.0.0.1:9003
+      trusted_proxies: [127.0.0.1/32, 10.0.0.0/8]
+      endpoints:
+        - { path: /nginx, integration: nginx, context: { policy: public } }
+        - { path: /traefik, integration: traefik }
+        - { path: /envoy, integration: envoy }   # Envoy http_service path_prefix: /envoy
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Integration = Literal["envoy", "nginx", "traefik"]
+
+_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
+_MOUNT = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _header(value: str) -> str:
+    lowered = value.lower()
+    if not _HEADER_NAME.match(lowered):
+        raise ValueError(f"{value!r} is not a valid HTTP header name")
+    return lowered
+
+
+class Endpoint(_Strict):
+    """One mount: requests under `path` are read the way `integration` sends them."""
+
+    path: str
+    integration: Integration
+    # Like Envoy's per-route context_extensions, e.g. {policy: internal}.
+    context: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("path")
+    @classmethod
+    def _mount(cls, value: str) -> str:
+        if not _MOUNT.match(value) or value != "/" and value.endswith("/") or "//" in value:
+            raise ValueError(f"{value!r} must be an absolute path such as /nginx (no trailing /)")
+        return value
+
+
+def _default_endpoints() -> list[Endpoint]:
+    return [
+        Endpoint(path="/envoy", integration="envoy"),
+        Endpoint(path="/nginx", integration="nginx"),
+        Endpoint(path="/traefik", integration="traefik"),
+    ]
+
+
+class NginxSettings(_Strict):
+    """Headers the `auth_request` location sets with `proxy_set_header` (see examples/nginx)."""
+
+    uri_header: str = "x-original-uri"  # $request_uri (path and query)
+    method_header: str = "x-original-method"  # $request_method (subrequests are GETs)
+    host_header: str = "x-original-host"  # $host; the Host header when absent
+    client_address_header: str = "x-real-ip"  # $remote_addr
+    # The JSON deny body is also sent in this header: nginx drops the subrequest's body, and
+    # `auth_request_set` + `return <status> $var` hand it to the client unchanged.
+    deny_body_header: str | None = "x-authz-deny-body"
+
+    @field_validator("uri_header", "method_header", "host_header", "client_address_header")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return _header(value)
+
+    @field_validator("deny_body_header")
+    @classmethod
+    def _lower_optional(cls, value: str | None) -> str | None:
+        return None if value is None else _header(value)
+
+
+class EnvoyHttpSettings(_Strict):
+    """Envoy `http_service`: it forwards the original method, `path_prefix` + path, Host."""
+
+    # Envoy appends the peer to x-forwarded-for (use_remote_address); list it in allowed_headers.
+    client_address_header: str = "x-forwarded-for"
+
+    @field_validator("client_address_header")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return _header(value)
+
+
+class HttpCheckSettings(_Strict):
+    """The HTTP check port. Read at start; changing `listen` needs a restart."""
+
+    listen: str = "127.0.0.1:9003"
+    # Only requests from these peers may name the client address (X-Real-IP, X-Forwarded-For);
+    # from any other peer the socket address is the client. Loopback by default.
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")]
+    )
+    endpoints: list[Endpoint] = Field(default_factory=_default_endpoints, min_length=1)
+    nginx: NginxSettings = NginxSettings()
+    envoy: EnvoyHttpSettings = EnvoyHttpSettings()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [ip_network(item, strict=False) if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_mounts(self) -> HttpCheckSettings:
+        paths = [endpoint.path for endpoint in self.endpoints]
+        for index, path in enumerate(paths):
+            for other in paths[:index]:
+                if path == other or path.startswith(other + "/") or other.startswith(path + "/"):
+                    raise ValueError(f"endpoint paths {other!r} and {path!r} overlap")
+        return self
