@@ -23,6 +23,7 @@ from authz_service.grpc.admin_servicer import ADMIN_SERVICE, AdminServicer, Admi
 from authz_service.grpc.authorization_servicer import AuthorizationServicer
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
+from authz_service.http.check_endpoint import HttpCheckServer
 from authz_service.ratelimit import RateLimiter
 from authz_service.ratelimit.store_stats import store_stats
 from authz_service.revocation import build_revocation_store
@@ -82,6 +83,7 @@ class AuthzServer:
         self.metrics.add_state_collector(ServiceStateCollector(self.reloader, self._store_stats))
         self.telemetry = Telemetry(config.telemetry, self.metrics)
         self._observability: ObservabilityServer | None = None
+        self.http_check: HttpCheckServer | None = None  # http_check: (authz_service/http/)
         self._draining = False
         self.revocation_store = build_revocation_store(config.revocation)
         self.checks = CheckService(lambda: self.reloader.current, self.revocation_store.revocations)
@@ -160,6 +162,11 @@ class AuthzServer:
             self._tasks.append(asyncio.create_task(self.metrics.probe_event_loop()))
         self.registry.start()
         await self.revocation_store.start()
+        if config.http_check is not None:
+            self.http_check = HttpCheckServer(
+                config.http_check, self.checks, self.telemetry, self.grace_period_s
+            )
+            await self.http_check.start()
         await self._server.start()
         if self._admin_server is not None:
             await self._admin_server.start()
@@ -188,6 +195,8 @@ class AuthzServer:
         self._stop_watching.set()
         if self._admin_server is not None:
             await self._admin_server.stop(0)
+        if self.http_check is not None:
+            await self.http_check.stop()
         if self._server is not None:
             await self._server.stop(self.grace_period_s)
         for task in self._tasks:

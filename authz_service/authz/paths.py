@@ -6,6 +6,7 @@ policy must not depend on a proxy setting being right.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote
 
 # Encoded separators change what a path means to different servers: refuse them outright.
@@ -17,6 +18,9 @@ _REENCODE = str.maketrans({"?": "%3F", "#": "%23"})
 
 class AmbiguousPath(ValueError):
     pass
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def canonical_path(raw_path: str) -> str:
@@ -37,7 +41,7 @@ def canonical_path(raw_path: str) -> str:
         decoded = unquote(path, errors="strict") if "%" in path else path
     except UnicodeDecodeError:
         raise AmbiguousPath("percent-encoding is not valid UTF-8") from None
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded):
+    if _CONTROL.search(decoded):
         raise AmbiguousPath("control characters in path")
     if not decoded.startswith("/"):
         decoded = "/" + decoded

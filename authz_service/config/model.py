@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from authz_service.http.settings import HttpCheckSettings
 from authz_service.ratelimit.settings import RateLimitSettings, RedisSettings
 
 # Asymmetric algorithms only: a shared-secret HS* key in a gateway config is one more secret to
@@ -452,6 +453,8 @@ class Config(Strict):
     check_quota: CheckQuota | None = None
     revocation: RevocationSettings = RevocationSettings()
     admin: AdminSettings = AdminSettings()
+    # The HTTP check endpoint (NGINX auth_request, Traefik forwardAuth, Envoy http_service).
+    http_check: HttpCheckSettings | None = None
     # Verified tokens kept (until their expiry) so repeated tokens skip signature checks.
     token_cache_max_entries: int = Field(default=10_000, ge=0)
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Integration = Literal["envoy", "nginx", "traefik"]
 
 _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
-_MOUNT = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+_MOUNT = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 
 
 class _Strict(BaseModel):
@@ -50,7 +50,7 @@ class Endpoint(_Strict):
     @field_validator("path")
     @classmethod
     def _mount(cls, value: str) -> str:
-        if not _MOUNT.match(value) or value != "/" and value.endswith("/") or "//" in value:
+        if not _MOUNT.match(value):
             raise ValueError(f"{value!r} must be an absolute path such as /nginx (no trailing /)")
         return value
 
@@ -114,7 +114,9 @@ class HttpCheckSettings(_Strict):
     @classmethod
     def _networks(cls, value: object) -> object:
         if isinstance(value, list):
-            return [ip_network(item, strict=False) if isinstance(item, str) else item for item in value]
+            return [
+                ip_network(item, strict=False) if isinstance(item, str) else item for item in value
+            ]
         return value
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from authz_service.ratelimit.batching_store import BatchingStore
 from authz_service.ratelimit.circuit import CircuitBreaker
 from authz_service.ratelimit.config import RateLimitConfig, load_rate_limit_config
 from authz_service.ratelimit.limiter import RateLimiter
@@ -25,9 +26,9 @@ def build_store(settings: RateLimitSettings) -> QuotaStore:
         breaker = CircuitBreaker(
             settings.circuit_breaker.failure_threshold, settings.circuit_breaker.open_for
         )
-        store = ResilientStore(
-            RedisStore.from_settings(settings.redis), settings.redis.timeout_ms / 1000, breaker
-        )
+        # Concurrent RPCs share a round trip (one script run applies all their hits).
+        batched = BatchingStore(RedisStore.from_settings(settings.redis))
+        store = ResilientStore(batched, settings.redis.timeout_ms / 1000, breaker)
     else:
         store = MemoryStore(settings.redis.key_prefix)
     if settings.local_over_limit_cache:

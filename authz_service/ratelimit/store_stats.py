@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from authz_service.ratelimit.batching_store import BatchingStore
 from authz_service.ratelimit.circuit import BreakerState
 from authz_service.ratelimit.local_cache import CachingStore
 from authz_service.ratelimit.resilient_store import ResilientStore
@@ -15,6 +16,9 @@ def store_stats(store: QuotaStore | None) -> list[tuple[str, float]]:
     while current is not None:
         if isinstance(current, CachingStore):
             stats.append(("local_over_limit_entries", float(len(current.cache))))
+            current = current.inner
+        elif isinstance(current, BatchingStore):
+            stats.append(("redis_round_trips", float(current.round_trips)))
             current = current.inner
         elif isinstance(current, ResilientStore):
             stats.append(("breaker_open", float(current.breaker.state is BreakerState.OPEN)))

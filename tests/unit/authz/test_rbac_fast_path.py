@@ -31,5 +31,62 @@ segments = st.sampled_from(["public", "admin", "api", "internal", "reports", "do
 )
 def test_applies_agrees_with_match(method: str, host: str, parts: list[str]) -> None:
     path = "/" + "/".join(parts)
+    bare_host = (
+        host.rsplit(":", 1)[0]
+        if host.count(":") == 1
+        else host.split("]")[0] + "]"
+        if host.startswith("[")
+        else host
+    )
     for rule in RULES:
-        assert rule.applies(method, host, path) == (rule.match(method, host, path) is None)
+        assert rule.applies(method, bare_host, path) == (rule.match(method, host, path) is None)
+
+
+SHAPES = [
+    {"name": "exact", "match": {"paths": [{"exact": "/api"}]}, "allow": "anonymous"},
+    {"name": "root", "match": {"paths": [{"exact": "/"}]}, "allow": "anonymous"},
+    {"name": "loose-prefix", "match": {"paths": [{"prefix": "/ap"}]}, "deny": True},
+    {"name": "glob", "match": {"paths": [{"glob": "/x/*/items/*"}]}, "allow": "authenticated"},
+    {"name": "wild-glob", "match": {"paths": [{"glob": "/*/admin"}]}, "deny": True},
+    {"name": "host", "match": {"hosts": ["*.internal"]}, "allow": "anonymous"},
+    {
+        "name": "methods",
+        "match": {"methods": ["DELETE"], "paths": [{"prefix": "/api/"}]},
+        "deny": True,
+    },
+    {
+        "name": "prefix",
+        "match": {"paths": [{"prefix": "/api/"}, {"prefix": "/x/"}]},
+        "allow": "authenticated",
+    },
+    {"name": "catch-all", "match": {}, "allow": "authenticated"},
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    order=st.permutations(range(len(SHAPES))),
+    method=st.sampled_from(["GET", "DELETE"]),
+    host=st.sampled_from(["a.internal", "api.local:8443"]),
+    parts=st.lists(
+        st.sampled_from(["api", "ap", "apis", "x", "admin", "items", "1", ""]), max_size=4
+    ),
+)
+def test_indexed_evaluation_decides_like_a_full_scan(
+    order: list[int], method: str, host: str, parts: list[str]
+) -> None:
+    from authz_service.authz.rbac import CompiledPolicy, Trace, evaluate
+    from authz_service.config.model import Policy
+    from authz_service.model import RequestAttributes
+
+    policy = CompiledPolicy("p", Policy.model_validate({"rules": [SHAPES[i] for i in order]}))
+    request = RequestAttributes(method=method, host=host, path="/" + "/".join(parts))
+
+    indexed = evaluate(policy, request, None)
+    scanned = evaluate(policy, request, None, Trace())
+
+    assert (indexed.outcome, indexed.rule, indexed.reason) == (
+        scanned.outcome,
+        scanned.rule,
+        scanned.reason,
+    )

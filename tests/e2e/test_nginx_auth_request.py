@@ -1,0 +1,254 @@
+"""NGINX (from the OS packages) in front of the demo upstream, asking authz_service's HTTP
+check endpoint before every request with `auth_request`: examples/nginx/nginx.conf as shipped,
+with this run's addresses.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.support import find_binary
+from tools.demo_upstream import start_in_thread
+from tools.dev_idp import DevIdentityProvider
+from tools.processes import (
+    REPO_ROOT,
+    Process,
+    free_port,
+    spawn,
+    start_authz,
+    wait_for_port,
+    write_service_config,
+)
+
+EXAMPLE = REPO_ROOT / "examples" / "nginx" / "nginx.conf"
+REQUESTS_PER_MINUTE = 5
+
+
+def nginx_config(example: str, *, listen: int, authz: int, upstream: int, workdir: Path) -> str:
+    """The shipped nginx.conf with this run's ports, and temp files under `workdir`."""
+    replacements = {
+        "listen 127.0.0.1:8000;": f"listen 127.0.0.1:{listen};",
+        "server 127.0.0.1:9003;": f"server 127.0.0.1:{authz};",
+        "server 127.0.0.1:8080;": f"server 127.0.0.1:{upstream};",
+    }
+    text = example
+    for old, new in replacements.items():
+        assert text.count(old) == 1, f"{EXAMPLE} no longer has {old!r}"
+        text = text.replace(old, new)
+    temp = "".join(
+        f"    {name}_temp_path {workdir / name};\n"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    temp += f"    access_log {workdir / 'access.log'};\n"
+    text, count = re.subn(r"^http \{\n", lambda _m: "http {\n" + temp, text, flags=re.M)
+    assert count == 1
+    return text
+
+
+def start_nginx(workdir: Path, *, authz_port: int, upstream_port: int) -> tuple[Process, int]:
+    binary = find_binary("nginx")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "nginx.conf"
+    config.write_text(
+        nginx_config(
+            EXAMPLE.read_text(),
+            listen=port,
+            authz=authz_port,
+            upstream=upstream_port,
+            workdir=workdir,
+        )
+    )
+    globals_ = f"daemon off; pid {workdir / 'nginx.pid'}; error_log {workdir / 'error.log'} warn;"
+    check = subprocess.run(
+        [binary, "-t", "-q", "-p", str(workdir), "-c", str(config), "-g", globals_],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    process = spawn(
+        "nginx", [binary, "-p", str(workdir), "-c", str(config), "-g", globals_], workdir
+    )
+    wait_for_port(port, process=process.popen)
+    return process, port
+
+
+@dataclass
+class NginxStack:
+    idp: DevIdentityProvider
+    url: str
+    nginx: Process
+    authz: Process
+
+    def logs(self) -> str:
+        return f"--- authz ---\n{self.authz.log()}\n--- nginx ---\n{self.nginx.log()}"
+
+
+def service_config(workdir: Path, idp: DevIdentityProvider, grpc_port: int, http_port: int) -> Path:
+    path = write_service_config(
+        REPO_ROOT / "config" / "local.yaml",
+        workdir / "authz.yaml",
+        listen_port=grpc_port,
+        jwks_uri=idp.jwks_uri,
+    )
+    config = yaml.safe_load(path.read_text())
+    config["http_check"] = {
+        "listen": f"127.0.0.1:{http_port}",
+        "endpoints": [{"path": "/nginx", "integration": "nginx", "context": {"policy": "public"}}],
+    }
+    rate_limit = config["rate_limit"]
+    rate_limit["brute_force"] = {"enabled": False}
+    rate_limit["domains"] = [
+        {
+            "domain": "nginx-e2e",
+            "descriptors": [
+                {
+                    "key": "user",
+                    "rate_limit": {
+                        "unit": "minute",
+                        "requests_per_unit": REQUESTS_PER_MINUTE,
+                        "name": "per-user",
+                    },
+                }
+            ],
+        }
+    ]
+    config["check_quota"] = {
+        "domain": "nginx-e2e",
+        "descriptors": [{"entries": [{"key": "user", "source": "principal"}]}],
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def nginx_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxStack]:
+    find_binary("nginx")
+    workdir = tmp_path_factory.mktemp("nginx")
+    idp = DevIdentityProvider()
+    idp.start()
+    upstream = start_in_thread()
+    grpc_port, http_port = free_port(), free_port()
+    authz = start_authz(service_config(workdir, idp, grpc_port, http_port), grpc_port, workdir)
+    nginx: Process | None = None
+    try:
+        wait_for_port(http_port, process=authz.popen)
+        nginx, port = start_nginx(
+            workdir / "nginx", authz_port=http_port, upstream_port=upstream.server_address[1]
+        )
+        yield NginxStack(idp, f"http://127.0.0.1:{port}", nginx, authz)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        authz.stop()
+        upstream.shutdown()
+        upstream.server_close()
+        idp.stop()
+
+
+def user() -> str:
+    return f"user-{uuid.uuid4().hex[:8]}"
+
+
+def get(stack: NginxStack, path: str, token: str | None = None, **kwargs: object) -> httpx.Response:
+    headers = dict(kwargs.pop("headers", {}) or {})  # type: ignore[call-overload]
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    method = str(kwargs.pop("method", "GET"))
+    return httpx.request(method, stack.url + path, headers=headers, timeout=10.0)
+
+
+def test_allowed_request_reaches_the_upstream_with_identity_headers_only_from_authz(
+    nginx_stack: NginxStack,
+) -> None:
+    name = user()
+    token = nginx_stack.idp.mint(name, roles=["reader"])
+    response = get(
+        nginx_stack,
+        "/api/orders?page=2",
+        token,
+        headers={"x-user-tier": "platinum", "x-user-roles": "admin", "x-user-id": "mallory"},
+    )
+    assert response.status_code == 200, nginx_stack.logs()
+    seen = response.json()
+    assert seen["path"] == "/api/orders?page=2"
+    assert seen["headers"]["x-user-id"] == name
+    assert seen["headers"]["x-user-roles"] == "reader"
+    assert seen["headers"]["x-auth-method"] == "jwt"
+    # The token has no tier: the client's own x-user-tier is dropped, not passed on.
+    assert "x-user-tier" not in seen["headers"]
+
+
+def test_missing_token_is_401_with_www_authenticate_and_the_json_body(
+    nginx_stack: NginxStack,
+) -> None:
+    response = get(nginx_stack, "/api/orders", headers={"x-user-id": "admin"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer realm="authz-service"')
+    assert response.headers["x-authz-reason"] == "authentication_required"
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"] == "unauthenticated"
+    assert response.json()["reason"] == "authentication_required"
+
+
+def test_invalid_token_is_401_invalid_token(nginx_stack: NginxStack) -> None:
+    response = get(nginx_stack, "/api/orders", "not-a-jwt")
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_wrong_role_is_403_with_reason(nginx_stack: NginxStack) -> None:
+    token = nginx_stack.idp.mint(user(), roles=["reader"])
+    response = get(nginx_stack, "/admin/users", token)
+    assert response.status_code == 403
+    assert response.headers["x-authz-reason"] == "missing_role"
+    assert response.json()["error"] == "forbidden"
+
+
+def test_the_original_method_decides(nginx_stack: NginxStack) -> None:
+    # nginx sends auth subrequests as GETs: X-Original-Method carries the real one.
+    token = nginx_stack.idp.mint(user(), roles=["reader"])
+    assert get(nginx_stack, "/api/orders", token).status_code == 200
+    write = get(nginx_stack, "/api/orders", token, method="POST")
+    assert write.status_code == 403
+    assert write.headers["x-authz-reason"] == "missing_role"
+
+
+def test_past_the_quota_is_429_with_rate_limit_headers(nginx_stack: NginxStack) -> None:
+    token = nginx_stack.idp.mint(user(), roles=["reader"])
+    statuses = [get(nginx_stack, "/api/orders", token).status_code for _ in range(5)]
+    over = get(nginx_stack, "/api/orders", token)
+    assert statuses == [200] * REQUESTS_PER_MINUTE
+    assert over.status_code == 429, nginx_stack.logs()
+    assert over.headers["x-authz-reason"] == "rate_limited"
+    assert over.headers["x-ratelimit-remaining"] == "0"
+    assert int(over.headers["retry-after"]) >= 1
+    assert over.json()["reason"] == "rate_limited"
+    assert over.json()["limit"] == "per-user"
+
+
+def test_authz_service_down_is_503_fail_closed(tmp_path: Path) -> None:
+    upstream = start_in_thread()
+    try:
+        nginx, port = start_nginx(
+            tmp_path / "nginx", authz_port=free_port(), upstream_port=upstream.server_address[1]
+        )
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/public/x", timeout=10.0)
+        finally:
+            nginx.stop()
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+    assert response.status_code == 503
+    assert response.json()["reason"] == "authz_unavailable"

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.idp import running_idp
+from tools.dev_idp import DevIdentityProvider
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[DevIdentityProvider]:
+    with running_idp() as provider:
+        yield provider

@@ -1,0 +1,90 @@
+"""The metric names (with their label names and, where bounded, label values) that exist.
+
+authz_service's come from the registry of a real, unstarted `AuthzServer`: the `Metrics` and
+the `ServiceStateCollector` it wires (server.py), with a Redis quota store so that the store's
+breaker and pool figures are there. Envoy's come from envoy_metric_names.txt, written from a
+real Envoy's /stats/prometheus by envoy_metrics.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+from authz_service.model import Outcome, Reason
+from authz_service.server import AuthzServer
+from tests.observability_assets.envoy_metrics import read_series
+from tests.support import REPO_ROOT
+
+# Labels Prometheus adds to every series it scrapes (target labels), and the series it makes.
+TARGET_LABELS = frozenset({"job", "instance"})
+SYNTHETIC = {"up": set[str]()}
+
+# Suffixes of the samples prometheus_client exposes for one family, by type.
+SAMPLE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
+
+# The servicers label their RPC metrics with these method names (grpc/*_servicer.py).
+RPC_METHODS = frozenset({"Check", "ShouldRateLimit"})
+
+
+@dataclass
+class KnownMetrics:
+    labels: dict[str, set[str]] = field(default_factory=dict)  # sample name -> label names
+    values: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (name, label) -> values
+
+    def add(self, name: str, labels: set[str]) -> None:
+        self.labels.setdefault(name, set()).update(labels)
+
+
+def service_metrics(workdir: Path) -> KnownMetrics:
+    config = yaml.safe_load((REPO_ROOT / "config" / "local.yaml").read_text())
+    rate_limit = config["rate_limit"]
+    rate_limit["store"] = "redis"
+    rate_limit["redis"] = {"url": "redis://127.0.0.1:1/0"}  # never connected: not started
+    rate_limit["config_dir"] = str(REPO_ROOT / "examples" / "ratelimit" / "domains")
+    path = workdir / "authz.yaml"
+    path.write_text(yaml.safe_dump(config))
+    server = AuthzServer(path)
+    known = KnownMetrics()
+    for family in server.metrics.registry.collect():
+        if family.samples:
+            for sample in family.samples:
+                known.add(sample.name, set(sample.labels))
+                for label, value in sample.labels.items():
+                    known.values.setdefault((sample.name, label), set()).add(value)
+        else:  # a labelled metric nothing has touched yet: its samples by type
+            wrapper = _wrapper(server.metrics, family.name)
+            extra = {"le"} if family.type == "histogram" else set()
+            for suffix in SAMPLE_SUFFIXES[family.type]:
+                labels = set(wrapper._labelnames)
+                known.add(family.name + suffix, labels | (extra if suffix == "_bucket" else set()))
+    known.values[("authz_check_decisions_total", "decision")] = {o.value for o in Outcome}
+    known.values[("authz_check_decisions_total", "reason")] = {r.value for r in Reason}
+    for name in list(known.labels):
+        if "rpc" in known.labels[name]:
+            known.values[(name, "rpc")] = set(RPC_METHODS)
+    known.values[("authz_ratelimit_responses_total", "code")] = {"ok", "over_limit", "degraded"}
+    known.values[("authz_ratelimit_limit_outcomes_total", "code")] = {"ok", "over_limit"}
+    return known
+
+
+def _wrapper(metrics: object, name: str) -> MetricWrapperBase:
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase) and value._name == name:
+            return value
+    raise AssertionError(f"no metric object for {name}")
+
+
+def envoy_metrics() -> KnownMetrics:
+    known = KnownMetrics()
+    for name, labels in read_series().items():
+        known.add(name, labels)
+    return known
