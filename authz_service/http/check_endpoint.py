@@ -23,7 +23,7 @@ from authz_service.http.check_translate import (
     endpoint_for,
     join_headers,
 )
-from authz_service.http.settings import HttpCheckSettings
+from authz_service.http.settings import HttpCheckSettings, Integration
 from authz_service.model import Decision, Outcome, Reason
 from authz_service.services.check import CheckService
 from authz_service.telemetry import tracing
@@ -82,9 +82,10 @@ class HttpCheckHandler:
                     )
                 except UnreadableRequest as error:
                     log.warning("unreadable %s check request (%s); denying", integration, error)
-                    decision = Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, str(error))
-                    responses = self._checks.runtime().responses
-                    return deny_reply(integration, responses.deny(decision), deny_body_header)
+                    return self._bad_request(integration, str(error))
+                except Exception:
+                    log.exception("%s check request could not be read; denying", integration)
+                    return self._bad_request(integration, "request could not be read")
                 decision, runtime = await self._checks.check(attributes)
                 if decision.allowed:
                     reply = allow_reply(integration, runtime.responses.allow(decision))
@@ -99,6 +100,11 @@ class HttpCheckHandler:
         finally:
             if metrics is not None:
                 metrics.in_flight.labels(METRIC_LABEL).dec()
+
+    def _bad_request(self, integration: Integration, message: str) -> HttpReply:
+        decision = Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, message)
+        deny = self._checks.runtime().responses.deny(decision)
+        return deny_reply(integration, deny, self._settings.nginx.deny_body_header)
 
 
 class HttpCheckServer:

@@ -4,7 +4,7 @@
 
 The plain rules file is the source (docker-compose loads it, promtool checks it); the
 PrometheusRule carries the same groups for clusters run by the Prometheus Operator.
-test_assets.py fails when the two differ.
+test_rules.py fails when the two differ.
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ def test_the_assets_use_envoy_metrics() -> None:
     assert {"envoy_http_ext_authz_error", "envoy_cluster_ratelimit_error"} <= used
 
 
+@pytest.mark.envoy
 def test_every_envoy_name_used_is_on_a_real_envoy(idle_envoy_series: dict[str, set[str]]) -> None:
     missing = used_envoy_names() - idle_envoy_series.keys() - CREATED_ON_FIRST_USE
 
@@ -85,6 +86,7 @@ def test_names_created_on_first_use_were_seen_on_a_real_envoy_with_traffic() -> 
     )
 
 
+@pytest.mark.envoy
 def test_the_recorded_list_matches_the_idle_envoy(idle_envoy_series: dict[str, set[str]]) -> None:
     """Same Envoy, same names: a stat of the idle Envoy that the list lacks means the list was
     recorded from another Envoy version (or before a template change): regenerate it."""
@@ -94,5 +96,3 @@ def test_the_recorded_list_matches_the_idle_envoy(idle_envoy_series: dict[str, s
     assert used_idle <= recorded.keys()
     for name in used_idle:
         assert recorded[name] == idle_envoy_series[name], name
-
-

@@ -19,6 +19,7 @@ from tests.support import REPO_ROOT, find_binary
 RULES = prometheus_rule.RULES
 DOCS = REPO_ROOT / "docs" / "observability.md"
 ALERTS_TEST = REPO_ROOT / "tests" / "observability_assets" / "alerts_test.yml"
+PROMETHEUS_CONFIG = REPO_ROOT / "compose" / "prometheus" / "prometheus.yml"
 
 
 def load_rules() -> list[dict[str, Any]]:
@@ -117,7 +118,7 @@ def test_the_prometheus_rule_carries_the_same_groups() -> None:
 
 
 def test_compose_prometheus_loads_the_rules_file() -> None:
-    prometheus = yaml.safe_load((REPO_ROOT / "compose" / "prometheus" / "prometheus.yml").read_text())
+    prometheus = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     mounts = {}
     for volume in compose["services"]["prometheus"]["volumes"]:

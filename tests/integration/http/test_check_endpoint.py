@@ -199,6 +199,17 @@ async def test_envoy_http_service_uses_method_and_path_behind_the_mount(
     assert "x-user-tier" in removed
 
 
+async def test_http_checks_are_counted_in_the_decision_metrics(
+    client: httpx.AsyncClient, server: AuthzServer
+) -> None:
+    labels = {"decision": "unauthenticated", "reason": "authentication_required"}
+    sample = {**labels, "policy": "public"}
+    before = server.metrics.registry.get_sample_value("authz_check_decisions_total", sample)
+    await client.get("/nginx", headers=nginx("/api/orders"))
+    after = server.metrics.registry.get_sample_value("authz_check_decisions_total", sample)
+    assert (after or 0) == (before or 0) + 1
+
+
 async def test_a_path_outside_every_mount_is_404(client: httpx.AsyncClient) -> None:
     assert (await client.get("/elsewhere")).status_code == 404
 
