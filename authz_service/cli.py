@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_parser(commands)
 
+    coverage = commands.add_parser(
+        "check-descriptors",
+        help="check that every rate-limit descriptor an Envoy config sends has a limit",
+    )
+    coverage.add_argument("--envoy", required=True, help="a rendered Envoy bootstrap YAML")
+    source = coverage.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="the service config (its rate_limit section)")
+    source.add_argument("--limits", help="a directory of envoyproxy/ratelimit YAML files")
+    coverage.add_argument("--strict", action="store_true", help="warnings fail too")
+
     health = commands.add_parser("health", help="gRPC health check of a running service")
     health.add_argument("--address", default="127.0.0.1:9001")
     health.add_argument("--service", default="", help="service name ('' = the whole server)")
@@ -93,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_admin(args)
     if args.command == "health":
         return _health(args)
+    if args.command == "check-descriptors":
+        return _check_descriptors(args)
     return 2
 
 
@@ -164,6 +176,38 @@ def _health(args: argparse.Namespace) -> int:
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(status)
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def _check_descriptors(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from authz_service.envoy_descriptors import EnvoyConfigError, descriptor_shapes, load_bootstrap
+    from authz_service.ratelimit import load_config as load_limits
+    from authz_service.ratelimit.config import load_rate_limit_config
+    from authz_service.ratelimit.coverage import check_coverage
+
+    try:
+        if args.limits:
+            limits = load_rate_limit_config(Path(args.limits))
+        else:
+            loaded = load_config(args.config)
+            if loaded.config.rate_limit is None:
+                print(f"error: {args.config}: no rate_limit section", file=sys.stderr)
+                return 1
+            limits = load_limits(
+                loaded.config.rate_limit, loaded.path.parent, str(loaded.path), loaded.lines
+            )
+        shapes = descriptor_shapes(load_bootstrap(Path(args.envoy)))
+    except (ConfigError, EnvoyConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    findings = check_coverage(shapes, limits)
+    for finding in findings:
+        print(finding)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    print(f"{len(shapes)} descriptors checked: {errors} errors, {warnings} warnings")
+    return 1 if errors or (args.strict and warnings) else 0
 
 
 def _check_config(path: str) -> int:

@@ -133,6 +133,20 @@ class RateLimitConfig:
             return None
         return Match(node.limits, tuple(counter_entries))
 
+    def explicit_values(self, domain: str, key: str) -> set[str]:
+        """Every value written for `key` anywhere in the domain (for coverage reports)."""
+        values: set[str] = set()
+        pending = [self._domains[domain]] if domain in self._domains else []
+        while pending:
+            node = pending.pop()
+            for (entry_key, entry_value), child in node.by_value.items():
+                if entry_key == key:
+                    values.add(entry_value)
+                pending.append(child)
+            pending.extend(node.by_key.values())
+            pending.extend(wildcard.node for wildcard in node.wildcards)
+        return values
+
     def get_limits(self, domain: str, entries: Sequence[Entry]) -> list[Limit]:
         found = self.match(domain, entries)
         return list(found.limits) if found else []

@@ -1,0 +1,100 @@
+"""Does every descriptor an Envoy config can send have a limit? (pure: no Envoy model here)
+
+A route's `rate_limits` action list makes one descriptor; its values are either fixed by the
+config (generic_key, header_value_match) or only known per request (client IP, a header, ext_authz
+metadata). A descriptor that matches no limit is silently unlimited — the misconfiguration
+users of envoyproxy/ratelimit most often discover in production. For each descriptor shape:
+
+- error: no limit for it at all (or the domain is unknown);
+- warning: limits exist only for some explicit values of a per-request entry (e.g. tiers
+  gold/silver/free), so any other value (a new tier) is unlimited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from authz_service.ratelimit.config import RateLimitConfig
+
+# A value known only per request: probed with a value no config would name.
+ANY = None
+_PROBE = "\x00any-value\x00"
+
+ShapeEntry = tuple[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptorShape:
+    domain: str
+    entries: tuple[ShapeEntry, ...]
+    where: str  # e.g. "listener public, route /api/"
+
+    def describe(self) -> str:
+        return ", ".join(
+            f"({key}, {value if value is not None else '*'})" for key, value in self.entries
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    severity: str  # "error" | "warning"
+    shape: DescriptorShape
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.shape.where}: [{self.shape.describe()}] {self.message}"
+
+
+def check_coverage(shapes: Iterable[DescriptorShape], limits: RateLimitConfig) -> list[Finding]:
+    findings: list[Finding] = []
+    seen: set[tuple[str, tuple[ShapeEntry, ...]]] = set()
+    for shape in shapes:
+        if (shape.domain, shape.entries) in seen:
+            continue
+        seen.add((shape.domain, shape.entries))
+        if not limits.has_domain(shape.domain):
+            findings.append(
+                Finding("error", shape, f"domain {shape.domain!r} is not in the rate-limit config")
+            )
+            continue
+        probe = [(key, value if value is not None else _PROBE) for key, value in shape.entries]
+        if limits.get_limits(shape.domain, probe):
+            continue
+        explicit = _explicit_values(limits, shape.domain, shape.entries)
+        if explicit:
+            listed = "; ".join(f"{key}: {', '.join(sorted(values))}" for key, values in explicit)
+            findings.append(
+                Finding(
+                    "warning",
+                    shape,
+                    f"limited only for these values ({listed}); any other value is unlimited",
+                )
+            )
+        else:
+            findings.append(Finding("error", shape, "matches no limit: it is never rate limited"))
+    return findings
+
+
+def _explicit_values(
+    limits: RateLimitConfig, domain: str, entries: Sequence[ShapeEntry]
+) -> list[tuple[str, set[str]]]:
+    """For each per-request entry, the explicit values under which the descriptor has a limit."""
+    found: list[tuple[str, set[str]]] = []
+    for position, (key, value) in enumerate(entries):
+        if value is not None:
+            continue
+        values = {
+            candidate
+            for candidate in limits.explicit_values(domain, key)
+            if limits.get_limits(
+                domain,
+                [
+                    (k, candidate if i == position else (v if v is not None else _PROBE))
+                    for i, (k, v) in enumerate(entries)
+                ],
+            )
+        }
+        if values:
+            found.append((key, values))
+    return found
