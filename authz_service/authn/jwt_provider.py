@@ -78,7 +78,11 @@ class JwtProviderVerifier:
             return _failure_for(error)
         except (ValueError, TypeError, OverflowError):
             return AuthnFailure(Reason.MALFORMED_TOKEN, "token claims are malformed")
-        return self._identity(claims)
+        try:
+            return self._identity(claims)
+        except (ValueError, TypeError, OverflowError):
+            # Signed but absurd: iat as a string under a lifetime cap, exp beyond a float.
+            return AuthnFailure(Reason.MALFORMED_TOKEN, "token claims are malformed")
 
     def _only_key_for(self, alg: str) -> Any:
         # Tokens without `kid` are accepted only when the JWKS leaves no choice.

@@ -149,18 +149,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, envoy_available: str) -> Ite
         yield stack
 
 
-# A rule for the gateway's bulk-download route (/downloads/), for the tests of that route.
-DOWNLOADS_RULE = {
-    "name": "downloads",
-    "match": {"methods": ["GET", "HEAD"], "paths": [{"prefix": "/downloads/"}]},
-    "allow": "authenticated",
-}
-
-
-def with_downloads_rule(config: dict[str, Any]) -> None:
-    config["policies"]["public"]["rules"].insert(0, DOWNLOADS_RULE)
-
-
 @dataclass
 class Gateway:
     stack: Stack
@@ -181,9 +169,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, envoy_available: str) -> I
         return spies[0].port
 
     try:
-        with running_stack(
-            tmp_path_factory.mktemp("gateway"), front=front, edit_config=with_downloads_rule
-        ) as stack:
+        with running_stack(tmp_path_factory.mktemp("gateway"), front=front) as stack:
             yield Gateway(stack, spies[0])
     finally:
         for spy in spies:

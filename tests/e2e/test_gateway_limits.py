@@ -83,7 +83,8 @@ def test_downloads_are_throttled_to_one_mib_per_second(
     rate = (received - burst) / (time.monotonic() - after_burst)
 
     assert received == size
-    assert 0.5 * MIB < rate < 1.3 * MIB, f"{rate / MIB:.2f} MiB/s"
+    # The ceiling is the point; the floor only shows data flows (slow under a loaded CI box).
+    assert 0.1 * MIB < rate < 1.3 * MIB, f"{rate / MIB:.2f} MiB/s"
 
 
 def test_downloads_still_need_authorization(gateway: Gateway) -> None:
