@@ -1,9 +1,10 @@
-"""Coalesce the store calls of concurrent RPCs into one round trip.
+"""Coalesce the store calls of concurrent RPCs into one round trip (group commit).
 
 Envoy keeps many ShouldRateLimit calls in flight on one HTTP/2 connection. Each call used to
-cost one EVALSHA through redis-py (~250 us of Python per call here); calls that arrive while a
-round trip is being prepared now share it: one script run applies all their hits atomically,
-so "exactly N admitted" still holds, and a request never pays more than one round trip.
+cost one EVALSHA through redis-py (~250 us of Python per call here). Now at most
+`max_in_flight` round trips run at once; calls that arrive meanwhile wait and then share the
+next one: one script run applies all their hits atomically, so "exactly N admitted" still
+holds. Under light load a call goes out at once; under heavy load batches grow by themselves.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ from collections.abc import Sequence
 from authz_service.ratelimit.algorithms import Verdict
 from authz_service.ratelimit.store import Hit, QuotaStore
 
-_Waiter = tuple[Sequence[Hit], "asyncio.Future[list[Verdict]]"]
+_Waiter = tuple[Sequence[Hit], float, "asyncio.Future[list[Verdict]]"]
 
 
 class BatchingStore:
-    def __init__(self, inner: QuotaStore, max_batch_hits: int = 512) -> None:
+    def __init__(self, inner: QuotaStore, max_in_flight: int = 2) -> None:
         self._inner = inner
-        self._max_batch_hits = max_batch_hits
+        self._max_in_flight = max_in_flight
         self._pending: list[_Waiter] = []
-        self._pending_hits = 0
-        self._now = 0.0
-        self._flush_scheduled = False
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self.round_trips = 0
 
     @property
@@ -32,43 +32,44 @@ class BatchingStore:
         return self._inner
 
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Verdict]] = loop.create_future()
-        if not self._pending:
-            self._now = now  # the batch's clock: callers differ by microseconds at most
-        self._pending.append((hits, future))
-        self._pending_hits += len(hits)
-        if self._pending_hits >= self._max_batch_hits:
-            self._flush()
-        elif not self._flush_scheduled:
-            # Let every RPC already runnable in this loop iteration join the batch.
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
+        self._pending.append((hits, now, future))
+        if self._in_flight < self._max_in_flight:
+            self._send_pending()
         return await future
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        batch, self._pending, self._pending_hits = self._pending, [], 0
-        if batch:
-            asyncio.get_running_loop().create_task(self._run(batch, self._now))
+    def _send_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[_Waiter], now: float) -> None:
+    async def _run(self, batch: list[_Waiter]) -> None:
         self.round_trips += 1
-        combined = [hit for hits, _ in batch for hit in hits]
+        combined = [hit for hits, _, _ in batch for hit in hits]
+        # The batch's clock: the latest caller's (they differ by a round trip at most).
+        now = max(at for _, at, _ in batch)
         try:
             verdicts = await self._inner.apply(combined, now)
         except BaseException as error:
-            for _, future in batch:
+            for _, _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             if isinstance(error, asyncio.CancelledError):
                 raise
-            return
-        offset = 0
-        for hits, future in batch:
-            if not future.done():
-                future.set_result(verdicts[offset : offset + len(hits)])
-            offset += len(hits)
+        else:
+            offset = 0
+            for hits, _, future in batch:
+                if not future.done():
+                    future.set_result(verdicts[offset : offset + len(hits)])
+                offset += len(hits)
+        finally:
+            self._in_flight -= 1
+            if self._pending and self._in_flight < self._max_in_flight:
+                self._send_pending()
 
     async def reset(self, hits: Sequence[Hit], now: float) -> None:
         await self._inner.reset(hits, now)

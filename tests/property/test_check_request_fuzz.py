@@ -9,11 +9,8 @@ allow.
 
 from __future__ import annotations
 
-import posixpath
-import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
 from envoy.config.core.v3 import address_pb2, base_pb2
@@ -25,6 +22,7 @@ from hypothesis import strategies as st
 from authz_service.grpc.authorization_servicer import AuthorizationServicer
 from authz_service.services.check import CheckService
 from tests.property.conftest import FakeContext, LocalService
+from tests.support.path_spellings import reaches, spellings
 
 EXAMPLES = settings(
     max_examples=300,
@@ -129,19 +127,6 @@ def check_requests(draw: st.DrawFn, headers: Any = HEADERS) -> external_auth_pb2
 # -- the oracle (independent of the service's own matching) ------------------------------------
 
 
-def spellings(raw_path: str) -> set[str]:
-    """Every path an upstream might see for this raw path: as is, decoded once or twice,
-    with dot segments resolved, slashes merged, backslashes as slashes, case folded."""
-    path = re.split(r"[?#]", raw_path, maxsplit=1)[0]
-    out: set[str] = set()
-    for decoded in {path, unquote(path), unquote(unquote(path))}:
-        for variant in {decoded, decoded.replace("\\", "/")}:
-            text = "/" + variant.lstrip("/")
-            normalised = posixpath.normpath(re.sub("/+", "/", text))
-            out.update({text, normalised, normalised.lower(), text.lower()})
-    return out
-
-
 def anonymous_allowed(config: Mapping[str, Any], request: external_auth_pb2.CheckRequest) -> bool:
     """True when an `allow: anonymous` rule of the selected policy matches in *some* reading."""
     http = request.attributes.request.http
@@ -169,9 +154,7 @@ def anonymous_allowed(config: Mapping[str, Any], request: external_auth_pb2.Chec
 
 
 def reaches_admin(raw_path: str) -> bool:
-    return any(
-        spelled == "/admin" or spelled.startswith("/admin/") for spelled in spellings(raw_path)
-    )
+    return reaches(raw_path, "/admin")
 
 
 def check(service: LocalService, request: external_auth_pb2.CheckRequest) -> Any:
