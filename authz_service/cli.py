@@ -134,6 +134,19 @@ def _supervise(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     settings = loaded.config.server
+    config = loaded.config
+    # Per-process stores do not add up across workers: say so rather than surprise.
+    if config.revocation.store == "memory":
+        logging.warning(
+            "revocation.store is memory: a token revoked through one worker's admin port stays "
+            "valid on the other workers; use revocation.store: redis with --workers"
+        )
+    if config.rate_limit is not None and config.rate_limit.store == "memory":
+        logging.warning(
+            "rate_limit.store is memory: each of the %d workers counts its own quota "
+            "(limits are effectively multiplied); use rate_limit.store: redis",
+            args.workers,
+        )
     try:
         supervisor = Supervisor(
             args.config,

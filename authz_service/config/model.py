@@ -232,7 +232,8 @@ class RevocationSettings(Strict):
     """Where revoked tokens are recorded; redis shares them across replicas."""
 
     store: Literal["memory", "redis"] = "memory"
-    redis: RedisSettings = RedisSettings(key_prefix="authz:revoked:")
+    # Revocation writes are rare and not on the request path: a roomier timeout than quotas.
+    redis: RedisSettings = RedisSettings(key_prefix="authz:revoked:", timeout_ms=1000)
     # Full re-read of the revocation set (safety net for missed pub/sub messages).
     sync_interval_s: float = Field(default=30.0, gt=0)
     # Subject revocations and jti revocations without an expiry are kept this long.

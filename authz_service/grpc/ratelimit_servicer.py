@@ -64,7 +64,11 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
                         grpc.StatusCode.UNAVAILABLE, f"rate limit store unavailable: {error}"
                     )
                 if telemetry is not None:
-                    keys = sorted({key for d in data.descriptors for key, _ in d.entries})
+                    keys = (
+                        sorted({key for d in data.descriptors for key, _ in d.entries})
+                        if span.is_recording()
+                        else []
+                    )
                     telemetry.rate_limit_done(
                         data.domain, keys, result, time.perf_counter() - started, span
                     )

@@ -19,7 +19,7 @@ _Waiter = tuple[Sequence[Hit], float, "asyncio.Future[list[Verdict]]"]
 
 
 class BatchingStore:
-    def __init__(self, inner: QuotaStore, max_in_flight: int = 2) -> None:
+    def __init__(self, inner: QuotaStore, max_in_flight: int = 1) -> None:
         self._inner = inner
         self._max_in_flight = max_in_flight
         self._pending: list[_Waiter] = []

@@ -67,6 +67,7 @@ class Metrics:
         self.check_duration = self.rpc_duration.labels("Check")
         self.check_in_flight = self.in_flight.labels("Check")
         self._decision_children: dict[tuple[str, str, str], Counter] = {}
+        self._children: dict[tuple[object, ...], Counter] = {}
         self.event_loop_lag = Gauge(
             "authz_event_loop_lag_seconds",
             "How late the event loop ran a timer at the last probe (saturation).",
@@ -80,15 +81,23 @@ class Metrics:
             child = self._decision_children[key] = self.check_decisions.labels(*key)
         return child
 
-    def observe_rate_limit(self, domain: str, result: RateLimitResult, source: str = "rls") -> None:
+    def observe_rate_limit(self, domain: str, result: RateLimitResult) -> None:
         code = "over_limit" if result.over_limit else ("degraded" if result.degraded else "ok")
-        self.ratelimit_responses.labels(domain, code).inc()
+        self._child(self.ratelimit_responses, (domain, code)).inc()
         for status in result.statuses:
             if status.current_limit is None:
                 continue
             name = status.current_limit.name or "unnamed"
             label = "over_limit" if status.code is Code.OVER_LIMIT else "ok"
-            self.ratelimit_limits.labels(domain, name, label).inc()
+            self._child(self.ratelimit_limits, (domain, name, label)).inc()
+
+    def _child(self, metric: Counter, labels: tuple[str, ...]) -> Counter:
+        """A labelled child, resolved once (label values come from config: bounded)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     async def probe_event_loop(self, interval: float = 0.5) -> None:
         """Sleep `interval` repeatedly; the overshoot is the loop's lag."""

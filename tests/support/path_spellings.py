@@ -2,8 +2,8 @@
 
 `spellings(raw)` is every path some upstream might take a raw request path for: as sent,
 percent-decoded once or twice, backslashes read as slashes, dot segments resolved, slashes
-merged, and case folded (see `spellings` for which combinations). A request that is *allowed* must not be an admin path under any of
-them, unless the caller may see admin paths.
+merged, case folded (see `spellings` for which combinations). A request that is *allowed*
+must not be an admin path under any of them, unless the caller may see admin paths.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 def spellings(raw_path: str) -> set[str]:
     path = re.split(r"[?#]", raw_path, maxsplit=1)[0]
     # As forwarded by a proxy doing RFC 3986 normalisation (Envoy's normalize_path): only
-    # unreserved characters decoded; then as any server reading that literally...
-    out = _resolved(_decode_unreserved(path), keep_dots=True)
+    # unreserved characters decoded; then as a server that does not decode further...
+    out = _resolved(_decode_unreserved(path))
     # Servers that decode the path (most) resolve dot segments and may fold case (IIS).
     for decoded in {unquote(path), unquote(unquote(path))}:
-        resolved = _resolved(decoded, keep_dots=False)
+        resolved = _resolved(decoded)
         out |= resolved | {spelled.lower() for spelled in resolved}
     return out
 
@@ -36,15 +36,16 @@ def _decode_unreserved(path: str) -> str:
     return re.sub("%([0-9A-Fa-f]{2})", decode, path)
 
 
-def _resolved(path: str, *, keep_dots: bool) -> set[str]:
+def _resolved(path: str) -> set[str]:
     out: set[str] = set()
     for variant in {path, path.replace("\\", "/")}:
         # `;params` per segment (Tomcat, Jetty) and everything after a NUL (C strings).
         for cut in {variant, re.sub(r";[^/]*", "", variant), variant.split("\x00", 1)[0]}:
-            text = "/" + cut.lstrip("/")
-            normalised = posixpath.normpath(re.sub("/+", "/", text))
+            normalised = posixpath.normpath(re.sub("/+", "/", "/" + cut.lstrip("/")))
+            if cut.endswith("/") and normalised != "/":
+                normalised += "/"
             stripped = re.sub(r"\.+(?=/|$)", "", normalised)  # "admin." as Windows reads it
-            out.update({text, normalised, stripped} if keep_dots else {normalised, stripped})
+            out.update({normalised, stripped})
     return out
 
 
