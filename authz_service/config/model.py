@@ -10,7 +10,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from authz_service.http.settings import HttpCheckSettings
 from authz_service.ratelimit.settings import RateLimitSettings, RedisSettings
@@ -55,6 +62,16 @@ def _header_name(value: str) -> str:
 
 
 HeaderName = Annotated[str, Field(min_length=1)]
+
+
+def _sha256_hash(value: str) -> str:
+    if not _SHA256_HEX.match(value):
+        raise ValueError("must be 'sha256:' followed by 64 lower-case hex digits")
+    return value
+
+
+# A secret's digest as configs hold it ("sha256:<hex>", from `authz-service hash-key`).
+Sha256Hash = Annotated[str, AfterValidator(_sha256_hash)]
 
 
 class ServerTls(Strict):
@@ -246,14 +263,7 @@ class AdminSettings(Strict):
     # None disables it. Loopback by default; any other address requires a token.
     listen: str | None = "127.0.0.1:9002"
     # "sha256:<hex>" of the admin bearer token (`authz-service hash-key`).
-    token_hash: str | None = None
-
-    @field_validator("token_hash")
-    @classmethod
-    def _hashed(cls, value: str | None) -> str | None:
-        if value is not None and not _SHA256_HEX.match(value):
-            raise ValueError("must be 'sha256:' followed by 64 lower-case hex digits")
-        return value
+    token_hash: Sha256Hash | None = None
 
     @model_validator(mode="after")
     def _authenticated_when_exposed(self) -> AdminSettings:
@@ -337,14 +347,7 @@ class MetricsSettings(Strict):
     # None disables the port. Loopback by default.
     listen: str | None = "127.0.0.1:9102"
     # "sha256:<hex>" of a bearer token required on /metrics (health stays open).
-    token_hash: str | None = None
-
-    @field_validator("token_hash")
-    @classmethod
-    def _hashed(cls, value: str | None) -> str | None:
-        if value is not None and not _SHA256_HEX.match(value):
-            raise ValueError("must be 'sha256:' followed by 64 lower-case hex digits")
-        return value
+    token_hash: Sha256Hash | None = None
 
 
 class AuditSettings(Strict):

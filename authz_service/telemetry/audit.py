@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from authz_service.config.model import AuditSettings
 from authz_service.model import Decision, Outcome, RequestAttributes
@@ -101,29 +101,10 @@ def audit_line(
 
 
 def audit_record(
-    request: RequestAttributes,
-    decision: Decision,
-    *,
-    duration_s: float,
-    trace_id: str = "",
-    span_id: str = "",
-    rate_limit: str = "",
-    principal: str | None = None,
-    now: float | None = None,
+    request: RequestAttributes, decision: Decision, **fields: Any
 ) -> dict[str, object]:
-    """The same record as a dict (for tests and tools)."""
-    record: dict[str, object] = json.loads(
-        audit_line(
-            request,
-            decision,
-            duration_s=duration_s,
-            trace_id=trace_id,
-            span_id=span_id,
-            rate_limit=rate_limit,
-            principal=principal,
-            now=now,
-        )
-    )
+    """The same record as a dict (for tests and tools); `fields` as for `audit_line`."""
+    record: dict[str, object] = json.loads(audit_line(request, decision, **fields))
     return record
 
 

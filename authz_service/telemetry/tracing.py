@@ -121,38 +121,44 @@ def child_span(
     return _child_span(name, attributes)
 
 
-@contextlib.contextmanager
 def _server_span(
     rpc_service: str,
     rpc_method: str,
     metadata: Sequence[tuple[str, Any]] | None,
     attributes: Mapping[str, Any] | None,
-) -> Iterator[Span]:
-    with _tracer.start_as_current_span(
+) -> contextlib.AbstractContextManager[Span]:
+    return _span(
         f"{rpc_service}/{rpc_method}",
-        context=context_from_metadata(metadata),
-        kind=SpanKind.SERVER,
-        attributes={
+        {
             "rpc.system": "grpc",
             "rpc.service": rpc_service,
             "rpc.method": rpc_method,
             **(attributes or {}),
         },
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            yield span
-        except Exception as error:
-            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-            raise
+        context=context_from_metadata(metadata),
+        kind=SpanKind.SERVER,
+    )
+
+
+def _child_span(
+    name: str, attributes: Mapping[str, Any] | None
+) -> contextlib.AbstractContextManager[Span]:
+    return _span(name, dict(attributes or {}))
 
 
 @contextlib.contextmanager
-def _child_span(name: str, attributes: Mapping[str, Any] | None) -> Iterator[Span]:
+def _span(
+    name: str,
+    attributes: dict[str, Any],
+    context: Context | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> Iterator[Span]:
+    """A span that records an escaping exception as an error status (type name only)."""
     with _tracer.start_as_current_span(
         name,
-        attributes=dict(attributes or {}),
+        context=context,
+        kind=kind,
+        attributes=attributes,
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
