@@ -6,4 +6,5 @@ scripts/setup-venv.sh
 .venv/bin/ruff check authz_service tests tools benchmarks
 .venv/bin/ruff format --check authz_service tests tools benchmarks
 .venv/bin/mypy
+scripts/gen-protos.sh --check
 .venv/bin/python -m pytest -q "$@"
