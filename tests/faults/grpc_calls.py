@@ -50,7 +50,7 @@ class Client:
         self.timeout_s = timeout_s
 
     async def check(self, request: external_auth_pb2.CheckRequest) -> str:
-        """"ok" when allowed, "http <status> <reason>" when denied."""
+        """Allowed: "ok"; denied: "http <status> <reason>"."""
         response = await self._check.Check(request, timeout=self.timeout_s)
         if response.status.code == code_pb2.OK:
             return "ok"

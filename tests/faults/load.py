@@ -20,6 +20,7 @@ class Call:
     started: float  # monotonic
     latency: float
     outcome: str  # e.g. "ok", "http 503", "grpc UNAVAILABLE"
+    detail: str = ""  # the gRPC status message of a failed call
 
 
 @dataclass
@@ -39,7 +40,8 @@ class CallLog:
     def outcomes(self, calls: list[Call] | None = None) -> dict[str, int]:
         counts: dict[str, int] = {}
         for call in self.calls if calls is None else calls:
-            counts[f"{call.kind}: {call.outcome}"] = counts.get(f"{call.kind}: {call.outcome}", 0) + 1
+            name = f"{call.kind}: {call.outcome}"
+            counts[name] = counts.get(name, 0) + 1
         return counts
 
     def slowest(self) -> Call:
@@ -51,11 +53,12 @@ Probe = Callable[[], Awaitable[str]]
 
 async def timed(log: CallLog, kind: str, probe: Probe) -> None:
     started = time.monotonic()
+    detail = ""
     try:
         outcome = await probe()
     except grpc.aio.AioRpcError as error:
-        outcome = f"grpc {error.code().name}"
-    log.calls.append(Call(kind, started, time.monotonic() - started, outcome))
+        outcome, detail = f"grpc {error.code().name}", error.details() or ""
+    log.calls.append(Call(kind, started, time.monotonic() - started, outcome, detail))
 
 
 async def run_open_loop(

@@ -28,3 +28,9 @@ def start_service(
     config["server"]["listen"] = f"127.0.0.1:{port}"
     path = write_config(workdir / f"{name}.yaml", config)
     return start_authz(path, port, workdir, name), port, path
+
+
+def unlimited(config: dict[str, Any]) -> None:
+    """Keep Envoy's rate-limit calls but with no limits: a fault test's load is no abuse."""
+    config["rate_limit"].pop("config_dir", None)
+    config["rate_limit"]["domains"] = [{"domain": "gateway", "descriptors": []}]

@@ -49,9 +49,11 @@ CHECK_QUOTA = {
         {"entries": [{"key": "tier", "source": "tier"}, {"key": "user", "source": "principal"}]}
     ],
 }
-REDIS_TIMEOUT_MS = 50
+# Above the shipped 50 ms: on a 2-core CI machine this test's own load generator, the service
+# and Redis share the CPU, and a 50 ms bound there measures the scheduler, not the store.
+REDIS_TIMEOUT_MS = 200
 # Every call's bound: the store timeout plus scheduling on a busy 2-core machine.
-ANSWER_BOUND_S = 0.5
+ANSWER_BOUND_S = REDIS_TIMEOUT_MS / 1000 + 0.3
 RATE = 100  # per second, for each of ShouldRateLimit and Check
 
 
@@ -71,7 +73,7 @@ def redis_config(idp: DevIdentityProvider, url: str, failure_mode: str) -> dict[
                 "url": url,
                 "key_prefix": f"f{uuid.uuid4().hex[:6]}:",
                 "timeout_ms": REDIS_TIMEOUT_MS,
-                "connect_timeout_ms": REDIS_TIMEOUT_MS,
+                "connect_timeout_ms": 100,
             },
             "failure_mode": failure_mode,
             "circuit_breaker": {"failure_threshold": 3, "open_for": 0.3},
@@ -136,12 +138,13 @@ async def test_redis_killed_and_restarted_under_load(
             restarted_at = time.monotonic()
             await asyncio.to_thread(redis.start)  # same port, empty
 
-            async def store_answers() -> bool:
-                return await client.should_rate_limit(rls_request(DOMAIN, [("load", "y")])) == (
-                    "OK"
-                ) and failure_mode != "allow" or await _counted(client)
+            async def store_counts_again() -> bool:
+                try:
+                    return await _counted(client)
+                except grpc.aio.AioRpcError:
+                    return False
 
-            recovered_at = await wait_for(store_answers, within_s=5.0)
+            recovered_at = await wait_for(store_counts_again, within_s=5.0)
             await asyncio.sleep(1.5)
             stop.set()
             await loader
@@ -162,7 +165,7 @@ async def test_redis_killed_and_restarted_under_load(
     # No hang: every call answered (none hit its deadline) within the bound.
     assert not [c for c in log.calls if c.outcome == "grpc DEADLINE_EXCEEDED"]
     slowest = log.slowest()
-    assert slowest.latency < ANSWER_BOUND_S, slowest
+    assert slowest.latency < ANSWER_BOUND_S, (slowest, killed_at, restarted_at)
     assert len(log.calls) > 2 * RATE * 4, log.outcomes()
 
     # Before the kill: everything allowed.
@@ -182,11 +185,12 @@ async def test_redis_killed_and_restarted_under_load(
     # Once the store answers again: everything allowed again.
     after = log.between(recovered_at + 0.1, float("inf"))
     assert len(after) > RATE, log.outcomes(after)
-    assert set(log.outcomes(after)) == {"rls: OK", "check: ok"}, log.outcomes(after)
+    failed = [c for c in after if c.outcome not in {"OK", "ok"}]
+    assert not failed, [(round(c.started - recovered_at, 3), c.outcome, c.detail) for c in failed]
 
 
 async def _counted(client: Client) -> bool:
-    """With failure_mode allow an answer is OK either way: ask whether the store counted."""
+    """Whether the store counted a call (with failure_mode allow, OK alone does not tell)."""
     probe = rls_request(DOMAIN, [("probe", uuid.uuid4().hex)])
     response = await client.raw_should_rate_limit(probe)
     return response.statuses[0].limit_remaining == 9

@@ -59,9 +59,7 @@ def descriptors(draw: st.DrawFn) -> ratelimit_pb2.RateLimitDescriptor:
 def rate_limit_requests(draw: st.DrawFn) -> rls_pb2.RateLimitRequest:
     return rls_pb2.RateLimitRequest(
         domain=draw(st.one_of(st.just("gateway"), st.text(max_size=40))),
-        descriptors=draw(
-            st.one_of(st.lists(descriptors(), min_size=1, max_size=6), st.just([]))
-        ),
+        descriptors=draw(st.one_of(st.lists(descriptors(), min_size=1, max_size=6), st.just([]))),
         hits_addend=draw(st.one_of(st.just(0), st.just(1), UINT32)),
     )
 
@@ -82,8 +80,10 @@ def test_only_documented_aborts_escape_should_rate_limit(
     except Aborted as aborted:
         event(f"abort {aborted.code.name}: {str(aborted)[:60]}")
         assert aborted.code in DOCUMENTED_ABORTS, aborted
-        assert not request.domain or not request.descriptors or any(
-            d.HasField("limit") for d in request.descriptors
+        assert (
+            not request.domain
+            or not request.descriptors
+            or any(d.HasField("limit") for d in request.descriptors)
         )
         return
     event(f"code {rls_pb2.RateLimitResponse.Code.Name(response.overall_code)}")

@@ -13,9 +13,11 @@ import pytest
 from authz_service.authn.replay import ReplayGuard, ReplayProtection, ReplayVerdict, replay_key
 from authz_service.model import AuthMethod, Identity
 from authz_service.ratelimit import QuotaStore, RateLimitSettings, build_store
-from tests.support.redis import RedisServer, RedisServerFactory, redis_server_factory  # noqa: F401
+from tests.support import redis as redis_support
+from tests.support.redis import RedisServer, RedisServerFactory
 
 pytestmark = pytest.mark.redis
+redis_server_factory = redis_support.redis_server_factory  # the fixture, for this module
 
 ISSUER = "https://idp.example"
 PREFIX = "authz:rl:"
@@ -35,7 +37,12 @@ def replica_store(url: str) -> QuotaStore:
     settings = RateLimitSettings.model_validate(
         {
             "store": "redis",
-            "redis": {"url": url, "timeout_ms": 200, "connect_timeout_ms": 200, "key_prefix": PREFIX},
+            "redis": {
+                "url": url,
+                "timeout_ms": 200,
+                "connect_timeout_ms": 200,
+                "key_prefix": PREFIX,
+            },
             "circuit_breaker": {"failure_threshold": 3, "open_for": 0.2},
         }
     )
