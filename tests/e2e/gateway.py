@@ -5,22 +5,16 @@
   RateLimitService/ShouldRateLimit itself, recording the descriptors Envoy built, so a test sees
   exactly what the route's rate_limits actions produce and can make the answer OK, OVER_LIMIT or
   an error.
-- TlsTerminator: a TLS server (the development authz certificate) in front of the plain-text
-  authz_service, standing in for the service's own TLS until it has one.
 - SpanReceiver: an OTLP/gRPC trace collector that keeps the spans Envoy exports.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -129,58 +123,6 @@ class RateLimitSpy:
             response.raw_body = b'{"error":"rate_limited","reason":"quota_exceeded"}'
             response.response_headers_to_add.add(key="content-type", value="application/json")
         return response
-
-
-class TlsTerminator:
-    """Accept TLS on a free port with cert/key, relay the plain bytes to 127.0.0.1:`backend`."""
-
-    def __init__(self, cert: Path, key: Path, backend: int) -> None:
-        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._context.load_cert_chain(cert, key)
-        self._context.set_alpn_protocols(["h2"])
-        self._backend = backend
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self.handshakes = 0
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                raw, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
-
-    def _serve(self, raw: socket.socket) -> None:
-        try:
-            client = self._context.wrap_socket(raw, server_side=True)
-        except (OSError, ssl.SSLError):
-            raw.close()
-            return
-        self.handshakes += 1
-        with client, socket.create_connection(("127.0.0.1", self._backend)) as backend:
-            replies = threading.Thread(target=_pump, args=(backend, client), daemon=True)
-            replies.start()
-            _pump(client, backend)
-            replies.join()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._listener.close()
-
-
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, target):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 class SpanReceiver:

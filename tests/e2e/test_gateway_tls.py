@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import grpc
 import httpx
 import pytest
+import yaml
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from tests.e2e.conftest import Gateway, Stack, running_stack, trusting
-from tests.e2e.gateway import TlsTerminator
 
 pytestmark = pytest.mark.envoy
 
@@ -59,29 +63,33 @@ def test_plain_http_is_redirected_to_https(stack: Stack) -> None:
     assert "version" not in response.text  # nothing was proxied over plain HTTP
 
 
-@pytest.fixture(scope="module")
-def tls_to_authz(
-    tmp_path_factory: pytest.TempPathFactory, envoy_available: str
-) -> Iterator[tuple[Stack, TlsTerminator]]:
-    """AUTHZ_TLS=true: Envoy reaches authz_service through TLS (a terminator stands in)."""
-    workdir = tmp_path_factory.mktemp("authz-tls")
-    terminators: list[TlsTerminator] = []
+def serve_with_mutual_tls(workdir: Path) -> Callable[[dict[str, Any]], None]:
+    """Service config: TLS on the gRPC port, only the gateway's certificate accepted."""
 
-    def front(authz_port: int) -> int:
+    def edit(config: dict[str, Any]) -> None:
         tls = workdir / "tls"
-        terminators.append(TlsTerminator(tls / "authz.crt", tls / "authz.key", authz_port))
-        return terminators[0].port
+        config["server"]["tls"] = {
+            "cert_file": str(tls / "authz.crt"),
+            "key_file": str(tls / "authz.key"),
+            "client_ca_file": str(tls / "ca.crt"),
+            "allowed_client_sans": ["gateway"],
+        }
 
-    try:
-        with running_stack(workdir, front=front, envoy_values={"AUTHZ_TLS": "true"}) as stack:
-            yield stack, terminators[0]
-    finally:
-        for terminator in terminators:
-            terminator.close()
+    return edit
 
 
-def test_envoy_can_call_the_service_over_tls(tls_to_authz: tuple[Stack, TlsTerminator]) -> None:
-    stack, terminator = tls_to_authz
+@pytest.fixture(scope="module")
+def tls_to_authz(tmp_path_factory: pytest.TempPathFactory, envoy_available: str) -> Iterator[Stack]:
+    """AUTHZ_TLS=true: Envoy calls authz_service over mutual TLS."""
+    workdir = tmp_path_factory.mktemp("authz-tls")
+    with running_stack(
+        workdir, edit_config=serve_with_mutual_tls(workdir), envoy_values={"AUTHZ_TLS": "true"}
+    ) as stack:
+        yield stack
+
+
+def test_envoy_calls_the_service_over_mutual_tls(tls_to_authz: Stack) -> None:
+    stack = tls_to_authz
     token = stack.idp.mint("alice", roles=["editor"])
     with stack.client() as client:
         allowed = client.get(
@@ -92,31 +100,33 @@ def test_envoy_can_call_the_service_over_tls(tls_to_authz: tuple[Stack, TlsTermi
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["headers"]["x-user-id"] == "alice"
     assert denied.status_code == 401
-    assert terminator.handshakes >= 1
+    assert denied.headers["x-authz-reason"] == "authentication_required"
+
+
+def test_the_service_port_refuses_a_plaintext_client(tls_to_authz: Stack) -> None:
+    config = yaml.safe_load(tls_to_authz.config_path.read_text())
+    request = external_auth_pb2.CheckRequest()
+    with (
+        grpc.insecure_channel(config["server"]["listen"]) as channel,
+        pytest.raises(grpc.RpcError) as refused,
+    ):
+        external_auth_pb2_grpc.AuthorizationStub(channel).Check(request, timeout=3)
+
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
 def test_a_service_certificate_for_another_name_fails_closed(
     tmp_path_factory: pytest.TempPathFactory, envoy_available: str
 ) -> None:
     workdir = tmp_path_factory.mktemp("authz-tls-wrong-name")
-    terminators: list[TlsTerminator] = []
-
-    def front(authz_port: int) -> int:
-        tls = workdir / "tls"
-        terminators.append(TlsTerminator(tls / "authz.crt", tls / "authz.key", authz_port))
-        return terminators[0].port
-
     values = {"AUTHZ_TLS": "true", "AUTHZ_TLS_SERVER_NAME": "someone-else"}
-    try:
-        with running_stack(workdir, front=front, envoy_values=values) as stack:
-            token = stack.idp.mint("alice", roles=["editor"])
-            with stack.client() as client:
-                response = client.get(
-                    stack.public_url + "/api/orders",
-                    headers={"authorization": f"Bearer {token}"},
-                )
-    finally:
-        for terminator in terminators:
-            terminator.close()
+    with running_stack(
+        workdir, edit_config=serve_with_mutual_tls(workdir), envoy_values=values
+    ) as stack:
+        token = stack.idp.mint("alice", roles=["editor"])
+        with stack.client() as client:
+            response = client.get(
+                stack.public_url + "/api/orders", headers={"authorization": f"Bearer {token}"}
+            )
 
     assert response.status_code == 503  # the service's identity is not the expected one

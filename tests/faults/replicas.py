@@ -2,8 +2,14 @@
 
 The shipped template is rendered as usual, then edited as YAML: the authz_service cluster
 gets a second endpoint and, as the variant under test, a retry policy on the ext_authz gRPC
-call (`grpc_service.retry_policy`, retrying on another host) and/or gRPC health checks on the
-cluster. Nothing is copied by hand, so the variant follows every other change to the template.
+call (`grpc_service.retry_policy`, retrying on another host). Nothing is copied by hand, so
+the variant follows every other change to the template.
+
+Measured with the real Envoy 1.40 (4 clients, one replica stopped by SIGTERM, 2 s after):
+without the retry policy 130-250 requests of ~1,200 were answered 503 (round robin keeps
+picking the stopped replica: connection refused, ext_authz fails closed); gRPC health checks
+on the cluster (interval 0.25 s, unhealthy_threshold 1, even with healthy_panic_threshold 0)
+did not remove them; with the retry policy, none in every run.
 """
 
 from __future__ import annotations
@@ -35,13 +41,6 @@ EXT_AUTHZ_RETRY: dict[str, Any] = {
     ],
     "host_selection_retry_max_attempts": 3,
 }
-AUTHZ_HEALTH_CHECK: dict[str, Any] = {
-    "timeout": "0.25s",
-    "interval": "0.25s",
-    "unhealthy_threshold": 1,
-    "healthy_threshold": 1,
-    "grpc_health_check": {"service_name": "envoy.service.auth.v3.Authorization"},
-}
 
 
 def _filters(config: Mapping[str, Any], name: str) -> Iterator[dict[str, Any]]:
@@ -53,19 +52,13 @@ def _filters(config: Mapping[str, Any], name: str) -> Iterator[dict[str, Any]]:
                         yield http_filter["typed_config"]
 
 
-def two_replica_config(
-    rendered: str, second_port: int, *, retry: bool, health_checks: bool
-) -> dict[str, Any]:
+def two_replica_config(rendered: str, second_port: int, *, retry: bool) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load(rendered)
-    (cluster,) = [
-        c for c in config["static_resources"]["clusters"] if c["name"] == "authz_service"
-    ]
+    (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "authz_service"]
     endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     second = copy.deepcopy(endpoints[0])
     second["endpoint"]["address"]["socket_address"]["port_value"] = second_port
     endpoints.append(second)
-    if health_checks:
-        cluster["health_checks"] = [AUTHZ_HEALTH_CHECK]
     if retry:
         ext_authz = list(_filters(config, "envoy.filters.http.ext_authz"))
         assert ext_authz, "no ext_authz filter in the template"
@@ -81,7 +74,6 @@ def start_two_replica_envoy(
     wait_ports: list[int],
     *,
     retry: bool = True,
-    health_checks: bool = True,
 ) -> Process:
     binary = envoy_binary()
     assert binary is not None
@@ -89,9 +81,7 @@ def start_two_replica_envoy(
     for key in LISTENER_PORTS:
         values.setdefault(key, free_port())
     values.setdefault("TLS_DIR", generate_dev_certs(workdir / "tls"))
-    config = two_replica_config(
-        render(values), second_port, retry=retry, health_checks=health_checks
-    )
+    config = two_replica_config(render(values), second_port, retry=retry)
     path = workdir / "envoy-two-replicas.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     process = spawn(
