@@ -215,9 +215,12 @@ def sample(stack: SoakStack, started: float) -> Sample:
 class Traffic:
     """Requests with known expected statuses; a fresh token now and then (a real verify)."""
 
-    def __init__(self, idp: DevIdentityProvider, users: int = 50) -> None:
+    def __init__(self, idp: DevIdentityProvider, users: int = 50, fresh_every: int = 20) -> None:
         self._idp = idp
-        self._tokens = [idp.mint(f"user{i}", roles=["reader"], lifetime_s=3600) for i in range(users)]
+        self._fresh_every = fresh_every
+        self._tokens = [
+            idp.mint(f"user{i}", roles=["reader"], lifetime_s=3600) for i in range(users)
+        ]
         self._count = 0
         self._lock = threading.Lock()
 
@@ -227,7 +230,9 @@ class Traffic:
             n = self._count
         token = self._tokens[n % len(self._tokens)]
         kind = n % 20
-        if kind == 0:  # a never-seen token: full signature verification
+        if self._fresh_every and n % self._fresh_every == 0:
+            # A never-seen token: a full signature check, and one more entry in the bounded
+            # verified-token and allow-response caches (RSS grows until they are full).
             fresh = self._idp.mint(f"fresh{n}", roles=["reader"], lifetime_s=600)
             return "/api/orders", {"authorization": f"Bearer {fresh}"}, 200
         if kind == 1:
@@ -250,9 +255,10 @@ def run_soak(
     sample_s: float = 10.0,
     warmup_s: float = 5.0,
     threads: int = 8,
+    fresh_every: int = 20,
 ) -> SoakReport:
     with soak_stack(workdir, redis=redis) as stack:
-        traffic = Traffic(stack.idp)
+        traffic = Traffic(stack.idp, fresh_every=fresh_every)
         statuses: Counter[str] = Counter()
         errors: list[str] = []
         lock = threading.Lock()
@@ -320,6 +326,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=150.0, help="requests per second")
     parser.add_argument("--redis", action="store_true", help="Redis quota store (else memory)")
     parser.add_argument("--sample-s", type=float, default=10.0)
+    parser.add_argument(
+        "--fresh-every", type=int, default=20, help="every Nth request a new token (0: never)"
+    )
     parser.add_argument("--json", type=Path, help="also write the report as JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
@@ -329,6 +338,7 @@ def main() -> int:
             workdir=Path(workdir),
             redis=args.redis,
             sample_s=args.sample_s,
+            fresh_every=args.fresh_every,
         )
     print(report.text())
     if args.json is not None:

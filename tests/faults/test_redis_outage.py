@@ -133,7 +133,7 @@ async def test_redis_killed_and_restarted_under_load(
             )
             await asyncio.sleep(1.5)
             killed_at = time.monotonic()
-            redis.kill()
+            await asyncio.to_thread(redis.kill)
             await asyncio.sleep(2.0)
             restarted_at = time.monotonic()
             await asyncio.to_thread(redis.start)  # same port, empty
