@@ -88,6 +88,7 @@ class Reason(enum.StrEnum):
     MISSING_CLAIM = "missing_claim"
     INVALID_TOKEN = "invalid_token"
     TOKEN_REVOKED = "token_revoked"
+    TOKEN_REPLAYED = "token_replayed"
     INVALID_API_KEY = "invalid_api_key"
     AMBIGUOUS_CREDENTIALS = "ambiguous_credentials"
     AUTHENTICATION_REQUIRED = "authentication_required"

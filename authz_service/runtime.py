@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from authz_service.authn.authenticator import Authenticator
 from authz_service.authn.jwks_registry import JwksRegistry
+from authz_service.authn.replay import ReplayGuard
 from authz_service.authz.rbac import PolicySet
 from authz_service.config.loader import ConfigError, LoadedConfig
 from authz_service.quota import QuotaPlan
@@ -69,6 +70,7 @@ class Runtime:
     loaded_at: float
     limiter: RateLimiter | None = None
     quota: QuotaPlan | None = None
+    replay: ReplayGuard | None = None
 
     @property
     def version(self) -> str:
@@ -99,6 +101,12 @@ def build_runtime(
                     f"{config.check_quota.domain!r} (known: {', '.join(sorted(limits.domains))})"
                 )
             quota = QuotaPlan(config.check_quota)
+    replay = None
+    if any(p.replay_protection.enabled for p in config.jwt_providers):
+        # The quota store (Redis: shared by replicas); without rate_limit, a memory store.
+        holder = stores or QuotaStoreHolder()
+        store = holder.store_for(config.rate_limit or RateLimitSettings())
+        replay = ReplayGuard.for_providers(config.jwt_providers, store)
     return Runtime(
         loaded=loaded,
         authenticator=authenticator,
@@ -107,4 +115,5 @@ def build_runtime(
         loaded_at=time.time(),
         limiter=limiter,
         quota=quota,
+        replay=replay,
     )

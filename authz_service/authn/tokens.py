@@ -95,7 +95,7 @@ def peek(token: str, max_bytes: int) -> TokenPeek | AuthnFailure:
         # RFC 7515 4.1.11: critical extensions we do not understand make the token invalid.
         return AuthnFailure(Reason.FORBIDDEN_TOKEN_HEADER, "token has critical header extensions")
     typ = header.get("typ")
-    if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYP):
+    if "typ" in header and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYP):
         return _malformed("token 'typ' is not a JWT access token type")
     cty = header.get("cty")
     if isinstance(cty, str) and cty.upper() == "JWT":

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from authz_service.authn.replay import ReplayProtection
 from authz_service.http.settings import HttpCheckSettings
 from authz_service.ratelimit.settings import RateLimitSettings, RedisSettings
 
@@ -157,6 +158,8 @@ class JwtProvider(Strict):
     # Extra claims copied to upstream headers: claim path -> header name.
     claims_to_headers: dict[str, HeaderName] = Field(default_factory=dict)
     jwks: JwksSettings = JwksSettings()
+    # One-time tokens: a second use of a `jti` is refused until the token expires.
+    replay_protection: ReplayProtection = ReplayProtection()
 
     @field_validator("claims_to_headers")
     @classmethod

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from authz_service.authn.replay import ReplayVerdict
 from authz_service.authz.rbac import Trace
 from authz_service.model import AuthnFailure, Decision, Identity, Outcome, Reason, RequestAttributes
 from authz_service.quota import QuotaPlan
@@ -72,6 +73,11 @@ class CheckService:
             await limiter.record_auth_failure(client_ip)
         with tracing.child_span("authz.rbac"):
             decision = runtime.policies.authorize(request, authn)
+        if decision.allowed and decision.identity is not None and runtime.replay is not None:
+            # After RBAC: only a use that would be allowed consumes a one-time token.
+            verdict = await runtime.replay.check(decision.identity)
+            if not verdict.allowed:
+                return _replay_refused(verdict, decision)
         if decision.allowed and runtime.quota is not None and limiter is not None:
             with tracing.child_span(
                 "authz.quota", {"authz.ratelimit.domain": runtime.quota.domain}
@@ -93,6 +99,27 @@ class CheckService:
         if isinstance(authn, Identity) and self._revocations.is_revoked(authn):
             return AuthnFailure(Reason.TOKEN_REVOKED, "token has been revoked")
         return authn
+
+
+def _replay_refused(verdict: ReplayVerdict, decision: Decision) -> Decision:
+    if verdict is ReplayVerdict.STORE_UNAVAILABLE:
+        return Decision(
+            Outcome.UNAVAILABLE,
+            Reason.RATE_LIMIT_UNAVAILABLE,
+            "replay store unavailable",
+            policy=decision.policy,
+        )
+    if verdict is ReplayVerdict.MISSING_JTI:
+        reason, message = Reason.MISSING_CLAIM, "one-time token lacks 'jti'"
+    else:
+        reason, message = Reason.TOKEN_REPLAYED, "token has already been used"
+    return Decision(
+        Outcome.UNAUTHENTICATED,
+        reason,
+        message,
+        policy=decision.policy,
+        bearer_error="invalid_token",
+    )
 
 
 def _locked_out(retry_after: float) -> Decision:

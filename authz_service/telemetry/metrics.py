@@ -169,6 +169,10 @@ class ServiceStateCollector(Collector):
         size.add_metric([], len(cache))
         yield size
 
+        tasks = GaugeMetricFamily("authz_asyncio_tasks", "asyncio tasks alive (leak check).")
+        tasks.add_metric([], len(asyncio.all_tasks()))
+        yield tasks
+
         store = GaugeMetricFamily(
             "authz_quota_store",
             "Quota store state (breaker open = 1, pool use).",
