@@ -67,7 +67,7 @@ def test_downloads_are_throttled_to_one_mib_per_second(
     gateway: Gateway, editor: dict[str, str]
 ) -> None:
     """After the token bucket's initial burst, bytes arrive at about 1 MiB/s."""
-    size, burst = 2 * MIB, MIB // 2
+    size, burst = 3 * MIB, MIB
     received, after_burst = 0, 0.0
     with (
         gateway.stack.client() as client,
@@ -84,7 +84,8 @@ def test_downloads_are_throttled_to_one_mib_per_second(
 
     assert received == size
     # The ceiling is the point; the floor only shows data flows (slow under a loaded CI box).
-    assert 0.1 * MIB < rate < 1.3 * MIB, f"{rate / MIB:.2f} MiB/s"
+    # Unthrottled, loopback moves hundreds of MiB/s: 1.6 MiB/s still proves the limit.
+    assert 0.1 * MIB < rate < 1.6 * MIB, f"{rate / MIB:.2f} MiB/s"
 
 
 def test_downloads_still_need_authorization(gateway: Gateway) -> None:
