@@ -193,6 +193,10 @@ class AuthzServer:
         """NOT_SERVING first (so health checks steer traffic away), then drain, then exit."""
         self._draining = True
         await self.health.enter_graceful_shutdown()
+        drain = self.runtime.loaded.config.server.drain_delay_s
+        if drain:
+            log.info("NOT_SERVING; still answering for %.1fs before closing", drain)
+            await asyncio.sleep(drain)
         self._stop_watching.set()
         if self._admin_server is not None:
             await self._admin_server.stop(0)

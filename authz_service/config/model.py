@@ -99,6 +99,9 @@ class ServerTls(Strict):
 class ServerSettings(Strict):
     listen: str = "127.0.0.1:9001"
     grace_period_s: float = Field(default=5.0, ge=0)
+    # On SIGTERM: keep answering this long after health turns NOT_SERVING, so that health
+    # checkers (Envoy's, Kubernetes readiness) steer traffic away before the port closes.
+    drain_delay_s: float = Field(default=0.0, ge=0, le=60)
     # Watch the config file and reload on change (SIGHUP always reloads).
     watch_config: bool = True
     # Beyond this many RPCs in flight, new ones are refused at once with RESOURCE_EXHAUSTED

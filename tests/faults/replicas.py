@@ -1,15 +1,14 @@
 """Envoy in front of two authz_service replicas: a variant of envoy/envoy.yaml made in Python.
 
-The shipped template is rendered as usual, then edited as YAML: the authz_service cluster
-gets a second endpoint and, as the variant under test, a retry policy on the ext_authz gRPC
-call (`grpc_service.retry_policy`, retrying on another host). Nothing is copied by hand, so
-the variant follows every other change to the template.
+The shipped template is rendered as usual, then edited as YAML: the authz_service cluster gets
+a second endpoint, and optionally a retry policy on the ext_authz gRPC call. Nothing is copied
+by hand, so the variant follows every other change to the template.
 
-Measured with the real Envoy 1.40 (4 clients, one replica stopped by SIGTERM, 2 s after):
-without the retry policy 130-250 requests of ~1,200 were answered 503 (round robin keeps
-picking the stopped replica: connection refused, ext_authz fails closed); gRPC health checks
-on the cluster (interval 0.25 s, unhealthy_threshold 1, even with healthy_panic_threshold 0)
-did not remove them; with the retry policy, none in every run.
+Measured with the real Envoy 1.40 (4 clients, one replica stopped by SIGTERM): with neither a
+drain delay nor a retry, 130-250 requests of ~1,200 were answered 503; the retry policy alone
+made it lossless but turned slow Checks into ext_authz errors (docs/security.md); what ships
+is the cluster's gRPC health checks plus the service's `server.drain_delay_s`, which the test
+uses (retry=False): no request lost.
 """
 
 from __future__ import annotations
