@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import hashlib
 import json
 import logging
 import sys
@@ -16,6 +15,7 @@ from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.loader import ConfigError, load_config
 from authz_service.model import Identity, RequestAttributes
 from authz_service.runtime import build_runtime
+from authz_service.secret_digest import secret_digest
 from authz_service.services.check import CheckService, Explanation
 
 
@@ -243,7 +243,7 @@ def _hash_key(from_stdin: bool) -> int:
     if not key:
         print("error: empty key", file=sys.stderr)
         return 1
-    print("sha256:" + hashlib.sha256(key.encode()).hexdigest())
+    print(secret_digest(key))
     return 0
 
 

@@ -206,12 +206,13 @@ class RedisRevocationStore:
         return count
 
     async def _sync_forever(self) -> None:
+        # start() and the subscriber have just read everything: begin with the interval.
         while True:
+            await asyncio.sleep(self._settings.sync_interval_s)
             try:
                 await self.sync()
             except Exception as error:  # Redis down: keep what we have, try again later
                 log.warning("revocation sync failed: %s", error)
-            await asyncio.sleep(self._settings.sync_interval_s)
 
     async def _listen(self) -> None:
         while True:

@@ -215,10 +215,6 @@ class AuthzServer:
             await self._observability.stop()
         self.telemetry.close()
 
-    async def wait(self) -> None:
-        assert self._server is not None
-        await self._server.wait_for_termination()
-
 
 def tune_garbage_collector() -> None:
     """Startup objects (config, protobuf descriptors, keys) never die: move them out of the

@@ -6,7 +6,6 @@ A credential that is presented and fails is a failure; we never fall back to a w
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from authz_service.authn.tokens import peek
 from authz_service.authz.globs import compile_glob
 from authz_service.config.model import ApiKeySettings, Config, MtlsSettings, TokenSource
 from authz_service.model import AuthMethod, AuthnFailure, Identity, Reason, RequestAttributes
+from authz_service.secret_digest import secret_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +67,7 @@ class ApiKeyAuthenticator:
         }
 
     def authenticate(self, presented: str) -> Identity | AuthnFailure:
-        digest = "sha256:" + hashlib.sha256(presented.encode("utf-8", "surrogatepass")).hexdigest()
-        identity = self._by_hash.get(digest)
+        identity = self._by_hash.get(secret_digest(presented))
         if identity is None:
             return AuthnFailure(Reason.INVALID_API_KEY, "API key is not valid")
         return identity

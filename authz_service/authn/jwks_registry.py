@@ -52,9 +52,6 @@ class JwksRegistry:
         if self._started:
             self.start()
 
-    def caches(self) -> dict[CacheKey, JwksCache]:
-        return dict(self._caches)
-
     async def close(self) -> None:
         for cache in self._caches.values():
             await cache.close()

@@ -202,10 +202,6 @@ class PolicySet:
     def compiled(self) -> Mapping[str, CompiledPolicy]:
         return self._policies
 
-    def select(self, context: Mapping[str, str]) -> CompiledPolicy | None:
-        name = context.get(self._selection.context_key, self._selection.default)
-        return self._policies.get(name)
-
     def selected_name(self, context: Mapping[str, str]) -> str:
         return context.get(self._selection.context_key, self._selection.default)
 
@@ -215,9 +211,9 @@ class PolicySet:
         authn: Identity | AuthnFailure | None,
         trace: Trace | None = None,
     ) -> Decision:
-        policy = self.select(request.context)
+        name = self.selected_name(request.context)
+        policy = self._policies.get(name)
         if policy is None:
-            name = self.selected_name(request.context)
             if trace is not None:
                 trace.policy = name
             return Decision(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,6 +13,7 @@ from authz_service.config.reload import ConfigReloader
 from authz_service.model import Identity, RequestAttributes
 from authz_service.revocation import RevocationStore
 from authz_service.runtime import Runtime
+from authz_service.secret_digest import bearer_matches
 from authz_service.services.check import CheckService
 from authz_service.services.quota_admin import QuotaAdmin, QuotaUnavailable
 
@@ -25,7 +24,7 @@ class AdminTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Refuses every admin call without `authorization: Bearer <token>` matching the hash."""
 
     def __init__(self, token_hash: str) -> None:
-        self._expected = token_hash.removeprefix("sha256:")
+        self._expected = token_hash
 
     async def intercept_service(
         self,
@@ -33,10 +32,7 @@ class AdminTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         metadata = dict(details.invocation_metadata or ())
-        presented = str(metadata.get("authorization", ""))
-        token = presented[7:] if presented[:7].lower() == "bearer " else ""
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        if token and hmac.compare_digest(digest, self._expected):
+        if bearer_matches(str(metadata.get("authorization", "")), self._expected):
             return await continuation(details)
         return _refusal()
 

@@ -6,14 +6,13 @@ balancers and Kubernetes stop sending traffic first.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from authz_service.secret_digest import bearer_matches
 from authz_service.telemetry.metrics import Metrics
 from authz_service.workers import split_listen
 
@@ -27,7 +26,7 @@ class ObservabilityServer:
     ) -> None:
         self._metrics = metrics
         self._ready = ready
-        self._expected = token_hash.removeprefix("sha256:") if token_hash else None
+        self._expected = token_hash
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -39,12 +38,10 @@ class ObservabilityServer:
         return app
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
-        if self._expected is not None:
-            presented = request.headers.get("authorization", "")
-            token = presented[7:] if presented[:7].lower() == "bearer " else ""
-            digest = hashlib.sha256(token.encode()).hexdigest()
-            if not token or not hmac.compare_digest(digest, self._expected):
-                return web.Response(status=401, text="metrics token required\n")
+        if self._expected is not None and not bearer_matches(
+            request.headers.get("authorization", ""), self._expected
+        ):
+            return web.Response(status=401, text="metrics token required\n")
         body = generate_latest(self._metrics.registry)
         return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
 
