@@ -103,11 +103,8 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(find_binary("redis-server"), tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.kill()
+def redis(redis_server: RedisServer) -> RedisServer:
+    return redis_server
 
 
 @pytest.fixture(scope="module")

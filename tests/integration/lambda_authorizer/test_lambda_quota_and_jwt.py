@@ -14,7 +14,6 @@ import pytest
 from authz_service.lambda_authorizer.handler import LambdaAuthorizer
 from authz_service.lambda_authorizer.responses import Unauthorized
 from tests.integration.grpc.conftest import service_config
-from tests.support import find_binary
 from tests.support.authz_config import write_config
 from tests.support.idp import running_idp
 from tests.support.redis import RedisServer
@@ -25,11 +24,8 @@ LIMIT = 3
 
 
 @pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(find_binary("redis-server"), tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.kill()
+def redis(redis_server: RedisServer) -> RedisServer:
+    return redis_server
 
 
 @pytest.fixture(scope="module")
