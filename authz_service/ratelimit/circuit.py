@@ -2,6 +2,7 @@
 
 closed --N consecutive failures--> open --`open_for` elapsed--> half-open (one probe)
 half-open --probe succeeds--> closed;  --probe fails--> open again
+half-open --probe abandoned (its caller went away)--> open, the next call probes
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class CircuitBreaker:
     def record_success(self) -> None:
         self._state = BreakerState.CLOSED
         self._failures = 0
+
+    def release_probe(self) -> None:
+        """The probe ended with no answer about the store: let the next call probe instead."""
+        if self._state is BreakerState.HALF_OPEN:
+            self._state = BreakerState.OPEN
+            self._opened_at = float("-inf")
 
     def record_failure(self, now: float) -> None:
         self._failures += 1

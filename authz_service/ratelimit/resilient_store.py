@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from authz_service.ratelimit.algorithms import Verdict
-from authz_service.ratelimit.circuit import CircuitBreaker
+from authz_service.ratelimit.circuit import BreakerState, CircuitBreaker
 from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
 
 
@@ -35,14 +35,22 @@ class ResilientStore:
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
         if not self._breaker.allow(self._clock()):
             raise StoreUnavailable("circuit breaker open")
+        # Single-threaded: a call let through in half-open is the one probe.
+        probing = self._breaker.state is BreakerState.HALF_OPEN
         try:
             async with asyncio.timeout(self._timeout):
                 verdicts = await self._inner.apply(hits, now)
         except TimeoutError:
             self._breaker.record_failure(self._clock())
             raise StoreUnavailable(f"store timed out after {self._timeout * 1000:.0f} ms") from None
-        except BaseException:
-            # Any other failure (or a cancelled half-open probe) counts against the store.
+        except asyncio.CancelledError:
+            # The caller went away (Envoy resets the ext_authz or RLS stream when its client
+            # disconnects): that says nothing about the store. Counting it would let a burst
+            # of client disconnects open the breaker and refuse everyone for `open_for`.
+            if probing:
+                self._breaker.release_probe()
+            raise
+        except Exception:
             self._breaker.record_failure(self._clock())
             raise
         self._breaker.record_success()

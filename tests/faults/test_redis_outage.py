@@ -17,6 +17,8 @@ from typing import Any
 
 import grpc
 import pytest
+from envoy.service.auth.v3 import external_auth_pb2_grpc
+from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
 from tests.faults.grpc_calls import Client, check_request, rls_request
 from tests.faults.load import CallLog, run_open_loop
@@ -194,3 +196,43 @@ async def _counted(client: Client) -> bool:
     probe = rls_request(DOMAIN, [("probe", uuid.uuid4().hex)])
     response = await client.raw_should_rate_limit(probe)
     return response.statuses[0].limit_remaining == 9
+
+
+async def test_callers_that_go_away_do_not_open_the_circuit_breaker(
+    idp: DevIdentityProvider, redis_server_factory: RedisServerFactory, tmp_path: Path
+) -> None:
+    """Envoy resets its ext_authz and RLS streams when a client disconnects (wrk stopping, a
+    load balancer closing connections). Those cancelled calls say nothing about Redis: a burst
+    of them must not open the breaker and refuse every caller for `open_for`."""
+    redis = redis_server_factory()
+    config = redis_config(idp, redis.url, "unavailable")
+    # A store slow enough that every call below is still waiting on it when cancelled, and a
+    # breaker that, once open, would stay open for the rest of the test.
+    config["rate_limit"]["redis"]["timeout_ms"] = 5_000
+    config["rate_limit"]["circuit_breaker"] = {"failure_threshold": 3, "open_for": 60}
+    service, port, _ = start_service(config, tmp_path)
+    token = idp.mint("alice", extra_claims={"tier": "gold"}, lifetime_s=600)
+    check = check_request("/api/orders", {"authorization": f"Bearer {token}"})
+    load = rls_request(DOMAIN, [("load", "x")])
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            client = Client(channel, timeout_s=10.0)
+            assert await client.check(check) == "ok"
+            check_stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+            rls_stub = rls_pb2_grpc.RateLimitServiceStub(channel)
+            await asyncio.to_thread(redis.pause)
+            try:
+                calls = [check_stub.Check(check) for _ in range(10)]
+                calls += [rls_stub.ShouldRateLimit(load) for _ in range(10)]
+                await asyncio.sleep(0.5)  # every call is now waiting on the paused store
+                for call in calls:
+                    call.cancel()
+            finally:
+                await asyncio.to_thread(redis.resume)
+            assert all([call.cancelled() for call in calls])
+            assert await client.check(check) == "ok"
+            assert await client.should_rate_limit(load) == "OK"
+    finally:
+        still_running = service.popen.poll() is None
+        service.stop()
+    assert still_running, service.log()

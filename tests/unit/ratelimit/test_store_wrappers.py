@@ -98,6 +98,35 @@ async def test_resilient_store_recovers_after_the_open_period() -> None:
     assert state(breaker) is BreakerState.CLOSED
 
 
+async def test_cancelled_calls_do_not_count_as_store_failures() -> None:
+    inner = HangingStore()
+    breaker = CircuitBreaker(2, 5.0)
+    store = ResilientStore(inner, 60.0, breaker, clock=lambda: 0.0)
+    calls = [asyncio.create_task(store.apply([HIT], 0.0)) for _ in range(5)]
+    await asyncio.sleep(0)
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+    assert inner.calls == 5
+    assert state(breaker) is BreakerState.CLOSED
+
+
+async def test_a_cancelled_probe_lets_the_next_call_probe() -> None:
+    clock = [0.0]
+    breaker = CircuitBreaker(1, 5.0)
+    breaker.record_failure(0.0)
+    clock[0] = 5.0
+    hanging = ResilientStore(HangingStore(), 60.0, breaker, clock=lambda: clock[0])
+    probe = asyncio.create_task(hanging.apply([HIT], 0.0))
+    await asyncio.sleep(0)
+    assert state(breaker) is BreakerState.HALF_OPEN
+    probe.cancel()
+    await asyncio.gather(probe, return_exceptions=True)
+    store = ResilientStore(MemoryStore(), 1.0, breaker, clock=lambda: clock[0])
+    assert (await store.apply([HIT], 0.0))[0].allowed
+    assert state(breaker) is BreakerState.CLOSED
+
+
 class CountingStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
