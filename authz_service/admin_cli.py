@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import json_format
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
+from authz_service.explain_view import View, lockout_lines, quota_lines
 
 
 def add_admin_parser(commands: Any) -> None:
@@ -118,6 +119,39 @@ def _when(unix: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix)) if unix else "never"
 
 
+def _lockout_view(response: Any) -> View | None:
+    if not response.HasField("lockout"):
+        return None
+    lockout = response.lockout
+    return {
+        "locked": lockout.locked,
+        "retry_after_seconds": lockout.retry_after_seconds,
+        "failures_left": lockout.failures_left,
+    }
+
+
+def _quota_view(response: Any) -> View | None:
+    if not response.quota_domain:
+        return None
+    descriptors = [
+        {
+            "entries": [{"key": e.key, "value": e.value} for e in quota.entries],
+            "code": quota.code,
+            "requests_per_unit": quota.requests_per_unit,
+            "unit": quota.unit,
+            "limit_name": quota.limit_name,
+            "remaining": quota.remaining,
+            "reset_in_seconds": quota.reset_in_seconds,
+        }
+        for quota in response.quotas
+    ]
+    return {
+        "domain": response.quota_domain,
+        "store_unavailable": response.quota_store_unavailable,
+        "descriptors": descriptors,
+    }
+
+
 def _render(action: str, response: Any) -> str:
     if action == "explain":
         lines = [
@@ -139,6 +173,8 @@ def _render(action: str, response: Any) -> str:
             lines.append(
                 f"  {mark} {rule.rule}: {'matched' if rule.matched else 'skipped'}: {rule.why}"
             )
+        lines.extend(lockout_lines(_lockout_view(response)))
+        lines.extend(quota_lines(_quota_view(response)))
         return "\n".join(lines)
     if action == "status":
         lines = [

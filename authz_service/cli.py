@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from authz_service.admin_cli import add_admin_parser, run_admin
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.loader import ConfigError, load_config
+from authz_service.explain_view import lockout_lines, lockout_view, quota_lines, quota_view
 from authz_service.model import Identity, RequestAttributes
-from authz_service.runtime import build_runtime
+from authz_service.runtime import QuotaStoreHolder, build_runtime
 from authz_service.secret_digest import secret_digest
 from authz_service.services.check import CheckService, Explanation
 
@@ -254,7 +255,8 @@ async def _explain(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     registry = JwksRegistry()
-    runtime = build_runtime(loaded, registry)
+    stores = QuotaStoreHolder()
+    runtime = build_runtime(loaded, registry, stores)
     context = dict(item.partition("=")[::2] for item in args.context)
     request = RequestAttributes(
         method=args.method.upper(),
@@ -269,6 +271,7 @@ async def _explain(args: argparse.Namespace) -> int:
         explanation = await CheckService(lambda: runtime).explain(request)
     finally:
         await registry.close()
+        await stores.close()
     print(_render_json(explanation) if args.json else _render_text(explanation))
     return 0
 
@@ -302,6 +305,8 @@ def _render_json(explanation: Explanation) -> str:
                 {"rule": r.rule, "matched": r.matched, "decided": r.decided, "why": r.why}
                 for r in explanation.trace.rules
             ],
+            "lockout": lockout_view(explanation.lockout),
+            "quota": quota_view(explanation.quota),
         },
         indent=2,
     )
@@ -331,4 +336,6 @@ def _render_text(explanation: Explanation) -> str:
         lines.append(f"  {mark} {rule.rule}: {state}: {rule.why}")
     if not explanation.trace.rules:
         lines.append("  (none)")
+    lines.extend(lockout_lines(lockout_view(explanation.lockout)))
+    lines.extend(quota_lines(quota_view(explanation.quota)))
     return "\n".join(lines)

@@ -10,11 +10,13 @@ import grpc
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
 from authz_service.config.reload import ConfigReloader
+from authz_service.explain_view import lockout_view, quota_view
 from authz_service.model import Identity, RequestAttributes
+from authz_service.ratelimit import LockoutState
 from authz_service.revocation import RevocationStore
 from authz_service.runtime import Runtime
 from authz_service.secret_digest import bearer_matches
-from authz_service.services.check import CheckService
+from authz_service.services.check import CheckService, QuotaPreview
 from authz_service.services.quota_admin import QuotaAdmin, QuotaUnavailable
 
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
@@ -55,6 +57,30 @@ def _identity(identity: Identity | None) -> admin_pb2.Identity | None:
         scopes=sorted(identity.scopes),
         tier=identity.tier,
     )
+
+
+def _lockout(state: LockoutState | None) -> admin_pb2.Lockout | None:
+    view = lockout_view(state)
+    return None if view is None else admin_pb2.Lockout(**view)
+
+
+def _quota_preview(preview: QuotaPreview | None) -> dict[str, Any]:
+    """The ExplainResponse fields of the one-call quota preview (the CLI's view, as protobuf)."""
+    view = quota_view(preview)
+    if view is None:
+        return {}
+    quotas = [
+        admin_pb2.QuotaPreview(
+            entries=[admin_pb2.DescriptorEntry(**entry) for entry in row["entries"]],
+            **{field: value for field, value in row.items() if field != "entries"},
+        )
+        for row in view["descriptors"]
+    ]
+    return {
+        "quota_domain": view["domain"],
+        "quota_store_unavailable": view["store_unavailable"],
+        "quotas": quotas,
+    }
 
 
 def explain_request_attributes(request: admin_pb2.ExplainRequest) -> RequestAttributes:
@@ -105,6 +131,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
                 )
                 for r in explanation.trace.rules
             ],
+            lockout=_lockout(explanation.lockout),
+            **_quota_preview(explanation.quota),
         )
 
     async def Reload(

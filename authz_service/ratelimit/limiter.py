@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import quote
 
@@ -101,6 +101,21 @@ class RateLimiter:
         self, request: RateLimitRequestData, now: float | None = None
     ) -> RateLimitResult:
         """Raises StoreUnavailable only when failure_mode is "unavailable"."""
+        return await self._evaluate(request, now, preview=False)
+
+    async def preview_descriptors(
+        self, domain: str, descriptors: Sequence[Sequence[Entry]], now: float | None = None
+    ) -> RateLimitResult:
+        """What one more request on these descriptors would be answered, charging nothing
+        (explain). Raises StoreUnavailable only when failure_mode is "unavailable"."""
+        request = RateLimitRequestData(
+            domain, tuple(Descriptor(tuple(entries), hits_addend=0) for entries in descriptors)
+        )
+        return await self._evaluate(request, now, preview=True)
+
+    async def _evaluate(
+        self, request: RateLimitRequestData, now: float | None, *, preview: bool
+    ) -> RateLimitResult:
         at = self._clock() if now is None else now
         planned = self._plan(request)
         hits = [hit for p in planned for hit in p.hits]
@@ -111,6 +126,9 @@ class RateLimiter:
                 raise
             log.warning("rate-limit store unavailable; answering %s", self._failure_mode)
             return self._degraded(planned)
+        if preview:
+            # Charged nothing: the next request is refused where nothing is left.
+            verdicts = [replace(v, allowed=v.allowed and v.remaining >= 1) for v in verdicts]
         statuses: list[DescriptorStatus] = []
         offset = 0
         for p in planned:

@@ -14,9 +14,11 @@ from dataclasses import dataclass, replace
 from authz_service.authn.replay import ReplayVerdict
 from authz_service.authz.rbac import Trace
 from authz_service.model import AuthnFailure, Decision, Identity, Outcome, Reason, RequestAttributes
-from authz_service.quota import QuotaPlan
+from authz_service.quota import Entry, QuotaPlan
 from authz_service.ratelimit import (
+    LockoutState,
     RateLimiter,
+    RateLimitResult,
     StoreUnavailable,
     over_limit_body,
     rate_limit_headers,
@@ -29,10 +31,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaPreview:
+    """What the one-call quota would answer the next request, with nothing charged."""
+
+    domain: str
+    descriptors: tuple[tuple[Entry, ...], ...]
+    result: RateLimitResult | None  # None: the store could not answer
+
+
+@dataclass(frozen=True, slots=True)
 class Explanation:
     decision: Decision
     trace: Trace
     credential: str  # which credential was found, never its value
+    lockout: LockoutState | None = None  # None: brute-force lockout off or no source address
+    quota: QuotaPreview | None = None  # None: no quota in Check, or the request is refused
 
 
 class CheckService:
@@ -86,11 +99,34 @@ class CheckService:
         return decision
 
     async def explain(self, request: RequestAttributes) -> Explanation:
+        """Check's decision with every step shown and no side effect: no quota charged, no
+        failure counted, no one-time token used. A lockout still shows how RBAC would decide."""
         runtime = self._runtime()
+        limiter = runtime.limiter
+        lockout = None
+        if limiter is not None and limiter.brute_force_enabled and request.source_address:
+            lockout = await limiter.lockout_state(request.source_address)
         trace = Trace()
         authn = await self._authenticate(runtime, request)
         decision = runtime.policies.authorize(request, authn, trace)
-        return Explanation(decision, trace, _describe_credential(runtime, request, authn))
+        credential = _describe_credential(runtime, request, authn)
+        if lockout is not None and lockout.locked:
+            locked = _locked_out(lockout.retry_after)
+            locked = replace(locked, policy=decision.policy, identity=decision.identity)
+            return Explanation(locked, trace, credential, lockout)
+        quota = None
+        if decision.allowed and runtime.quota is not None and limiter is not None:
+            plan = runtime.quota
+            descriptors = plan.descriptors(request, decision.identity)
+            if descriptors:
+                try:
+                    result = await limiter.preview_descriptors(plan.domain, descriptors)
+                except StoreUnavailable:
+                    result = None
+                decision = _quota_decision(result, decision)
+                entries = tuple(tuple(entry) for entry in descriptors)
+                quota = QuotaPreview(plan.domain, entries, result)
+        return Explanation(decision, trace, credential, lockout, quota)
 
     async def _authenticate(
         self, runtime: Runtime, request: RequestAttributes
@@ -139,8 +175,15 @@ async def _enforce_quota(
     if not descriptors:
         return decision
     try:
-        result = await limiter.check_descriptors(plan.domain, descriptors)
+        result: RateLimitResult | None = await limiter.check_descriptors(plan.domain, descriptors)
     except StoreUnavailable:
+        result = None
+    return _quota_decision(result, decision)
+
+
+def _quota_decision(result: RateLimitResult | None, decision: Decision) -> Decision:
+    """An allow turned into 429 when over a limit, or 503 when the store could not answer."""
+    if result is None:
         # failure_mode "unavailable": fail closed with 503 (allow/deny modes never raise).
         return replace(
             decision,

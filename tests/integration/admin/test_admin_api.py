@@ -180,22 +180,97 @@ async def test_explain_names_the_rule_that_forbids_a_request(
     assert [r.rule for r in response.rules if r.decided] == ["admin-area"]
 
 
-async def test_explain_never_charges_quota(
+async def test_explain_previews_the_quota_and_never_charges_it(
     admin: Any, data_channel: grpc.aio.Channel, idp: DevIdentityProvider
 ) -> None:
     token = idp.mint("carol")
     assert (await check(data_channel, "/api/items", token)).status.code == code_pb2.OK
-    (before,) = await get_quota(admin, "carol")
-    assert before.used == 1  # Check charges: the counter below is the one Explain would use
 
-    for _ in range(7):  # more than the limit of 5
-        explained = await admin.Explain(
+    async def explain() -> Any:
+        return await admin.Explain(
             admin_pb2.ExplainRequest(path="/api/items", token=token), metadata=AUTHORIZED
         )
-        assert explained.decision == "allow"
 
+    for _ in range(7):  # more than the limit of 5
+        explained = await explain()
+        assert explained.decision == "allow"
+    assert explained.quota_domain == "api"
+    (quota,) = explained.quotas
+    assert [(e.key, e.value) for e in quota.entries] == [("user", "carol")]
+    assert (quota.code, quota.remaining, quota.requests_per_unit, quota.unit) == (
+        "OK",
+        4,
+        5,
+        "minute",
+    )
+    assert quota.limit_name == "per-user"
     (after,) = await get_quota(admin, "carol")
     assert (after.used, after.remaining) == (1, 4)
+
+
+async def test_explain_says_429_once_the_quota_is_used_up(
+    admin: Any, data_channel: grpc.aio.Channel, idp: DevIdentityProvider
+) -> None:
+    token = idp.mint("oscar")
+    for _ in range(5):
+        assert (await check(data_channel, "/api/items", token)).status.code == code_pb2.OK
+
+    explained = await admin.Explain(
+        admin_pb2.ExplainRequest(path="/api/items", token=token), metadata=AUTHORIZED
+    )
+
+    assert (explained.decision, explained.reason, explained.rule) == (
+        "rate_limited",
+        "rate_limited",
+        "api",
+    )
+    assert [(q.code, q.remaining) for q in explained.quotas] == [("OVER_LIMIT", 0)]
+    denied = await check(data_channel, "/api/items", token)
+    assert denied.denied_response.status.code == 429  # what Check really answers next
+
+
+async def test_explain_shows_a_brute_force_lockout_and_the_rules_behind_it(
+    tmp_path: Path, idp: DevIdentityProvider
+) -> None:
+    config = admin_config(idp)
+    config["rate_limit"]["brute_force"] = {
+        "enabled": True,
+        "max_failures": 2,
+        "window": "1m",
+        "lockout": "2m",
+    }
+    authz = AuthzServer(write_config(tmp_path / "lockout.yaml", config), "127.0.0.1:0")
+    await authz.start()
+    try:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{authz.port}") as data,
+            grpc.aio.insecure_channel(f"127.0.0.1:{authz.admin_port}") as admin_channel,
+        ):
+            admin = admin_pb2_grpc.AdminServiceStub(admin_channel)
+            attacker, bystander = "192.0.2.66", "192.0.2.67"
+            refused = check_request("/api/items", "not-a-token")
+            refused.attributes.source.address.socket_address.address = attacker
+            stub = external_auth_pb2_grpc.AuthorizationStub(data)
+            for _ in range(2):
+                answer = await stub.Check(refused, timeout=5)
+                assert answer.denied_response.status.code == 401
+
+            async def explain(source: str) -> Any:
+                request = admin_pb2.ExplainRequest(
+                    path="/api/items", token=idp.mint("mallory"), source_address=source
+                )
+                return await admin.Explain(request, metadata=AUTHORIZED, timeout=5)
+
+            locked = await explain(attacker)
+            free = await explain(bystander)
+    finally:
+        await authz.stop()
+
+    assert (locked.decision, locked.reason) == ("rate_limited", "locked_out")
+    assert locked.lockout.locked and 0 < locked.lockout.retry_after_seconds <= 120
+    assert [r.rule for r in locked.rules if r.decided] == ["api"]  # RBAC alone would allow
+    assert not locked.quotas  # refused before the quota
+    assert (free.decision, free.lockout.locked, free.lockout.failures_left) == ("allow", False, 2)
 
 
 # -- Reload and Status -----------------------------------------------------------------------
@@ -595,6 +670,26 @@ def test_cli_explain_shows_the_decision_and_rules_without_printing_the_token(
     assert "  => admin-area: matched:" in result.stdout
     assert "     public-docs: skipped:" in result.stdout
     assert token not in result.stdout + result.stderr
+
+
+def test_cli_explain_shows_the_quota_the_next_request_would_meet(
+    service: RunningService, admin_cli: Callable[..., CliResult]
+) -> None:
+    token = service.idp.mint("peggy")
+
+    result = admin_cli(
+        "explain",
+        "--path",
+        "/api/items",
+        "--token-from-env",
+        "TOKEN_TO_EXPLAIN",
+        env={"TOKEN_TO_EXPLAIN": token},
+    )
+
+    assert result.code == 0, result.stderr
+    assert "decision:   ALLOW (allowed)" in result.stdout
+    assert "quota:      domain api (the next request; nothing charged)" in result.stdout
+    assert "  user=peggy: OK, 5 of 5/minute (per-user) left, resets in " in result.stdout
 
 
 def test_cli_explain_json(admin_cli: Callable[..., CliResult]) -> None:

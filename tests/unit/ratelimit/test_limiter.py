@@ -282,3 +282,34 @@ async def test_brute_force_disabled_never_locks_out() -> None:
 async def test_brute_force_fails_open_when_the_store_is_down() -> None:
     rl = RateLimiter(make_config(), FailingStore(), brute_force=BRUTE)
     assert not await rl.is_locked_out("198.51.100.7", NOW)
+
+
+# -- preview (explain): the next request's answer, nothing charged -------------------------
+
+
+async def test_preview_says_the_next_request_is_refused_once_nothing_is_left() -> None:
+    rl = limiter()
+    charged = request(one("client_ip", "9.9.9.9"))
+    seen = []
+    for _ in range(3):  # the limit is 3 per minute
+        preview = await rl.preview_descriptors("api", [[("client_ip", "9.9.9.9")]], NOW)
+        seen.append((preview.overall_code, preview.statuses[0].limit_remaining))
+        await rl.should_rate_limit(charged, NOW)
+    preview = await rl.preview_descriptors("api", [[("client_ip", "9.9.9.9")]], NOW)
+    seen.append((preview.overall_code, preview.statuses[0].limit_remaining))
+    assert seen == [(Code.OK, 3), (Code.OK, 2), (Code.OK, 1), (Code.OVER_LIMIT, 0)]
+
+
+async def test_preview_charges_nothing() -> None:
+    rl = limiter()
+    for _ in range(10):
+        await rl.preview_descriptors("api", [[("client_ip", "8.8.8.8")]], NOW)
+    status = (await rl.should_rate_limit(request(one("client_ip", "8.8.8.8")), NOW)).statuses[0]
+    assert status.limit_remaining == 2  # only this request was charged
+
+
+async def test_preview_of_an_exhausted_shadow_mode_limit_still_allows() -> None:
+    rl = limiter()
+    await rl.should_rate_limit(request(one("shadowed", "x")), NOW)  # its limit is 1
+    preview = await rl.preview_descriptors("api", [[("shadowed", "x")]], NOW)
+    assert preview.overall_code is Code.OK
