@@ -300,6 +300,17 @@ def test_user_token_cannot_use_internal_service_routes(stack: Stack) -> None:
     assert_denied(response, 403, "principal_not_allowed")
 
 
+@pytest.mark.parametrize("path", ["/admin/users", "/api/orders"])
+def test_the_internal_listener_is_no_way_around_the_public_rules(stack: Stack, path: str) -> None:
+    # A user token that the public listener refuses for /admin/ gets no further here: the
+    # internal policy has no rule for anything but /internal/, so it denies by default.
+    token = stack.idp.mint("mallory", roles=["user"])
+
+    response = get(stack, path, bearer(token), internal=True)
+
+    assert_denied(response, 403, "no_matching_rule")
+
+
 # -- operations ----------------------------------------------------------------------------------
 
 
