@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from authz_service.server import AuthzServer
+from tests.support.authz_server import running_server
 
 
 @dataclass
@@ -114,12 +115,8 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[TlsServer]:
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    server = AuthzServer(path)
-    await server.start()
-    try:
+    async with running_server(path, listen=None) as server:
         yield TlsServer(server, ca, tmp_path)
-    finally:
-        await server.stop()
 
 
 async def check(address: str, credentials: grpc.ChannelCredentials) -> int:

@@ -7,6 +7,8 @@ uses its own principals (and its own Redis key prefix), so counters never mix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import time
 import uuid
@@ -20,10 +22,10 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.rpc import code_pb2
 
-from authz_service.server import AuthzServer
 from tests.integration.grpc.conftest import service_config
 from tests.support import find_binary
 from tests.support.authz_config import write_config
+from tests.support.authz_server import running_server
 from tests.support.idp import running_idp
 from tests.support.redis import RedisServer
 from tools.dev_idp import DevIdentityProvider
@@ -112,20 +114,16 @@ StartServer = Callable[[dict[str, Any]], Awaitable[grpc.aio.Channel]]
 @pytest.fixture
 async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
     """Start an AuthzServer with a config; returns a channel to its port."""
-    started: list[tuple[AuthzServer, grpc.aio.Channel]] = []
+    numbers = itertools.count()
+    async with contextlib.AsyncExitStack() as started:
 
-    async def start(config: dict[str, Any]) -> grpc.aio.Channel:
-        path = write_config(tmp_path / f"authz{len(started)}.yaml", config)
-        server = AuthzServer(path, "127.0.0.1:0")
-        await server.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-        started.append((server, channel))
-        return channel
+        async def start(config: dict[str, Any]) -> grpc.aio.Channel:
+            path = write_config(tmp_path / f"authz{next(numbers)}.yaml", config)
+            server = await started.enter_async_context(running_server(path))
+            address = f"127.0.0.1:{server.port}"
+            return await started.enter_async_context(grpc.aio.insecure_channel(address))
 
-    yield start
-    for server, channel in started:
-        await channel.close()
-        await server.stop()
+        yield start
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -12,9 +12,9 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from google.rpc import code_pb2
 
-from authz_service.server import AuthzServer
 from tests.integration.grpc.conftest import service_config
 from tests.support.authz_config import write_config
+from tests.support.authz_server import running_server
 from tests.support.idp import running_idp
 from tools.dev_idp import DevIdentityProvider
 
@@ -39,13 +39,11 @@ async def stub(
 ) -> AsyncIterator[external_auth_pb2_grpc.AuthorizationStub]:
     config = service_config(idp, watch=False)
     config["jwt_providers"][0]["replay_protection"] = {"enabled": True}
-    server = AuthzServer(write_config(tmp_path / "authz.yaml", config), "127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield external_auth_pb2_grpc.AuthorizationStub(channel)
-    finally:
-        await server.stop()
+    async with (
+        running_server(write_config(tmp_path / "authz.yaml", config)) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        yield external_auth_pb2_grpc.AuthorizationStub(channel)
 
 
 def reason(response: external_auth_pb2.CheckResponse) -> str:

@@ -33,6 +33,7 @@ from authz_service.server import AUTHORIZATION_SERVICE, AuthzServer
 from tests.integration.grpc.conftest import service_config
 from tests.support import free_port
 from tests.support.authz_config import write_config
+from tests.support.authz_server import running_server
 from tests.support.idp import running_idp
 from tools.dev_idp import DevIdentityProvider
 from tools.processes import REPO_ROOT, Process, start_authz, wait_for_port
@@ -94,12 +95,8 @@ def config_path(tmp_path: Path, idp: DevIdentityProvider) -> Path:
 
 @pytest.fixture
 async def server(config_path: Path) -> AsyncIterator[AuthzServer]:
-    authz = AuthzServer(config_path, "127.0.0.1:0")
-    await authz.start()
-    try:
+    async with running_server(config_path) as authz:
         yield authz
-    finally:
-        await authz.stop()
 
 
 @pytest.fixture
@@ -239,32 +236,28 @@ async def test_explain_shows_a_brute_force_lockout_and_the_rules_behind_it(
         "window": "1m",
         "lockout": "2m",
     }
-    authz = AuthzServer(write_config(tmp_path / "lockout.yaml", config), "127.0.0.1:0")
-    await authz.start()
-    try:
-        async with (
-            grpc.aio.insecure_channel(f"127.0.0.1:{authz.port}") as data,
-            grpc.aio.insecure_channel(f"127.0.0.1:{authz.admin_port}") as admin_channel,
-        ):
-            admin = admin_pb2_grpc.AdminServiceStub(admin_channel)
-            attacker, bystander = "192.0.2.66", "192.0.2.67"
-            refused = check_request("/api/items", "not-a-token")
-            refused.attributes.source.address.socket_address.address = attacker
-            stub = external_auth_pb2_grpc.AuthorizationStub(data)
-            for _ in range(2):
-                answer = await stub.Check(refused, timeout=5)
-                assert answer.denied_response.status.code == 401
+    async with (
+        running_server(write_config(tmp_path / "lockout.yaml", config)) as authz,
+        grpc.aio.insecure_channel(f"127.0.0.1:{authz.port}") as data,
+        grpc.aio.insecure_channel(f"127.0.0.1:{authz.admin_port}") as admin_channel,
+    ):
+        admin = admin_pb2_grpc.AdminServiceStub(admin_channel)
+        attacker, bystander = "192.0.2.66", "192.0.2.67"
+        refused = check_request("/api/items", "not-a-token")
+        refused.attributes.source.address.socket_address.address = attacker
+        stub = external_auth_pb2_grpc.AuthorizationStub(data)
+        for _ in range(2):
+            answer = await stub.Check(refused, timeout=5)
+            assert answer.denied_response.status.code == 401
 
-            async def explain(source: str) -> Any:
-                request = admin_pb2.ExplainRequest(
-                    path="/api/items", token=idp.mint("mallory"), source_address=source
-                )
-                return await admin.Explain(request, metadata=AUTHORIZED, timeout=5)
+        async def explain(source: str) -> Any:
+            request = admin_pb2.ExplainRequest(
+                path="/api/items", token=idp.mint("mallory"), source_address=source
+            )
+            return await admin.Explain(request, metadata=AUTHORIZED, timeout=5)
 
-            locked = await explain(attacker)
-            free = await explain(bystander)
-    finally:
-        await authz.stop()
+        locked = await explain(attacker)
+        free = await explain(bystander)
 
     assert (locked.decision, locked.reason) == ("rate_limited", "locked_out")
     assert locked.lockout.locked and 0 < locked.lockout.retry_after_seconds <= 120
@@ -501,15 +494,13 @@ async def test_a_loopback_admin_port_without_token_hash_needs_no_token(
 ) -> None:
     config = admin_config(idp)
     config["admin"] = {"listen": "127.0.0.1:0"}
-    authz = AuthzServer(write_config(tmp_path / "open.yaml", config), "127.0.0.1:0")
-    await authz.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{authz.admin_port}") as channel:
-            stub = admin_pb2_grpc.AdminServiceStub(channel)
-            status = await stub.Status(admin_pb2.StatusRequest(), timeout=5)
+    async with (
+        running_server(write_config(tmp_path / "open.yaml", config)) as authz,
+        grpc.aio.insecure_channel(f"127.0.0.1:{authz.admin_port}") as channel,
+    ):
+        stub = admin_pb2_grpc.AdminServiceStub(channel)
+        status = await stub.Status(admin_pb2.StatusRequest(), timeout=5)
         assert status.version == authz.runtime.version
-    finally:
-        await authz.stop()
 
 
 def test_a_non_loopback_admin_listen_without_token_hash_is_a_config_error(
@@ -623,6 +614,13 @@ def admin_cli(
     return run
 
 
+def explain_with_token(admin_cli: Callable[..., CliResult], token: str, *args: str) -> CliResult:
+    """`admin explain ARGS` with the token passed the safe way: by naming an env variable."""
+    return admin_cli(
+        "explain", *args, "--token-from-env", "TOKEN_TO_EXPLAIN", env={"TOKEN_TO_EXPLAIN": token}
+    )
+
+
 def test_cli_status_is_readable(service: RunningService) -> None:
     result = cli(service, "status")
 
@@ -651,16 +649,7 @@ def test_cli_explain_shows_the_decision_and_rules_without_printing_the_token(
 ) -> None:
     token = service.idp.mint("alice", roles=["reader"])
 
-    result = admin_cli(
-        "explain",
-        "--method",
-        "DELETE",
-        "--path",
-        "/admin/users/1",
-        "--token-from-env",
-        "TOKEN_TO_EXPLAIN",
-        env={"TOKEN_TO_EXPLAIN": token},
-    )
+    result = explain_with_token(admin_cli, token, "--method", "DELETE", "--path", "/admin/users/1")
 
     assert result.code == 0, result.stderr
     assert "decision:   FORBIDDEN (missing_role)" in result.stdout
@@ -677,14 +666,7 @@ def test_cli_explain_shows_the_quota_the_next_request_would_meet(
 ) -> None:
     token = service.idp.mint("peggy")
 
-    result = admin_cli(
-        "explain",
-        "--path",
-        "/api/items",
-        "--token-from-env",
-        "TOKEN_TO_EXPLAIN",
-        env={"TOKEN_TO_EXPLAIN": token},
-    )
+    result = explain_with_token(admin_cli, token, "--path", "/api/items")
 
     assert result.code == 0, result.stderr
     assert "decision:   ALLOW (allowed)" in result.stdout

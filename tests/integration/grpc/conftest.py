@@ -9,6 +9,7 @@ import pytest
 
 from authz_service.server import AuthzServer
 from tests.support.authz_config import write_config
+from tests.support.authz_server import running_server
 from tests.support.idp import running_idp
 from tools.dev_idp import DevIdentityProvider
 
@@ -73,12 +74,8 @@ def config_path(tmp_path: Path, idp: DevIdentityProvider) -> Path:
 
 @pytest.fixture
 async def server(config_path: Path) -> AsyncIterator[AuthzServer]:
-    authz = AuthzServer(config_path, "127.0.0.1:0")
-    await authz.start()
-    try:
+    async with running_server(config_path) as authz:
         yield authz
-    finally:
-        await authz.stop()
 
 
 @pytest.fixture

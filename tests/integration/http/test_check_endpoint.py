@@ -7,6 +7,8 @@ match (deny status, headers and body).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,6 +22,7 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from authz_service.server import AuthzServer
 from tests.integration.grpc.conftest import service_config
 from tests.support.authz_config import write_config
+from tests.support.authz_server import running_server
 from tools.dev_idp import DevIdentityProvider
 
 Start = Callable[[dict[str, Any]], Awaitable[AuthzServer]]
@@ -41,18 +44,14 @@ def http_config(idp: DevIdentityProvider, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    servers: list[AuthzServer] = []
+    numbers = itertools.count()
+    async with contextlib.AsyncExitStack() as started:
 
-    async def start_server(config: dict[str, Any]) -> AuthzServer:
-        path = write_config(tmp_path / f"authz{len(servers)}.yaml", config)
-        server = AuthzServer(path, "127.0.0.1:0")
-        await server.start()
-        servers.append(server)
-        return server
+        async def start_server(config: dict[str, Any]) -> AuthzServer:
+            path = write_config(tmp_path / f"authz{next(numbers)}.yaml", config)
+            return await started.enter_async_context(running_server(path))
 
-    yield start_server
-    for server in servers:
-        await server.stop()
+        yield start_server
 
 
 @pytest.fixture
