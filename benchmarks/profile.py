@@ -1,9 +1,10 @@
-"""Profile the Check path under the warm load of scenario 1 with py-spy.
+"""Profile the service under the load of scenario 1 (Check) or 2 (ShouldRateLimit) with py-spy.
 
-    python -m benchmarks.profile [--seconds 15] [--cold]
+    python -m benchmarks.profile [--seconds 15] [--cold | --rate-limit]
 
-Writes results/check-profile.svg (flame graph) and prints the functions with the largest
-share of samples, own time and inclusive. Needs `pip install py-spy` (and ptrace rights).
+Writes results/<check|check-cold|rate-limit>-profile.svg (flame graph) and prints the functions
+with the largest share of samples, own time and inclusive. Needs `pip install py-spy` (and
+ptrace rights); --rate-limit needs redis-server.
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ def summarise(collapsed: Path, top: int = 25) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--cold", action="store_true", help="token cache smaller than the pool")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--cold", action="store_true", help="token cache smaller than the pool")
+    kind.add_argument(
+        "--rate-limit", action="store_true", help="ShouldRateLimit, 3 descriptors, on Redis"
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
@@ -68,22 +73,43 @@ def main() -> int:
         if binary is None:
             print(missing, file=sys.stderr)
             return 1
-        bodies = fixtures.check_bodies(pool)
-        frames = fixtures.write_frames(workdir / "check.bin", bodies)
         port = free_port()
         cache = len(pool.tokens) // 2 if args.cold else 10_000
+        extra = None
+        redis = None
+        if args.rate_limit:
+            redis = services.start_redis(workdir)
+            if isinstance(redis, str):
+                print(redis, file=sys.stderr)
+                return 1
+            extra = {"rate_limit": fixtures.rate_limit_section(f"redis://127.0.0.1:{redis[1]}/0")}
+            bodies = fixtures.rate_limit_bodies()
+            path, name = messages.RATE_LIMIT_PATH, "rate-limit"
+        else:
+            bodies = fixtures.check_bodies(pool)
+            path, name = messages.CHECK_PATH, "check-cold" if args.cold else "check"
+        frames = fixtures.write_frames(workdir / "requests.bin", bodies)
         config = fixtures.service_config(
-            workdir / "authz.yaml", port=port, jwks_uri=idp.jwks_uri, token_cache_max_entries=cache
+            workdir / "authz.yaml",
+            port=port,
+            jwks_uri=idp.jwks_uri,
+            token_cache_max_entries=cache,
+            extra=extra,
         )
         service = services.start_service(config, port, workdir, "authz-profile")
         try:
-            services.expect_allowed(port, bodies)
+            if args.rate_limit:
+                problem = services.rate_limit_served(port, bodies[0])
+                if problem is not None:
+                    raise RuntimeError(problem)
+            else:
+                services.expect_allowed(port, bodies)
             loader = threading.Thread(
                 target=load.run_h2grpc,
                 kwargs={
                     "binary": binary,
                     "ports": [port],
-                    "path": messages.CHECK_PATH,
+                    "path": path,
                     "data": frames,
                     "conns": 16,
                     "streams": 8,
@@ -95,7 +121,7 @@ def main() -> int:
             record = [py_spy, "record", "--pid", str(service.popen.pid), "--rate", "250"]
             record += ["--duration", str(round(args.seconds)), "--nonblocking"]
             collapsed = workdir / "profile.txt"
-            svg = RESULTS / ("check-profile-cold.svg" if args.cold else "check-profile.svg")
+            svg = RESULTS / f"{name}-profile.svg"
             subprocess.run([*record, "--format", "raw", "-o", str(collapsed)], check=True)
             subprocess.run([*record, "-o", str(svg)], check=True)
             loader.join()
@@ -103,6 +129,8 @@ def main() -> int:
             print(f"flame graph: {svg}")
         finally:
             service.stop()
+            if redis is not None:
+                redis[0].stop()
             idp.stop()
     return 0
 
