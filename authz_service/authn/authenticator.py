@@ -151,9 +151,15 @@ class Authenticator:
                 return self.api_keys.authenticate(api_key)
         return self.peers.authenticate(request.peer_principal)
 
+    def _accepts_from(self, issuer: str, source: TokenSource) -> bool:
+        """Is `issuer`'s token accepted from where this one was found? Asked on cache hits
+        too: a token verified from one provider's header must not pass in another's cookie."""
+        verifier = self._verifiers.get(issuer)
+        return verifier is not None and source in verifier.provider.token_sources
+
     async def authenticate_token(self, presented: PresentedToken) -> Identity | AuthnFailure:
         cached = self.token_cache.get(presented.value)
-        if cached is not None:
+        if cached is not None and self._accepts_from(cached.issuer, presented.source):
             return cached
         inspected = peek(presented.value, self._max_token_bytes)
         if isinstance(inspected, AuthnFailure):
@@ -162,7 +168,7 @@ class Authenticator:
         if verifier is None:
             return AuthnFailure(Reason.UNKNOWN_ISSUER, "token issuer is not trusted")
         provider = verifier.provider
-        if presented.source not in provider.token_sources:
+        if not self._accepts_from(inspected.issuer, presented.source):
             return AuthnFailure(Reason.UNKNOWN_ISSUER, "token issuer is not trusted here")
         if len(presented.value) > provider.max_token_bytes:
             return AuthnFailure(Reason.TOKEN_TOO_LARGE, "token is too large", "invalid_request")

@@ -330,3 +330,37 @@ async def test_trusted_mtls_peer_becomes_an_identity_with_its_roles(harness: Har
 async def test_untrusted_mtls_peer_stays_anonymous(harness: Harness) -> None:
     assert await harness.authenticate(peer="spiffe://staging.example/ns/billing/sa/x") is None
     assert await harness.authenticate() is None
+
+
+async def test_a_cached_token_is_still_refused_from_a_source_its_provider_does_not_use(
+    idp: DevIdentityProvider,
+) -> None:
+    # Provider "dev" reads only the Authorization header; provider "web" only a cookie.
+    config = make_config(idp, token_sources=[{"header": "authorization", "prefix": "Bearer "}])
+    dev = config.jwt_providers[0].model_dump()
+    web = {
+        **dev,
+        "name": "web",
+        "issuer": "https://web.example",
+        "token_sources": [{"cookie": "session"}],
+    }
+    config = Config.model_validate({**config.model_dump(), "jwt_providers": [dev, web]})
+    jwks = JwksCache(idp.jwks_uri, config.jwt_providers[0].jwks)
+    authenticator = Authenticator(
+        config, {idp.issuer: jwks, "https://web.example": jwks}, token_cache=TokenCache(100)
+    )
+    token = idp.mint("alice")
+
+    def request(headers: dict[str, str]) -> RequestAttributes:
+        return RequestAttributes(method="GET", host="api", path="/", headers=headers)
+
+    try:
+        from_header = await authenticator.authenticate(
+            request({"authorization": f"Bearer {token}"})
+        )
+        from_cookie = await authenticator.authenticate(request({"cookie": f"session={token}"}))
+    finally:
+        await jwks.close()
+
+    assert isinstance(from_header, Identity)  # verified, and now cached
+    assert rejected(from_cookie) is Reason.UNKNOWN_ISSUER
