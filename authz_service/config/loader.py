@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,13 +133,21 @@ def load_config(
     return LoadedConfig(config=config, path=file_path, digest=digest.hexdigest(), lines=lines)
 
 
+def included_directory(config: Config, base_dir: Path) -> Path | None:
+    """The directory of envoyproxy/ratelimit files the config pulls in, if it exists.
+
+    Absolute but with symlinks kept: a ConfigMap mount swaps its `..data` link, and a path
+    resolved through it names a folder the kubelet deletes at the next update.
+    """
+    if config.rate_limit is None or config.rate_limit.config_dir is None:
+        return None
+    directory = Path(os.path.abspath(base_dir / config.rate_limit.config_dir))
+    return directory if directory.is_dir() else None
+
+
 def _referenced_files(config: Config, base_dir: Path) -> list[Path]:
     """Files the config pulls in: a change to any of them is a new config version."""
-    if config.rate_limit is None or config.rate_limit.config_dir is None:
-        return []
-    directory = config.rate_limit.config_dir
-    if not directory.is_absolute():
-        directory = base_dir / directory
-    if not directory.is_dir():
+    directory = included_directory(config, base_dir)
+    if directory is None:
         return []
     return sorted(p for p in directory.iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())

@@ -1,14 +1,15 @@
 """Hot reload: a new file is loaded and compiled aside, then swapped in one assignment.
 
 A file that fails to load or compile is reported and the running config stays. Reloads come
-from SIGHUP and from watching the file (its directory, so that the atomic symlink swap of a
-Kubernetes ConfigMap is seen too).
+from SIGHUP and from watching the file's directory and the rate-limit `config_dir` (whole
+directories, so that the atomic `..data` symlink swap of a Kubernetes ConfigMap is seen).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +18,12 @@ from typing import Generic, TypeVar
 
 from watchfiles import awatch
 
-from authz_service.config.loader import ConfigError, LoadedConfig, load_config
+from authz_service.config.loader import (
+    ConfigError,
+    LoadedConfig,
+    included_directory,
+    load_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +49,15 @@ class ConfigReloader(Generic[T]):
     ) -> None:
         """Load `path` now (raising ConfigError if it is bad) and keep the built result."""
         self.path = Path(path)
+        # The directory as named, not resolved: resolving goes through a ConfigMap's `..data`
+        # link into a folder that the next update deletes, and a watch on it would end there.
+        self._home = Path(os.path.abspath(self.path)).parent
         self._build = build
         self._after_swap = after_swap
         loaded = load_config(self.path)
         self._current: T = build(loaded)
         self._digest = loaded.digest
+        self._included = included_directory(loaded.config, self.path.parent)
         self._loaded_at = time.time()
         self._last_error = ""
         self._last_error_at: float | None = None
@@ -87,6 +97,7 @@ class ConfigReloader(Generic[T]):
                 return self._failed(f"{self.path}: {type(error).__name__}: {error}")
             self._current = built
             self._digest = loaded.digest
+            self._included = included_directory(loaded.config, self.path.parent)
             self._loaded_at = time.time()
             self._last_error = ""
             self._reloads += 1
@@ -103,13 +114,24 @@ class ConfigReloader(Generic[T]):
         return False
 
     async def watch(self, stop: asyncio.Event) -> None:
-        """Reload whenever the file (or the directory entry pointing at it) changes."""
-        directory = self.path.resolve().parent
-        name = self.path.name
-        async for changes in awatch(
-            directory, stop_event=stop, debounce=200, step=50, recursive=True
-        ):
-            touched = {Path(changed).name for _, changed in changes}
-            # ConfigMaps swap a "..data" symlink: any change in the directory may be ours.
-            if name in touched or any(entry.startswith("..") for entry in touched):
-                await self.reload()
+        """Reload whenever the file, the directory entry pointing at it, or a file of the
+        rate-limit `config_dir` changes; a reload that moves `config_dir` moves the watch."""
+        home = self._home
+        while not stop.is_set():
+            included = self._included
+            watched = {home} if included is None else {home, included}
+            async for changes in awatch(
+                *sorted(watched), stop_event=stop, debounce=200, step=50, recursive=True
+            ):
+                if any(self._concerns_us(Path(changed), home, included) for _, changed in changes):
+                    await self.reload()
+                if self._included != included:
+                    break
+
+    def _concerns_us(self, changed: Path, home: Path, included: Path | None) -> bool:
+        if included is not None and changed.is_relative_to(included):
+            return True  # a limits file, or that directory's own ConfigMap swap
+        # ConfigMaps swap a "..data" symlink: any such change in the directory may be ours.
+        return changed.parent == home and (
+            changed.name == self.path.name or changed.name.startswith("..")
+        )
