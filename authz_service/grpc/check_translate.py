@@ -43,15 +43,18 @@ def request_attributes(request: external_auth_pb2.CheckRequest) -> RequestAttrib
     http = attributes.request.http
     source = attributes.source
     address = source.address.socket_address.address if source.HasField("address") else ""
+    headers = _headers_of(http)
     return RequestAttributes(
         method=http.method,
         host=http.host,
         path=http.path,
-        headers=_headers_of(http),
+        headers=headers,
         source_address=address,
         peer_principal=source.principal,
         context=dict(attributes.context_extensions),
-        request_id=http.id,
+        # Envoy's `id` is its stream number; the id clients and access logs quote is the
+        # x-request-id header (generate_request_id), so audit lines carry that.
+        request_id=headers.get("x-request-id") or http.id,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -93,3 +94,21 @@ def test_the_access_log_records_request_id_decision_and_version(stack: Stack) ->
     assert "UAEX" in denied_entry["flags"]
     # Credentials never reach the log.
     assert "Bearer" not in stack.envoy.log()
+    # The service's audit line carries the same request id as Envoy's access log.
+    audit = audit_entry_for(stack, denied.headers["x-request-id"])
+    assert (audit["authz"]["decision"], audit["event"]["reason"]) == (
+        "forbidden",
+        denied.headers["x-authz-reason"],
+    )
+
+
+def audit_entry_for(stack: Stack, request_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for line in stack.authz.log().splitlines():
+            if line.startswith("{") and request_id in line:
+                entry: dict[str, Any] = json.loads(line)
+                if entry.get("http", {}).get("request", {}).get("id") == request_id:
+                    return entry
+        time.sleep(0.05)
+    raise AssertionError(f"no audit line for {request_id}")

@@ -43,7 +43,12 @@ def test_check_request_becomes_request_attributes() -> None:
     assert attributes.source_address == "10.0.0.7"
     assert attributes.peer_principal == "spiffe://prod/ns/billing/sa/batch"
     assert attributes.context == {"policy": "internal"}
-    assert attributes.request_id == "req-1"
+    assert attributes.request_id == "r"  # x-request-id, not Envoy's stream number in `id`
+
+
+def test_request_id_falls_back_to_envoys_id_without_an_x_request_id() -> None:
+    http = AttributeContext.HttpRequest(id="17", method="GET", host="api", path="/")
+    assert request_attributes(check_request(http)).request_id == "17"
 
 
 def test_header_map_is_read_when_envoy_sends_raw_headers() -> None:
