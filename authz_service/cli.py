@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="override server.listen (host:port)")
     serve.add_argument("--admin-listen", help="override admin.listen (host:port)")
     serve.add_argument("--metrics-listen", help="override telemetry.metrics.listen (host:port)")
+    serve.add_argument("--http-listen", help="override http_check.listen (host:port)")
     serve.add_argument(
         "--workers",
         type=int,
@@ -118,7 +119,8 @@ def _serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(serve(args.config, args.listen, args.admin_listen, args.metrics_listen))
+        listens = (args.listen, args.admin_listen, args.metrics_listen, args.http_listen)
+        asyncio.run(serve(args.config, *listens))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -154,8 +156,12 @@ def _supervise(args: argparse.Namespace) -> int:
             args.listen or settings.listen,
             args.workers,
             ["--log-level", args.log_level],
-            args.admin_listen or loaded.config.admin.listen,
-            args.metrics_listen or loaded.config.telemetry.metrics.listen,
+            {
+                "--admin-listen": args.admin_listen or config.admin.listen,
+                "--metrics-listen": args.metrics_listen or config.telemetry.metrics.listen,
+                "--http-listen": args.http_listen
+                or (config.http_check.listen if config.http_check else None),
+            },
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

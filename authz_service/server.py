@@ -67,6 +67,7 @@ class AuthzServer:
         listen: str | None = None,
         admin_listen: str | None = None,
         metrics_listen: str | None = None,
+        http_listen: str | None = None,
     ) -> None:
         self.registry = JwksRegistry()
         self.stores = QuotaStoreHolder()
@@ -79,6 +80,7 @@ class AuthzServer:
         self.listen = listen or config.server.listen
         self.admin_listen = admin_listen or config.admin.listen
         self.metrics_listen = metrics_listen or config.telemetry.metrics.listen
+        self.http_listen = http_listen or (config.http_check.listen if config.http_check else None)
         self.grace_period_s = config.server.grace_period_s
         self.metrics = Metrics()
         self.metrics.add_state_collector(ServiceStateCollector(self.reloader, self._store_stats))
@@ -167,7 +169,7 @@ class AuthzServer:
             self.http_check = HttpCheckServer(
                 config.http_check, self.checks, self.telemetry, self.grace_period_s
             )
-            await self.http_check.start()
+            await self.http_check.start(self.http_listen)
         await self._server.start()
         if self._admin_server is not None:
             await self._admin_server.start()
@@ -231,8 +233,9 @@ async def serve(
     listen: str | None = None,
     admin_listen: str | None = None,
     metrics_listen: str | None = None,
+    http_listen: str | None = None,
 ) -> None:
-    server = AuthzServer(config_path, listen, admin_listen, metrics_listen)
+    server = AuthzServer(config_path, listen, admin_listen, metrics_listen, http_listen)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)

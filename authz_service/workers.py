@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -70,21 +70,18 @@ class Supervisor:
         listen: str,
         workers: int,
         extra_args: Sequence[str] = (),
-        admin_listen: str | None = None,
-        metrics_listen: str | None = None,
+        other_ports: Mapping[str, str | None] | None = None,
     ) -> None:
-        """Worker i listens on `listen`'s port + i (admin API: `admin_listen`'s port + i)."""
-        admin = worker_addresses(admin_listen, workers) if admin_listen else [None] * workers
-        metrics = worker_addresses(metrics_listen, workers) if metrics_listen else [None] * workers
+        """Worker i listens on `listen`'s port + i, and so on every other port it opens:
+        `other_ports` maps a `serve` option (e.g. "--admin-listen") to its base address."""
+        bases = {option: base for option, base in (other_ports or {}).items() if base}
+        per_option = {option: worker_addresses(base, workers) for option, base in bases.items()}
         self.workers = []
-        addresses = worker_addresses(listen, workers)
-        for address, admin_address, metrics_address in zip(addresses, admin, metrics, strict=True):
+        for index, address in enumerate(worker_addresses(listen, workers)):
             argv = [sys.executable, "-m", "authz_service", "serve", "--config", config]
             argv += ["--listen", address, *extra_args]
-            if admin_address is not None:
-                argv += ["--admin-listen", admin_address]
-            if metrics_address is not None:
-                argv += ["--metrics-listen", metrics_address]
+            for option, addresses in per_option.items():
+                argv += [option, addresses[index]]
             self.workers.append(Worker(address, argv))
         self._stopping = threading.Event()
 

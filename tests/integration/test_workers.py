@@ -9,8 +9,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
+import httpx
 import pytest
 import yaml
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
@@ -33,8 +35,8 @@ def two_free_ports() -> int:
     raise RuntimeError("no two consecutive free ports")
 
 
-def write_config(path: Path, port: int, open_prefix: str) -> None:
-    config = {
+def write_config(path: Path, port: int, open_prefix: str, http_port: int | None = None) -> None:
+    config: dict[str, Any] = {
         "server": {"listen": f"127.0.0.1:{port}", "grace_period_s": 1, "watch_config": False},
         "admin": {"listen": None},
         "telemetry": {"metrics": {"listen": None}, "audit": {"enabled": False}},
@@ -50,6 +52,8 @@ def write_config(path: Path, port: int, open_prefix: str) -> None:
             }
         },
     }
+    if http_port is not None:
+        config["http_check"] = {"listen": f"127.0.0.1:{http_port}"}
     path.write_text(yaml.safe_dump(config))
 
 
@@ -63,12 +67,8 @@ def check_status(port: int, path: str) -> int:
         return int(stub.Check(request, timeout=5).status.code)
 
 
-@pytest.fixture
-def supervisor(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    base = two_free_ports()
-    config = tmp_path / "config.yaml"
-    write_config(config, base, "/open/")
-    process = subprocess.Popen(
+def start_supervisor(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -83,9 +83,9 @@ def supervisor(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, P
         ],
         cwd=REPO_ROOT,
     )
-    wait_for_port(base, process=process)
-    wait_for_port(base + 1, process=process)
-    yield process, base, config
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:
@@ -93,6 +93,18 @@ def supervisor(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, P
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    base = two_free_ports()
+    config = tmp_path / "config.yaml"
+    write_config(config, base, "/open/")
+    process = start_supervisor(config)
+    wait_for_port(base, process=process)
+    wait_for_port(base + 1, process=process)
+    yield process, base, config
+    stop(process)
 
 
 def test_each_worker_serves_check_on_its_own_port(
@@ -152,3 +164,25 @@ def test_sigterm_stops_all_workers_cleanly(
     for port in (base, base + 1):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_each_worker_serves_the_http_check_endpoint_on_its_own_port(tmp_path: Path) -> None:
+    base = two_free_ports()
+    http_base = base
+    while abs(http_base - base) < 2:
+        http_base = two_free_ports()
+    config = tmp_path / "config.yaml"
+    write_config(config, base, "/open/", http_port=http_base)
+    process = start_supervisor(config)
+    try:
+        for port in (base, base + 1, http_base, http_base + 1):
+            wait_for_port(port, process=process)
+        statuses = [
+            httpx.get(f"http://127.0.0.1:{port}/envoy{path}", timeout=5).status_code
+            for port in (http_base, http_base + 1)
+            for path in ("/open/a", "/closed")
+        ]
+        assert process.poll() is None  # no worker failed to bind and brought it down
+    finally:
+        stop(process)
+    assert statuses == [200, 403, 200, 403]
