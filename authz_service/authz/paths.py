@@ -26,8 +26,9 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 def canonical_path(raw_path: str) -> str:
     """Strip query/fragment, decode, resolve dot segments, merge slashes.
 
-    Raises AmbiguousPath for encoded slashes/backslashes/NULs, double encoding (`%25`),
-    backslashes and control chars. The result is idempotent: canonical_path(result) == result.
+    Raises AmbiguousPath for encoded slashes/backslashes/NULs, encoded dot segments (`%2e`),
+    double encoding (`%25`), backslashes and control chars. The result is idempotent:
+    canonical_path(result) == result.
     """
     path = raw_path
     for separator in ("?", "#"):
@@ -41,6 +42,13 @@ def canonical_path(raw_path: str) -> str:
         decoded = unquote(path, errors="strict") if "%" in path else path
     except UnicodeDecodeError:
         raise AmbiguousPath("percent-encoding is not valid UTF-8") from None
+    if decoded is not path and any(
+        "%" in segment and unquote(segment) in (".", "..") for segment in path.split("/")
+    ):
+        # Servers disagree on `%2e%2e`: one that does not decode it (nginx passes
+        # $request_uri through) reads `/admin/%2e%2e/public` as a path under /admin/, while
+        # decoding gives /public. Envoy's normalize_path leaves none of these for us to see.
+        raise AmbiguousPath("encoded dot segments are not accepted")
     if _CONTROL.search(decoded):
         raise AmbiguousPath("control characters in path")
     if not decoded.startswith("/"):

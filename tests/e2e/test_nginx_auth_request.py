@@ -215,6 +215,17 @@ def test_wrong_role_is_403_with_reason(nginx_stack: NginxStack) -> None:
     assert response.json()["error"] == "forbidden"
 
 
+@pytest.mark.parametrize("path", ["/admin/%2e%2e/public/readme", "/admin/.%2E/public/readme"])
+def test_an_encoded_dot_segment_is_refused_not_decided_on_another_path(
+    nginx_stack: NginxStack, path: str
+) -> None:
+    # nginx passes $request_uri to the upstream as received, so the upstream may read this as
+    # a path under /admin/ while a decoding service would decide on /public/readme (anonymous).
+    response = get(nginx_stack, path)
+    assert response.status_code == 403, response.text
+    assert response.headers["x-authz-reason"] == "bad_request"
+
+
 def test_the_original_method_decides(nginx_stack: NginxStack) -> None:
     # nginx sends auth subrequests as GETs: X-Original-Method carries the real one.
     token = nginx_stack.idp.mint(user(), roles=["reader"])
