@@ -19,6 +19,7 @@ import yaml
 
 from tests.e2e.gateway import RateLimitSpy
 from tests.support import find_binary
+from tests.support.redis import redis_server  # noqa: F401 (a fixture for e2e tests)
 from tools.demo_upstream import start_in_thread
 from tools.dev_cert import generate as generate_dev_certs
 from tools.dev_idp import DevIdentityProvider
