@@ -274,4 +274,7 @@ def _hit(base: str, limit: Limit, hits: int) -> Hit:
 
 
 def _current(limit: Limit) -> CurrentLimit:
-    return CurrentLimit(limit.requests_per_unit, limit.unit, limit.name)
+    exact = limit.window_s == UNIT_SECONDS[limit.unit]
+    return CurrentLimit(
+        limit.requests_per_unit, limit.unit, limit.name, None if exact else limit.window_s
+    )

@@ -49,6 +49,9 @@ class CurrentLimit:
     requests_per_unit: int
     unit: Unit
     name: str = ""
+    # Set when the window is not one whole `unit` (e.g. 5 minutes): Envoy's API can only say
+    # `unit`, but the headers this service writes itself (quota in Check) tell the truth.
+    window_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ def rate_limit_headers(result: RateLimitResult) -> dict[str, str]:
     if status is None or status.current_limit is None:
         return {}
     limit = status.current_limit
-    policy = f"{limit.requests_per_unit};w={UNIT_SECONDS[limit.unit]}"
+    window = limit.window_s if limit.window_s is not None else UNIT_SECONDS[limit.unit]
+    policy = f"{limit.requests_per_unit};w={max(1, round(window))}"
     if limit.name:
         policy += f';name="{limit.name}"'
     return {

@@ -19,6 +19,7 @@ from authz_service.ratelimit import (
     RateLimitRequestData,
     StoreUnavailable,
     Verdict,
+    rate_limit_headers,
 )
 from authz_service.ratelimit.config import RateLimitConfig, compile_config, parse_domain_document
 from authz_service.ratelimit.model import UNLIMITED_REMAINING
@@ -313,3 +314,20 @@ async def test_preview_of_an_exhausted_shadow_mode_limit_still_allows() -> None:
     await rl.should_rate_limit(request(one("shadowed", "x")), NOW)  # its limit is 1
     preview = await rl.preview_descriptors("api", [[("shadowed", "x")]], NOW)
     assert preview.overall_code is Code.OK
+
+
+async def test_a_window_of_several_units_is_reported_with_its_real_length() -> None:
+    text = """
+domain: api
+descriptors:
+  - key: report
+    rate_limit: {window: 5m, requests_per_unit: 3}
+"""
+    rl = RateLimiter(compile_config([parse_domain_document(text, "w.yaml")]), MemoryStore())
+
+    result = await rl.should_rate_limit(request(one("report", "r")), NOW)
+
+    limit = result.statuses[0].current_limit
+    assert limit == CurrentLimit(3, "minute", window_s=300.0)  # Envoy's API says MINUTE...
+    # ...but the headers Check writes itself say 3 per 300 s, not 3 per minute.
+    assert rate_limit_headers(result)["x-ratelimit-limit"] == "3, 3;w=300"
