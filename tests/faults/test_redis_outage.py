@@ -99,6 +99,7 @@ async def wait_for(condition: Any, within_s: float) -> float:
 POLICIES = [
     ("unavailable", "grpc UNAVAILABLE", "http 503 rate_limit_unavailable"),
     ("allow", "OK", "ok"),
+    ("deny", "OVER_LIMIT", "http 429 rate_limited"),
 ]
 
 
