@@ -98,3 +98,29 @@ def test_service_spans_carry_the_decision_and_rate_limit_attributes(
     limit = ours["ShouldRateLimit"].attributes
     assert limit["authz.ratelimit.domain"] == "gateway"
     assert {"remote_address", "user", "tier"} <= set(limit["authz.ratelimit.descriptor_keys"])
+
+
+def test_service_to_service_calls_on_the_internal_listener_are_one_trace_too(
+    traced: tuple[Stack, OtlpReceiver],
+) -> None:
+    stack, receiver = traced
+    with stack.client() as client:
+        echoes = [
+            client.get(
+                stack.internal_url + "/internal/jobs", headers={"x-api-key": "dev-only-api-key"}
+            ).json()
+            for _ in range(5)  # Envoy flushes its span buffer after 5 spans (or 5 s)
+        ]
+    trace_id = echoes[0]["headers"]["traceparent"].split("-")[1]
+
+    def has_check(spans: list[ReceivedSpan]) -> bool:
+        return any(
+            s.trace_id == trace_id and s.service_name == "authz-service" and s.kind == SERVER
+            for s in spans
+        )
+
+    spans = [s for s in receiver.wait_for(has_check) if s.trace_id == trace_id]
+    check = next(s for s in spans if s.service_name == "authz-service" and s.kind == SERVER)
+    parent = next(s for s in spans if s.span_id == check.parent_span_id)
+    assert parent.service_name != "authz-service"  # Envoy's egress span for the Check call
+    assert check.attributes["authz.policy"] == "internal"
