@@ -11,11 +11,13 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from authz_service.grpc.ratelimit_messages import BadRequest, request_from_proto, response_to_proto
 from authz_service.ratelimit.limiter import RateLimiter
+from authz_service.ratelimit.model import RateLimitRequestData, RateLimitResult
 from authz_service.ratelimit.store import StoreUnavailable
 from authz_service.telemetry import tracing
 from authz_service.telemetry.observer import Telemetry
 
 LimiterProvider = Callable[[], RateLimiter | None]
+_Error = tuple[grpc.StatusCode, str]
 
 
 SERVICE_NAME = rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
@@ -34,51 +36,48 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
     ) -> Any:
         started = time.perf_counter()
         telemetry = self._telemetry
-        metadata = context.invocation_metadata() if tracing.enabled else None
+        wants_metadata = telemetry.wants_metadata if telemetry is not None else tracing.enabled
+        metadata = context.invocation_metadata() if wants_metadata else None
         metrics = telemetry.metrics if telemetry is not None else None
         if metrics is not None:
             metrics.in_flight.labels("ShouldRateLimit").inc()
-        result = None
-        error_code = ""
         try:
             with tracing.server_span(SERVICE_NAME, "ShouldRateLimit", metadata) as span:
-                try:
-                    data = request_from_proto(request)
-                except BadRequest as error:
-                    error_code = "INVALID_ARGUMENT"
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-                limiter = self._limiter_provider()
-                if limiter is None:
-                    error_code = "FAILED_PRECONDITION"
-                    await context.abort(
-                        grpc.StatusCode.FAILED_PRECONDITION, "rate limiting is not configured"
-                    )
-                assert limiter is not None
-                try:
-                    with tracing.child_span("ratelimit.store"):
-                        result = await limiter.should_rate_limit(data)
-                except StoreUnavailable as error:
-                    # Fast and explicit, so Envoy's failure_mode_deny decides what clients get.
-                    error_code = "UNAVAILABLE"
-                    await context.abort(
-                        grpc.StatusCode.UNAVAILABLE, f"rate limit store unavailable: {error}"
-                    )
+                data, result, error = await self._decide(request)
                 if telemetry is not None:
-                    keys = (
-                        sorted({key for d in data.descriptors for key, _ in d.entries})
-                        if span.is_recording()
-                        else []
-                    )
-                    telemetry.rate_limit_done(
-                        data.domain, keys, result, time.perf_counter() - started, span
-                    )
+                    elapsed = time.perf_counter() - started
+                    code = error[0].name if error is not None else ""
+                    telemetry.rate_limit_done(data, result, elapsed, span, metadata, code)
+                if error is not None:
+                    await context.abort(*error)
                 assert result is not None
                 return response_to_proto(result)
         finally:
             if metrics is not None:
                 metrics.in_flight.labels("ShouldRateLimit").dec()
-                if error_code:
-                    metrics.rpc_errors.labels("ShouldRateLimit", error_code).inc()
+
+    async def _decide(
+        self, request: Any
+    ) -> tuple[RateLimitRequestData | None, RateLimitResult | None, _Error | None]:
+        """The request, the answer, or the gRPC error to end the call with."""
+        try:
+            data = request_from_proto(request)
+        except BadRequest as error:
+            return None, None, (grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        limiter = self._limiter_provider()
+        if limiter is None:
+            return (
+                data,
+                None,
+                (grpc.StatusCode.FAILED_PRECONDITION, "rate limiting is not configured"),
+            )
+        try:
+            with tracing.child_span("ratelimit.store"):
+                return data, await limiter.should_rate_limit(data), None
+        except StoreUnavailable as error:
+            # Fast and explicit, so Envoy's failure_mode_deny decides what clients get.
+            message = f"rate limit store unavailable: {error}"
+            return data, None, (grpc.StatusCode.UNAVAILABLE, message)
 
 
 def add_ratelimit_servicer(

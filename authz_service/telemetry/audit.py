@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from authz_service.config.model import AuditSettings
 from authz_service.model import Decision, Outcome, RequestAttributes
+from authz_service.ratelimit.model import Code, Descriptor, RateLimitResult
 
 ECS_VERSION = "8.11.0"
 REDACTED = "REDACTED"
@@ -100,6 +101,59 @@ def audit_line(
     )
 
 
+def rate_limit_audit_line(
+    domain: str,
+    descriptors: tuple[Descriptor, ...],
+    result: RateLimitResult | None,
+    *,
+    duration_s: float,
+    trace_id: str = "",
+    span_id: str = "",
+    now: float | None = None,
+) -> str:
+    """One ECS JSON line for a ShouldRateLimit answer (None: the store could not answer).
+
+    Descriptor values are what Envoy built (client IP, principal, tier...), as the Check
+    line's client and user fields; Envoy never puts credentials in them.
+    """
+    if result is None:
+        decision, reason, allowed = "unavailable", "store_unavailable", False
+    elif result.overall_code is Code.OVER_LIMIT:
+        decision, reason, allowed = "rate_limited", "over_limit", False
+    else:
+        decision, reason, allowed = "allow", "ok", True
+    entries = ",".join(
+        "[" + ",".join(f"[{_q(key)},{_q(value)}]" for key, value in d.entries) + "]"
+        for d in descriptors
+    )
+    ratelimit = f'"domain":{_q(domain)},"descriptors":[{entries}]'
+    if result is not None:
+        # Shadow mode shows here: an allow whose limits were still exceeded.
+        tripped = sorted(
+            {
+                s.current_limit.name or "unnamed"
+                for s in result.statuses
+                if s.current_limit is not None and s.code is Code.OVER_LIMIT
+            }
+        )
+        if tripped:
+            ratelimit += f',"tripped":[{",".join(_q(name) for name in tripped)}]'
+    tail = ""
+    if trace_id:
+        tail += f',"trace":{{"id":{_q(trace_id)}}}'
+        if span_id:
+            tail += f',"span":{{"id":{_q(span_id)}}}'
+    return (
+        f'{{"@timestamp":"{_iso(time.time() if now is None else now)}",'
+        f'"ecs":{{"version":"{ECS_VERSION}"}},'
+        f'"event":{{"kind":"event","category":["web"],'
+        f'"type":["{"allowed" if allowed else "denied"}"],"action":"rate-limit-check",'
+        f'"outcome":"{"success" if allowed else "failure"}","reason":"{reason}",'
+        f'"duration":{int(duration_s * 1e9)}}},'
+        f'"authz":{{"decision":"{decision}","ratelimit":{{{ratelimit}}}}}{tail}}}'
+    )
+
+
 def audit_record(
     request: RequestAttributes, decision: Decision, **fields: Any
 ) -> dict[str, object]:
@@ -143,6 +197,28 @@ class PendingRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PendingRateLimitRecord:
+    domain: str
+    descriptors: tuple[Descriptor, ...]
+    result: RateLimitResult | None
+    duration_s: float
+    trace_id: str
+    span_id: str
+    at: float
+
+    def line(self) -> str:
+        return rate_limit_audit_line(
+            self.domain,
+            self.descriptors,
+            self.result,
+            duration_s=self.duration_s,
+            trace_id=self.trace_id,
+            span_id=self.span_id,
+            now=self.at,
+        )
+
+
 class AuditLog:
     """Writes records from a background thread, in batches.
 
@@ -159,7 +235,9 @@ class AuditLog:
         self.dropped = 0
         self._stream: IO[str] | None = None
         self._owned = False
-        self._queue: queue.SimpleQueue[PendingRecord | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[PendingRecord | PendingRateLimitRecord | None] = (
+            queue.SimpleQueue()
+        )
         self._max_queue = max_queue
         self._thread: threading.Thread | None = None
         if not settings.enabled:
@@ -185,16 +263,34 @@ class AuditLog:
         principal: str | None,
     ) -> None:
         """Enqueue a decision (cheap); the writer thread turns it into a JSON line."""
+        self._enqueue(
+            PendingRecord(
+                request, decision, duration_s, trace_id, span_id, rate_limit, principal, time.time()
+            )
+        )
+
+    def record_rate_limit(
+        self,
+        domain: str,
+        descriptors: tuple[Descriptor, ...],
+        result: RateLimitResult | None,
+        duration_s: float,
+        trace_id: str,
+        span_id: str,
+    ) -> None:
+        self._enqueue(
+            PendingRateLimitRecord(
+                domain, descriptors, result, duration_s, trace_id, span_id, time.time()
+            )
+        )
+
+    def _enqueue(self, pending: PendingRecord | PendingRateLimitRecord) -> None:
         if self._thread is None:
             return
         if self._queue.qsize() >= self._max_queue:
             self.dropped += 1
             return
-        self._queue.put(
-            PendingRecord(
-                request, decision, duration_s, trace_id, span_id, rate_limit, principal, time.time()
-            )
-        )
+        self._queue.put(pending)
 
     def write(self, record: dict[str, object]) -> None:
         """Write one prepared record at once (tests, rare events)."""

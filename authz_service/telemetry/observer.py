@@ -13,7 +13,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from authz_service.config.model import TelemetrySettings
 from authz_service.model import Decision, Outcome, RequestAttributes
-from authz_service.ratelimit.model import RateLimitResult
+from authz_service.ratelimit.model import RateLimitRequestData, RateLimitResult
 from authz_service.telemetry import tracing
 from authz_service.telemetry.audit import AuditLog
 from authz_service.telemetry.metrics import Metrics
@@ -80,22 +80,34 @@ class Telemetry:
 
     def rate_limit_done(
         self,
-        domain: str,
-        descriptor_keys: Sequence[str],
+        request: RateLimitRequestData | None,
         result: RateLimitResult | None,
         duration_s: float,
         span: Span,
+        metadata: Sequence[tuple[str, Any]] | None = None,
         error_code: str = "",
     ) -> None:
+        """After every ShouldRateLimit, answered or not (`request` None: it was unreadable)."""
+        domain = request.domain if request is not None else ""
         if self.metrics is not None:
             self.metrics.rpc_duration.labels("ShouldRateLimit").observe(duration_s)
             if result is not None:
                 self.metrics.observe_rate_limit(domain, result)
             if error_code:
                 self.metrics.rpc_errors.labels("ShouldRateLimit", error_code).inc()
-        if span.is_recording():
+        # An answer, or the store failing to give one, is a decision worth a line.
+        if self.audit.enabled and request is not None and (result or error_code == "UNAVAILABLE"):
+            if tracing.enabled:
+                trace_id, span_id = tracing.current_trace_ids()
+            else:
+                trace_id, span_id = trace_ids_from_metadata(metadata)
+            self.audit.record_rate_limit(
+                domain, request.descriptors, result, duration_s, trace_id, span_id
+            )
+        if span.is_recording() and request is not None:
+            keys = sorted({key for d in request.descriptors for key, _ in d.entries})
             span.set_attribute("authz.ratelimit.domain", domain)
-            span.set_attribute("authz.ratelimit.descriptor_keys", list(descriptor_keys))
+            span.set_attribute("authz.ratelimit.descriptor_keys", keys)
             if result is not None:
                 span.set_attribute("authz.ratelimit.code", result.overall_code.value)
                 tripped = sorted(

@@ -277,7 +277,8 @@ def test_health_endpoints_answer(observed: Observed) -> None:
 
 
 def test_audit_log_has_one_ecs_line_per_decision(observed: Observed) -> None:
-    lines = [json.loads(line) for line in observed.audit_path.read_text().splitlines()]
+    every = [json.loads(line) for line in observed.audit_path.read_text().splitlines()]
+    lines = [line for line in every if line["event"]["action"] == "authorization-check"]
 
     assert len(lines) == 4
     first = lines[0]
@@ -290,6 +291,23 @@ def test_audit_log_has_one_ecs_line_per_decision(observed: Observed) -> None:
     assert first["trace"]["id"] == TRACE_ID
     assert first["authz"]["rule"] == "api"
     assert [line["authz"]["http_status"] for line in lines] == [200, 200, 401, 403]
+
+
+def test_audit_log_has_a_line_per_rate_limit_decision(observed: Observed) -> None:
+    every = [json.loads(line) for line in observed.audit_path.read_text().splitlines()]
+    lines = [line for line in every if line["event"]["action"] == "rate-limit-check"]
+
+    assert [line["event"]["reason"] for line in lines] == ["ok", "ok", "over_limit"]
+    assert [line["authz"]["decision"] for line in lines] == ["allow", "allow", "rate_limited"]
+    over = lines[-1]
+    assert over["event"]["outcome"] == "failure"
+    assert over["authz"]["ratelimit"] == {
+        "domain": "edge",
+        "descriptors": [[["user", "alice"]]],
+        "tripped": ["per_user"],
+    }
+    assert over["trace"]["id"] == TRACE_ID
+    assert len(every) == 4 + 3  # nothing else is written
 
 
 def test_no_secret_appears_in_any_log_span_or_metric(observed: Observed) -> None:
