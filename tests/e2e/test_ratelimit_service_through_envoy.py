@@ -64,7 +64,10 @@ def test_a_free_tier_user_gets_429_with_rate_limit_headers_past_its_budget(
 
     assert [r.status_code for r in allowed] == [200] * FREE_TIER_PER_MINUTE, rl_stack.logs()
     # The tightest limit first, then every descriptor's (client IP, user, tier+user, endpoint).
-    assert allowed[0].headers["x-ratelimit-limit"] == "10, 600;w=60, 300;w=60, 10;w=60, 500;w=1"
+    assert allowed[0].headers["x-ratelimit-limit"] == (
+        '10, 600;w=60;name="per-client-ip", 300;w=60;name="per-user", '
+        '10;w=60;name="free-per-user", 500;w=1;name="api-endpoint"'
+    )
     assert allowed[0].headers["x-ratelimit-remaining"] == "9"
     assert limited.status_code == 429
     assert limited.headers["x-envoy-ratelimited"] == "true"
@@ -96,8 +99,10 @@ def test_any_descriptor_over_its_limit_refuses_the_request(rl_stack: Stack) -> N
                 break
 
     assert responses[-1].status_code == 429, [r.status_code for r in responses]
-    limits = responses[-1].headers["x-ratelimit-limit"]
-    assert limits == "20, 600;w=60, 300;w=60, 1000;w=60, 20;w=1"
+    assert responses[-1].headers["x-ratelimit-limit"] == (
+        '20, 600;w=60;name="per-client-ip", 300;w=60;name="per-user", '
+        '1000;w=60;name="gold-per-user", 20;w=1;name="admin-endpoint"'
+    )
     assert {r.status_code for r in responses[:-1]} == {200}
 
 
