@@ -46,7 +46,9 @@ def _connection_options(settings: RedisSettings) -> dict[str, Any]:
     tls = settings.tls
     if tls is not None:
         options.update(
-            ssl=True,
+            # rediss:// already picks TLS connections, which refuse an `ssl` argument; the
+            # cluster client is told by `ssl` instead.
+            ssl=True if settings.cluster else None,
             ssl_ca_certs=str(tls.ca_file) if tls.ca_file else None,
             ssl_certfile=str(tls.cert_file) if tls.cert_file else None,
             ssl_keyfile=str(tls.key_file) if tls.key_file else None,

@@ -41,6 +41,12 @@ class RedisSettings(Strict):
     pool_size: int = Field(default=64, ge=1)
 
     @model_validator(mode="after")
+    def _tls_needs_rediss(self) -> RedisSettings:
+        if self.tls is not None and not self.url.startswith("rediss://"):
+            raise ValueError("tls is set: use a rediss:// URL (redis:// would not encrypt)")
+        return self
+
+    @model_validator(mode="after")
     def _one_password_source(self) -> RedisSettings:
         given = [v for v in (self.password, self.password_file, self.password_env) if v is not None]
         if len(given) > 1:

@@ -38,3 +38,10 @@ def test_unknown_setting_is_rejected() -> None:
 def test_inline_domains_must_be_unique() -> None:
     with pytest.raises(ValidationError, match="duplicate domain 'a'"):
         RateLimitSettings.model_validate({"domains": [{"domain": "a"}, {"domain": "a"}]})
+
+
+def test_tls_with_a_plain_redis_url_is_rejected_rather_than_sent_in_clear() -> None:
+    with pytest.raises(ValidationError, match="use a rediss:// URL"):
+        RateLimitSettings.model_validate(
+            {"redis": {"url": "redis://redis:6379/0", "tls": {"ca_file": "/etc/ca.crt"}}}
+        )
