@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack, trusting
+from tests.e2e.conftest import Stack, running_stack, trusting
 from tools.demo_upstream import start_in_thread
 from tools.dev_cert import generate as generate_dev_certs
 from tools.processes import Process, free_port, start_envoy
@@ -72,3 +74,31 @@ def test_stopping_the_service_mid_run_makes_envoy_deny(stack: Stack) -> None:
         assert client.get(stack.public_url + "/api/orders", headers=headers).status_code == 200
         stack.authz.stop()
         assert client.get(stack.public_url + "/api/orders", headers=headers).status_code == 503
+
+
+def test_a_hung_service_is_a_quick_503_and_service_resumes_after(tmp_path: Path) -> None:
+    """A service that accepts but never answers (stopped with SIGSTOP) must not hang clients:
+    Envoy's 1 s ext_authz timeout answers 503, and answers flow again once it resumes."""
+    with running_stack(tmp_path) as hung:
+        token = hung.idp.mint("alice", roles=["editor"])
+        headers = {"authorization": f"Bearer {token}"}
+        with hung.client() as client:
+            assert client.get(hung.public_url + "/api/orders", headers=headers).status_code == 200
+            hung.authz.popen.send_signal(signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                refused = client.get(hung.public_url + "/api/orders", headers=headers)
+                waited = time.monotonic() - started
+            finally:
+                hung.authz.popen.send_signal(signal.SIGCONT)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                resumed = client.get(hung.public_url + "/api/orders", headers=headers)
+                if resumed.status_code == 200:
+                    break
+                time.sleep(0.2)
+
+    assert refused.status_code == 503
+    assert "version" not in refused.text  # never passed to the upstream
+    assert waited < 3.0  # the 1 s timeout (or the failed health check), not the client's 10 s
+    assert resumed.status_code == 200
