@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.envoy_configs import VARIANTS as BENCHMARK_VARIANTS
+from benchmarks.envoy_configs import render_variant
 from tests.deploy.conftest import K8S_SIDECAR, find
 from tests.support import REPO_ROOT, find_binary
 from tools.dev_cert import generate
+from tools.dev_idp import DevIdentityProvider
 from tools.render_envoy import LOCAL_DEFAULTS, TARGETS, render, render_target, stale_targets
 
 VARIANTS = {
@@ -43,6 +46,27 @@ def test_every_rendering_passes_envoy_validate(variant: str, tls_dir: Path, tmp_
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout + result.stderr
+
+
+@pytest.mark.envoy
+@pytest.mark.parametrize("variant", BENCHMARK_VARIANTS)
+def test_every_benchmark_config_passes_envoy_validate(variant: str, tmp_path: Path) -> None:
+    # The benchmark compares these against the service: a broken one must fail here, not
+    # in the middle of a long run.
+    config = tmp_path / f"{variant}.yaml"
+    ports = {name: 10_000 + i for i, name in enumerate(("ADMIN_PORT", "INGRESS_PORT"))}
+    values = {**ports, "BACKEND_PORT": 10_002, "AUTHZ_PORT": 10_003, "RATELIMIT_PORT": 10_004}
+    config.write_text(render_variant(variant, values, DevIdentityProvider().jwks()))
+
+    result = subprocess.run(
+        [find_binary("envoy"), "--mode", "validate", "-c", str(config), "--log-level", "error"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_committed_renderings_equal_a_fresh_render() -> None:
