@@ -48,6 +48,7 @@ class HttpCheckHandler:
         self._settings = settings
         self._checks = checks
         self._telemetry = telemetry
+        self._in_flight = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         received = ReceivedRequest(
@@ -56,8 +57,28 @@ class HttpCheckHandler:
             headers=join_headers(request.headers.items()),
             peer=request.remote or "",
         )
-        reply = await self.check(received)
+        limit = self._settings.max_concurrent_requests
+        if limit is not None and self._in_flight >= limit:
+            reply = self._overloaded(received)
+        else:
+            self._in_flight += 1
+            try:
+                reply = await self.check(received)
+            finally:
+                self._in_flight -= 1
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body.encode())
+
+    def _overloaded(self, received: ReceivedRequest) -> HttpReply:
+        endpoint = endpoint_for(received.target, self._settings.endpoints)
+        if endpoint is None:
+            return HttpReply(404, {"content-type": "text/plain"}, "no check endpoint here\n")
+        decision = Decision(
+            Outcome.UNAVAILABLE,
+            Reason.OVERLOADED,
+            "too many checks in flight",
+            extra_headers={"retry-after": "1"},
+        )
+        return self._deny(endpoint.integration, decision)
 
     async def check(self, received: ReceivedRequest) -> HttpReply:
         endpoint = endpoint_for(received.target, self._settings.endpoints)
@@ -102,7 +123,9 @@ class HttpCheckHandler:
                 metrics.in_flight.labels(METRIC_LABEL).dec()
 
     def _bad_request(self, integration: Integration, message: str) -> HttpReply:
-        decision = Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, message)
+        return self._deny(integration, Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, message))
+
+    def _deny(self, integration: Integration, decision: Decision) -> HttpReply:
         deny = self._checks.runtime().responses.deny(decision)
         return deny_reply(integration, deny, self._settings.nginx.deny_body_header)
 

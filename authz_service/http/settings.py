@@ -107,6 +107,9 @@ class HttpCheckSettings(_Strict):
         default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")]
     )
     endpoints: list[Endpoint] = Field(default_factory=_default_endpoints, min_length=1)
+    # Beyond this many checks in flight, new ones are answered 503 `overloaded` at once
+    # (nginx and Traefik then refuse the request: fail closed) instead of queueing.
+    max_concurrent_requests: int | None = Field(default=None, ge=1)
     nginx: NginxSettings = NginxSettings()
     envoy: EnvoyHttpSettings = EnvoyHttpSettings()
 

@@ -14,11 +14,13 @@ from collections import Counter
 from pathlib import Path
 
 import grpc
+import httpx
 
 from tests.faults.grpc_calls import Client, check_request
 from tests.faults.service import fault_config, start_service
 from tests.support.idp import running_idp
 from tools.dev_idp import new_rsa_key
+from tools.processes import free_port, wait_for_port
 
 MAX_CONCURRENT = 4
 FETCH_TIMEOUT_S = 1.5
@@ -97,3 +99,46 @@ async def test_a_limit_of_one_still_serves_sequential_calls(tmp_path: Path) -> N
         finally:
             service.stop()
     assert answers == ["ok"] * 50
+
+
+async def test_http_checks_beyond_the_limit_are_answered_503_at_once(tmp_path: Path) -> None:
+    http_port = free_port()
+    with running_idp() as idp:
+        config = fault_config(idp, 0)
+        config["http_check"] = {
+            "listen": f"127.0.0.1:{http_port}",
+            "max_concurrent_requests": MAX_CONCURRENT,
+        }
+        config["jwt_providers"][0]["jwks"] = {
+            "fetch_timeout_s": FETCH_TIMEOUT_S,
+            "min_refetch_interval_s": 0,
+        }
+        service, _, _ = start_service(config, tmp_path)
+        wait_for_port(http_port, process=service.popen)
+        url = f"http://127.0.0.1:{http_port}/envoy/api/orders"
+        good = {"authorization": f"Bearer {idp.mint('alice', lifetime_s=600)}"}
+        slow = {"authorization": f"Bearer {idp.mint('alice', key=new_rsa_key('unpublished'))}"}
+        try:
+            async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S + 3) as client:
+                assert (await client.get(url, headers=good)).status_code == 200
+                idp.delay_s = 2 * FETCH_TIMEOUT_S
+                busy = [
+                    asyncio.create_task(client.get(url, headers=slow))
+                    for _ in range(MAX_CONCURRENT)
+                ]
+                await asyncio.sleep(0.3)  # the four are now waiting on the hung IdP
+                flood_started = time.monotonic()
+                flood = await asyncio.gather(*(client.get(url, headers=good) for _ in range(40)))
+                flood_took = time.monotonic() - flood_started
+                slow_answers = await asyncio.gather(*busy)
+                idp.delay_s = 0
+                recovered = await client.get(url, headers=good)
+        finally:
+            idp.delay_s = 0
+            service.stop()
+
+    assert {(r.status_code, r.headers["x-authz-reason"]) for r in flood} == {(503, "overloaded")}
+    assert flood[0].headers["retry-after"] == "1"
+    assert flood_took < 1.0  # no queueing behind the busy checks (they take 1.5 s)
+    assert [r.status_code for r in slow_answers] == [401] * MAX_CONCURRENT
+    assert recovered.status_code == 200
