@@ -1,4 +1,4 @@
-"""A real OTLP/gRPC trace receiver for tests: it keeps every span exported to it."""
+"""Real OTLP trace receivers for tests (gRPC, and HTTP/protobuf): they keep every span."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
@@ -40,6 +41,10 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore
     port: int = 0
 
     def Export(self, request: Any, context: Any) -> Any:
+        self.receive(request)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def receive(self, request: Any) -> None:
         with self._lock:
             for resource_spans in request.resource_spans:
                 resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
@@ -58,7 +63,6 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore
                                 status_code=span.status.code,
                             )
                         )
-        return trace_service_pb2.ExportTraceServiceResponse()
 
     def wait_for(
         self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float = 10.0
@@ -85,3 +89,36 @@ def running_otlp_receiver() -> Iterator[OtlpReceiver]:
         yield receiver
     finally:
         server.stop(0)
+
+
+@contextmanager
+def running_otlp_http_receiver() -> Iterator[OtlpReceiver]:
+    """The same receiver behind OTLP/HTTP: protobuf POSTed to http://127.0.0.1:<port>/v1/traces."""
+    receiver = OtlpReceiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            if self.path != "/v1/traces":
+                self.send_error(404)
+                return
+            receiver.receive(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
+            reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
