@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from tools.processes import free_port
+
+__all__ = ["REPO_ROOT", "find_binary", "free_port", "wait_for_port"]
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # CI sets this so that a missing real dependency (redis-server, envoy) fails the run
 # instead of silently skipping the tests that need it.
 REQUIRE_ALL = os.environ.get("AUTHZ_TESTS_REQUIRE_ALL") == "1"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def find_binary(name: str) -> str:
