@@ -74,6 +74,17 @@ class RateLimitResult:
         return self.overall_code is Code.OVER_LIMIT
 
     @property
+    def tripped(self) -> list[str]:
+        """Names of the limits over (sorted; "unnamed" for those without), shadowed included."""
+        return sorted(
+            {
+                s.current_limit.name or "unnamed"
+                for s in self.statuses
+                if s.current_limit is not None and s.code is Code.OVER_LIMIT
+            }
+        )
+
+    @property
     def tightest(self) -> DescriptorStatus | None:
         """The status that drives X-RateLimit headers: an over-limit one, else least remaining."""
         limited = [s for s in self.statuses if s.current_limit is not None]

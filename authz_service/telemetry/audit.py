@@ -85,20 +85,31 @@ def audit_line(
         authz += f',"auth_method":"{identity.method.value}"'
     if rate_limit:
         authz += f',"rate_limit":{_q(rate_limit)}'
-    if trace_id:
-        tail += f',"trace":{{"id":{_q(trace_id)}}}'
-        if span_id:
-            tail += f',"span":{{"id":{_q(span_id)}}}'
+    tail += _trace_fields(trace_id, span_id)
+    event = _event(now, '"authentication","web"', "authorization-check", allowed)
     return (
-        f'{{"@timestamp":"{_iso(time.time() if now is None else now)}",'
-        f'"ecs":{{"version":"{ECS_VERSION}"}},'
-        f'"event":{{"kind":"event","category":["authentication","web"],'
-        f'"type":["{"allowed" if allowed else "denied"}"],"action":"authorization-check",'
-        f'"outcome":"{"success" if allowed else "failure"}","reason":"{decision.reason.value}",'
-        f'"duration":{int(duration_s * 1e9)}}},'
+        f'{event},"reason":"{decision.reason.value}","duration":{int(duration_s * 1e9)}}},'
         f'"http":{{"request":{{"id":{_q(request.request_id)},"method":{_q(request.method)}}}}},'
         f'"url":{{{url}}},"authz":{{{authz}}}{tail}}}'
     )
+
+
+def _event(now: float | None, categories: str, action: str, allowed: bool) -> str:
+    """The line's start up to `event`'s last fields (reason, duration), left open."""
+    return (
+        f'{{"@timestamp":"{_iso(time.time() if now is None else now)}",'
+        f'"ecs":{{"version":"{ECS_VERSION}"}},'
+        f'"event":{{"kind":"event","category":[{categories}],'
+        f'"type":["{"allowed" if allowed else "denied"}"],"action":"{action}",'
+        f'"outcome":"{"success" if allowed else "failure"}"'
+    )
+
+
+def _trace_fields(trace_id: str, span_id: str) -> str:
+    if not trace_id:
+        return ""
+    fields = f',"trace":{{"id":{_q(trace_id)}}}'
+    return fields + (f',"span":{{"id":{_q(span_id)}}}' if span_id else "")
 
 
 def rate_limit_audit_line(
@@ -127,30 +138,15 @@ def rate_limit_audit_line(
         for d in descriptors
     )
     ratelimit = f'"domain":{_q(domain)},"descriptors":[{entries}]'
-    if result is not None:
-        # Shadow mode shows here: an allow whose limits were still exceeded.
-        tripped = sorted(
-            {
-                s.current_limit.name or "unnamed"
-                for s in result.statuses
-                if s.current_limit is not None and s.code is Code.OVER_LIMIT
-            }
-        )
-        if tripped:
-            ratelimit += f',"tripped":[{",".join(_q(name) for name in tripped)}]'
-    tail = ""
-    if trace_id:
-        tail += f',"trace":{{"id":{_q(trace_id)}}}'
-        if span_id:
-            tail += f',"span":{{"id":{_q(span_id)}}}'
+    # Shadow mode shows here: an allow whose limits were still exceeded.
+    tripped = result.tripped if result is not None else []
+    if tripped:
+        ratelimit += f',"tripped":[{",".join(_q(name) for name in tripped)}]'
+    event = _event(now, '"web"', "rate-limit-check", allowed)
     return (
-        f'{{"@timestamp":"{_iso(time.time() if now is None else now)}",'
-        f'"ecs":{{"version":"{ECS_VERSION}"}},'
-        f'"event":{{"kind":"event","category":["web"],'
-        f'"type":["{"allowed" if allowed else "denied"}"],"action":"rate-limit-check",'
-        f'"outcome":"{"success" if allowed else "failure"}","reason":"{reason}",'
-        f'"duration":{int(duration_s * 1e9)}}},'
-        f'"authz":{{"decision":"{decision}","ratelimit":{{{ratelimit}}}}}{tail}}}'
+        f'{event},"reason":"{reason}","duration":{int(duration_s * 1e9)}}},'
+        f'"authz":{{"decision":"{decision}","ratelimit":{{{ratelimit}}}}}'
+        f"{_trace_fields(trace_id, span_id)}}}"
     )
 
 

@@ -110,13 +110,7 @@ class Telemetry:
             span.set_attribute("authz.ratelimit.descriptor_keys", keys)
             if result is not None:
                 span.set_attribute("authz.ratelimit.code", result.overall_code.value)
-                tripped = sorted(
-                    {
-                        s.current_limit.name or "unnamed"
-                        for s in result.statuses
-                        if s.current_limit is not None and s.code.value == "over_limit"
-                    }
-                )
+                tripped = result.tripped
                 if tripped:
                     span.set_attribute("authz.ratelimit.tripped", tripped)
             if error_code:
