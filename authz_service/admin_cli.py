@@ -13,6 +13,7 @@ from google.protobuf import json_format
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
 from authz_service.explain_view import View, lockout_lines, quota_lines
+from authz_service.grpc.tls import client_credentials
 
 
 def add_admin_parser(commands: Any) -> None:
@@ -24,6 +25,9 @@ def add_admin_parser(commands: Any) -> None:
         help="environment variable holding the admin token (never passed on the command line)",
     )
     admin.add_argument("--json", action="store_true", help="print the raw response as JSON")
+    admin.add_argument("--tls-ca", help="CA file: connect with TLS (admin.tls)")
+    admin.add_argument("--tls-cert", help="client certificate (mutual TLS)")
+    admin.add_argument("--tls-key", help="client key (mutual TLS)")
     admin.add_argument("--timeout", type=float, default=5.0)
     actions = admin.add_subparsers(dest="action", required=True)
 
@@ -63,7 +67,12 @@ def add_admin_parser(commands: Any) -> None:
 def run_admin(args: argparse.Namespace) -> int:
     token = os.environ.get(args.token_env, "")
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    with grpc.insecure_channel(args.address) as channel:
+    if args.tls_ca:
+        credentials = client_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+        channel = grpc.secure_channel(args.address, credentials)
+    else:
+        channel = grpc.insecure_channel(args.address)
+    with channel:
         stub = admin_pb2_grpc.AdminServiceStub(channel)
         try:
             response = _call(stub, args, metadata)

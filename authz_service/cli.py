@@ -174,14 +174,10 @@ def _health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from authz_service.grpc.tls import client_credentials
+
     if args.tls_ca:
-        with open(args.tls_ca, "rb") as ca:
-            root = ca.read()
-        key = cert = None
-        if args.tls_cert and args.tls_key:
-            with open(args.tls_key, "rb") as key_file, open(args.tls_cert, "rb") as cert_file:
-                key, cert = key_file.read(), cert_file.read()
-        credentials = grpc.ssl_channel_credentials(root, key, cert)
+        credentials = client_credentials(args.tls_ca, args.tls_cert, args.tls_key)
         channel = grpc.secure_channel(args.address, credentials)
     else:
         channel = grpc.insecure_channel(args.address)

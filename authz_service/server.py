@@ -152,7 +152,15 @@ class AuthzServer:
             raise OSError(f"cannot listen on {self.listen}")
         if self.admin_listen is not None:
             self._admin_server = self._build_admin_server(config.admin.token_hash)
-            self.admin_port = self._admin_server.add_insecure_port(self.admin_listen)
+            if config.admin.tls and tls is not None:
+                # The gRPC port's certificate and client CA, re-read alike (a credentials
+                # object of its own: gRPC's certificate fetcher serves one server).
+                admin_credentials, _ = server_credentials(tls)
+                self.admin_port = self._admin_server.add_secure_port(
+                    self.admin_listen, admin_credentials
+                )
+            else:
+                self.admin_port = self._admin_server.add_insecure_port(self.admin_listen)
             if self.admin_port == 0:
                 raise OSError(f"cannot listen on {self.admin_listen} (admin)")
         tracing.configure(config.telemetry)

@@ -266,21 +266,19 @@ class RevocationSettings(Strict):
 class AdminSettings(Strict):
     """The admin gRPC API (explain, reload, status, revoke, quotas) on its own port."""
 
-    # None disables it. Loopback by default; any other address requires a token.
+    # None disables it. Loopback by default; any other address requires a token or mTLS.
     listen: str | None = "127.0.0.1:9002"
     # "sha256:<hex>" of the admin bearer token (`authz-service hash-key`).
     token_hash: Sha256Hash | None = None
+    # Serve it with server.tls's certificate (so an exposed token is never sent in clear);
+    # with server.tls.client_ca_file, callers must present a certificate that CA signed.
+    tls: bool = False
 
-    @model_validator(mode="after")
-    def _authenticated_when_exposed(self) -> AdminSettings:
-        if self.listen is not None and self.token_hash is None:
-            host = self.listen.rpartition(":")[0].strip("[]")
-            if host not in {"127.0.0.1", "localhost", "::1"}:
-                raise ValueError(
-                    f"admin.listen {self.listen!r} is not loopback: set admin.token_hash "
-                    "so that admin calls are authenticated"
-                )
-        return self
+    @property
+    def exposed(self) -> bool:
+        if self.listen is None:
+            return False
+        return self.listen.rpartition(":")[0].strip("[]") not in {"127.0.0.1", "localhost", "::1"}
 
 
 QuotaSource = Literal["client_ip", "principal", "tier", "auth_method", "method", "host", "path"]
@@ -489,4 +487,18 @@ class Config(Strict):
                 "check_quota needs a rate_limit section (the limits and their store)",
                 ("check_quota",),
             )
+        self._check_admin()
         return self
+
+    def _check_admin(self) -> None:
+        admin, tls = self.admin, self.server.tls
+        if admin.tls and tls is None:
+            raise FieldError("admin.tls uses server.tls's certificate: set server.tls", ("admin",))
+        mutual_tls = admin.tls and tls is not None and tls.client_ca_file is not None
+        if admin.exposed and admin.token_hash is None and not mutual_tls:
+            raise FieldError(
+                f"admin.listen {admin.listen!r} is not loopback: set admin.token_hash, or "
+                "admin.tls with server.tls.client_ca_file (mutual TLS), so that admin calls "
+                "are authenticated",
+                ("admin", "listen"),
+            )

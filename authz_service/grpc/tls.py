@@ -66,6 +66,19 @@ def server_credentials(settings: ServerTls) -> tuple[grpc.ServerCredentials, Rel
     return credentials, certificates
 
 
+def client_credentials(
+    ca_file: str, cert_file: str | None = None, key_file: str | None = None
+) -> grpc.ChannelCredentials:
+    """For our own clients (health, admin CLI): trust `ca_file`; present a cert for mTLS."""
+    with open(ca_file, "rb") as ca:
+        root = ca.read()
+    key = cert = None
+    if cert_file and key_file:
+        with open(key_file, "rb") as key_pem, open(cert_file, "rb") as cert_pem:
+            key, cert = key_pem.read(), cert_pem.read()
+    return grpc.ssl_channel_credentials(root, key, cert)
+
+
 def peer_sans(auth_context: dict[str, list[bytes]]) -> list[str]:
     values = auth_context.get("x509_subject_alternative_name", [])
     return [value.decode("utf-8", "replace") for value in values]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
+import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -17,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
+from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
+from authz_service.cli import main
 from authz_service.server import AuthzServer
 from tests.support.authz_server import running_server
 
@@ -90,8 +96,11 @@ def server_names() -> list[x509.GeneralName]:
     return [x509.DNSName("localhost")]
 
 
-@pytest.fixture
-async def tls_server(tmp_path: Path) -> AsyncIterator[TlsServer]:
+@contextlib.asynccontextmanager
+async def running_tls_server(
+    tmp_path: Path, admin: dict[str, Any] | None = None
+) -> AsyncIterator[TlsServer]:
+    """mTLS on the gRPC port (Envoy's SPIFFE ID allowed); `admin`: the admin section."""
     ca = Authority()
     leaf = ca.issue("authz", server_names())
     (tmp_path / "ca.crt").write_bytes(ca.pem)
@@ -109,7 +118,7 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[TlsServer]:
                 "allowed_client_sans": ["spiffe://mesh.local/ns/gateway/sa/*"],
             },
         },
-        "admin": {"listen": None},
+        "admin": admin or {"listen": None},
         "telemetry": {"metrics": {"listen": None}, "audit": {"enabled": False}},
         "policies": {"default": {"rules": [{"name": "open", "allow": "anonymous"}]}},
     }
@@ -117,6 +126,12 @@ async def tls_server(tmp_path: Path) -> AsyncIterator[TlsServer]:
     path.write_text(yaml.safe_dump(config))
     async with running_server(path, listen=None) as server:
         yield TlsServer(server, ca, tmp_path)
+
+
+@pytest.fixture
+async def tls_server(tmp_path: Path) -> AsyncIterator[TlsServer]:
+    async with running_tls_server(tmp_path) as server:
+        yield server
 
 
 async def check(address: str, credentials: grpc.ChannelCredentials) -> int:
@@ -199,3 +214,46 @@ async def test_rotated_server_certificate_is_served_to_new_connections(
     assert await check(tls_server.address, trusting_only_new) == 0
     assert tls_server.server.certificates is not None
     assert tls_server.server.certificates.reloads == 1
+
+
+async def admin_status(address: str, credentials: grpc.ChannelCredentials | None) -> str:
+    channel = (
+        grpc.aio.secure_channel(address, credentials)
+        if credentials is not None
+        else grpc.aio.insecure_channel(address)
+    )
+    async with channel:
+        stub = admin_pb2_grpc.AdminServiceStub(channel)
+        return str((await stub.Status(admin_pb2.StatusRequest(), timeout=5)).version)
+
+
+async def test_admin_tls_serves_the_admin_api_only_to_clients_with_a_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No admin token: with admin.tls and a client CA, mutual TLS is the admin's authentication.
+    admin = {"listen": "127.0.0.1:0", "tls": True}
+    async with running_tls_server(tmp_path, admin) as tls:
+        address = f"localhost:{tls.server.admin_port}"
+        operator = tls.ca.issue("operator", [x509.DNSName("operator.local")])
+        (tmp_path / "operator.crt").write_bytes(operator.cert)
+        (tmp_path / "operator.key").write_bytes(operator.key)
+
+        version = await admin_status(address, client_credentials(tls.ca, operator))
+        refused = []
+        for credentials in (client_credentials(tls.ca, None), None):
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await admin_status(address, credentials)
+            refused.append(error.value.code())
+        tls_options = ["--tls-ca", str(tmp_path / "ca.crt")]
+        tls_options += ["--tls-cert", str(tmp_path / "operator.crt")]
+        tls_options += ["--tls-key", str(tmp_path / "operator.key")]
+        argv = ["admin", "--address", address, *tls_options, "--json", "status"]
+        capsys.readouterr()
+        cli_status = await asyncio.to_thread(main, argv)  # the CLI's blocking client
+        cli_out = capsys.readouterr().out
+
+    assert version == tls.server.runtime.version
+    assert cli_status == 0
+    assert json.loads(cli_out)["version"] == version
+    # Without a client certificate, and in plain text: no handshake, no answer.
+    assert refused == [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE]
