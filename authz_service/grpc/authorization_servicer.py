@@ -58,6 +58,8 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                 telemetry.check_done(
                     attributes, decision, time.perf_counter() - started, span, metadata
                 )
+                if span.is_recording():
+                    span.set_attribute("rpc.grpc.status_code", 0)  # denials are answers too
                 return response
         finally:
             if metrics is not None:

@@ -117,6 +117,8 @@ class HttpCheckHandler:
                 telemetry.check_done(
                     attributes, decision, time.perf_counter() - started, span, metadata
                 )
+                if span.is_recording():
+                    span.set_attribute("http.response.status_code", reply.status)
                 return reply
         finally:
             if metrics is not None:

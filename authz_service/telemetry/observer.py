@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import grpc
 from opentelemetry.trace import Span, Status, StatusCode
 
 from authz_service.config.model import TelemetrySettings
@@ -104,6 +105,9 @@ class Telemetry:
             self.audit.record_rate_limit(
                 domain, request.descriptors, result, duration_s, trace_id, span_id
             )
+        if span.is_recording():
+            status = grpc.StatusCode[error_code].value[0] if error_code else 0
+            span.set_attribute("rpc.grpc.status_code", status)
         if span.is_recording() and request is not None:
             keys = sorted({key for d in request.descriptors for key, _ in d.entries})
             span.set_attribute("authz.ratelimit.domain", domain)

@@ -211,6 +211,8 @@ def test_check_span_attributes_describe_the_decision(observed: Observed) -> None
     assert allowed.attributes["client.address"] == "198.51.100.7"
     assert by_reason["missing_role"].attributes["authz.decision"] == "forbidden"
     assert by_reason["authentication_required"].attributes["authz.decision"] == "unauthenticated"
+    # A denial is still a successful RPC: Envoy got an answer.
+    assert {s.attributes["rpc.grpc.status_code"] for s in spans} == {0}
 
 
 def test_work_inside_check_has_child_spans(observed: Observed) -> None:
@@ -234,6 +236,7 @@ def test_rate_limit_spans_name_the_domain_and_the_tripped_limit(observed: Observ
     tripped = [s for s in spans if s.attributes.get("authz.ratelimit.tripped")]
     assert len(tripped) == 1
     assert tripped[0].attributes["authz.ratelimit.tripped"] == ["per_user"]
+    assert {s.attributes["rpc.grpc.status_code"] for s in spans} == {0}
     store_spans = [s for s in observed.spans if s.name == "ratelimit.store"]
     assert {s.parent_span_id for s in store_spans} == {s.span_id for s in spans}
 
