@@ -61,6 +61,12 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                 if span.is_recording():
                     span.set_attribute("rpc.grpc.status_code", 0)  # denials are answers too
                 return response
+        except Exception:
+            # A bug past the decision: gRPC answers UNKNOWN and Envoy fails closed (503).
+            log.exception("Check failed after deciding")
+            if metrics is not None:
+                metrics.rpc_errors.labels("Check", "UNKNOWN").inc()
+            raise
         finally:
             if metrics is not None:
                 metrics.check_in_flight.dec()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import grpc
+import pytest
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
 from google.rpc import code_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -156,3 +157,22 @@ async def test_reflection_lists_the_authorization_service(
         names.update(service.name for service in reply.list_services_response.service)
     assert "envoy.service.auth.v3.Authorization" in names
     assert "grpc.health.v1.Health" in names
+
+
+async def test_a_bug_after_the_decision_fails_the_rpc_and_is_counted(
+    server: AuthzServer, channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug while building the denial")
+
+    monkeypatch.setattr("authz_service.grpc.authorization_servicer.deny_response", broken)
+
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await check(channel, check_request("/api/items"))  # no token: the deny path
+
+    # An error status, never an allow: Envoy's failure_mode_allow: false answers 503.
+    assert failed.value.code() is grpc.StatusCode.UNKNOWN
+    errors = server.metrics.registry.get_sample_value(
+        "authz_rpc_errors_total", {"rpc": "Check", "code": "UNKNOWN"}
+    )
+    assert errors == 1
