@@ -29,6 +29,9 @@ from tools.processes import (
     write_service_config,
 )
 
+# Counts up to per-minute limits: never across a minute boundary.
+pytestmark = pytest.mark.usefixtures("fresh_minute")
+
 EXAMPLE = REPO_ROOT / "examples" / "nginx" / "nginx.conf"
 REQUESTS_PER_MINUTE = 5
 

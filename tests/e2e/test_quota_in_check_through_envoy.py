@@ -28,7 +28,7 @@ from tests.integration.test_quota_in_check import CHECK_QUOTA, DOMAIN, LIMITS
 from tests.support import find_binary, free_port
 from tests.support.redis import RedisServer
 
-pytestmark = pytest.mark.envoy
+pytestmark = [pytest.mark.envoy, pytest.mark.usefixtures("fresh_minute")]
 
 
 @dataclass

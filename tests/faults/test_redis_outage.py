@@ -27,7 +27,7 @@ from tests.support.idp import running_idp
 from tests.support.redis import RedisServerFactory
 from tools.dev_idp import DevIdentityProvider
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("fresh_minute")]
 
 DOMAIN = "faults"
 LIMITS = {

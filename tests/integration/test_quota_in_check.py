@@ -30,6 +30,9 @@ from tests.support.idp import running_idp
 from tests.support.redis import RedisServer
 from tools.dev_idp import DevIdentityProvider
 
+# Counts up to per-minute limits: never across a minute boundary.
+pytestmark = pytest.mark.usefixtures("fresh_minute")
+
 DOMAIN = "check"
 
 

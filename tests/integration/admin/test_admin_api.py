@@ -38,6 +38,9 @@ from tests.support.idp import running_idp
 from tools.dev_idp import DevIdentityProvider
 from tools.processes import REPO_ROOT, Process, start_authz, wait_for_port
 
+# Counts up to per-minute limits: never across a minute boundary.
+pytestmark = pytest.mark.usefixtures("fresh_minute")
+
 ADMIN_TOKEN = "test-admin-token-5f1c0e"  # a test secret
 ADMIN_TOKEN_HASH = "sha256:" + hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest()
 AUTHORIZED = (("authorization", f"Bearer {ADMIN_TOKEN}"),)

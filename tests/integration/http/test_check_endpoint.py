@@ -25,6 +25,9 @@ from tests.support.authz_config import write_config
 from tests.support.authz_server import running_server
 from tools.dev_idp import DevIdentityProvider
 
+# Counts up to per-minute limits: never across a minute boundary.
+pytestmark = pytest.mark.usefixtures("fresh_minute")
+
 Start = Callable[[dict[str, Any]], Awaitable[AuthzServer]]
 
 ENDPOINTS = [

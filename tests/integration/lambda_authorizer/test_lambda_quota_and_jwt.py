@@ -19,6 +19,9 @@ from tests.support.idp import running_idp
 from tests.support.redis import RedisServer
 from tools.dev_idp import DevIdentityProvider
 
+# Counts up to per-minute limits: never across a minute boundary.
+pytestmark = pytest.mark.usefixtures("fresh_minute")
+
 FIXTURES = Path(__file__).parents[2] / "unit" / "lambda_authorizer" / "fixtures"
 LIMIT = 3
 

@@ -24,7 +24,7 @@ from authz_service.ratelimit.settings import RateLimitSettings
 from tests.support import find_binary, free_port, wait_for_port
 from tools.dev_cert import generate
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("fresh_minute")]
 
 LIMITS = """
 domain: api

@@ -16,7 +16,7 @@ from authz_service.ratelimit import RateLimiter, RateLimitSettings, build_limite
 from authz_service.ratelimit.config import RateLimitConfig, compile_config, parse_domain_document
 from tests.support.redis import RedisServer, RedisServerFactory
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("fresh_minute")]
 
 CONFIG = """
 domain: edge

@@ -14,6 +14,9 @@ from authz_service.lambda_authorizer import handler as lambda_handler
 from authz_service.lambda_authorizer.responses import context_from_text
 from tests.support.authz_config import api_key_hash, write_config
 
+# Counts up to per-minute limits: never across a minute boundary.
+pytestmark = pytest.mark.usefixtures("fresh_minute")
+
 FIXTURES = Path(__file__).parent / "fixtures"
 READER_KEY = "reader-key-for-tests"
 ADMIN_KEY = "admin-key-for-tests"

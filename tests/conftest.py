@@ -1,0 +1,3 @@
+"""Fixtures every test directory may use by name."""
+
+from tests.support.windows import fresh_minute  # noqa: F401 (a fixture)
