@@ -13,7 +13,7 @@ from google.protobuf import json_format
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
 from authz_service.explain_view import View, lockout_lines, quota_lines
-from authz_service.grpc.tls import client_credentials
+from authz_service.grpc.tls import client_channel
 
 
 def add_admin_parser(commands: Any) -> None:
@@ -67,12 +67,7 @@ def add_admin_parser(commands: Any) -> None:
 def run_admin(args: argparse.Namespace) -> int:
     token = os.environ.get(args.token_env, "")
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    if args.tls_ca:
-        credentials = client_credentials(args.tls_ca, args.tls_cert, args.tls_key)
-        channel = grpc.secure_channel(args.address, credentials)
-    else:
-        channel = grpc.insecure_channel(args.address)
-    with channel:
+    with client_channel(args.address, args.tls_ca, args.tls_cert, args.tls_key) as channel:
         stub = admin_pb2_grpc.AdminServiceStub(channel)
         try:
             response = _call(stub, args, metadata)

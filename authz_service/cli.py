@@ -174,14 +174,9 @@ def _health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from authz_service.grpc.tls import client_credentials
+    from authz_service.grpc.tls import client_channel
 
-    if args.tls_ca:
-        credentials = client_credentials(args.tls_ca, args.tls_cert, args.tls_key)
-        channel = grpc.secure_channel(args.address, credentials)
-    else:
-        channel = grpc.insecure_channel(args.address)
-    with channel:
+    with client_channel(args.address, args.tls_ca, args.tls_cert, args.tls_key) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout

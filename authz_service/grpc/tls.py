@@ -79,6 +79,15 @@ def client_credentials(
     return grpc.ssl_channel_credentials(root, key, cert)
 
 
+def client_channel(
+    address: str, ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> grpc.Channel:
+    """A blocking channel for the CLIs: TLS when a CA file is given, else plain text."""
+    if ca_file:
+        return grpc.secure_channel(address, client_credentials(ca_file, cert_file, key_file))
+    return grpc.insecure_channel(address)
+
+
 def peer_sans(auth_context: dict[str, list[bytes]]) -> list[str]:
     values = auth_context.get("x509_subject_alternative_name", [])
     return [value.decode("utf-8", "replace") for value in values]
