@@ -7,25 +7,16 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
+from tests.e2e.http_gateways import GatewayStack, running_gateway
 from tests.support import find_binary
-from tools.demo_upstream import start_in_thread
-from tools.dev_idp import DevIdentityProvider
-from tools.processes import (
-    REPO_ROOT,
-    Process,
-    free_port,
-    spawn,
-    start_authz,
-    wait_for_port,
-    write_service_config,
-)
+from tools.processes import REPO_ROOT, Process, free_port, spawn, wait_for_port
 
 EXAMPLE = REPO_ROOT / "examples" / "envoy-http-service" / "envoy.yaml"
 
@@ -60,70 +51,32 @@ def test_the_shipped_config_is_valid_for_envoy() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@dataclass
-class EnvoyStack:
-    idp: DevIdentityProvider
-    url: str
-    envoy: Process
-    authz: Process
-
-    def logs(self) -> str:
-        return f"--- authz ---\n{self.authz.log()}\n--- envoy ---\n{self.envoy.log()}"
+def start_envoy(workdir: Path, authz_port: int, upstream_port: int) -> tuple[Process, int]:
+    binary = find_binary("envoy")
+    listen = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "envoy.yaml"
+    example = yaml.safe_load(EXAMPLE.read_text())
+    rendered = envoy_config(example, listen=listen, authz=authz_port, upstream=upstream_port)
+    config.write_text(rendered)
+    envoy = spawn(
+        "envoy",
+        [binary, "-c", str(config), "--log-level", "warn", "--disable-hot-restart"],
+        workdir,
+    )
+    wait_for_port(listen, process=envoy.popen)
+    return envoy, listen
 
 
 @pytest.fixture(scope="module")
-def envoy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnvoyStack]:
-    binary = find_binary("envoy")
-    workdir = tmp_path_factory.mktemp("envoy-http")
-    idp = DevIdentityProvider()
-    idp.start()
-    upstream = start_in_thread()
-    grpc_port, http_port, listen = free_port(), free_port(), free_port()
-    config_path = write_service_config(
-        REPO_ROOT / "config" / "local.yaml",
-        workdir / "authz.yaml",
-        listen_port=grpc_port,
-        jwks_uri=idp.jwks_uri,
-        overrides={
-            "http_check": {
-                "listen": f"127.0.0.1:{http_port}",
-                "endpoints": [
-                    {"path": "/envoy", "integration": "envoy", "context": {"policy": "public"}}
-                ],
-            }
-        },
-    )
-    authz = start_authz(config_path, grpc_port, workdir)
-    envoy: Process | None = None
-    try:
-        wait_for_port(http_port, process=authz.popen)
-        envoy_path = workdir / "envoy.yaml"
-        envoy_path.write_text(
-            envoy_config(
-                yaml.safe_load(EXAMPLE.read_text()),
-                listen=listen,
-                authz=http_port,
-                upstream=upstream.server_address[1],
-            )
-        )
-        envoy = spawn(
-            "envoy",
-            [binary, "-c", str(envoy_path), "--log-level", "warn", "--disable-hot-restart"],
-            workdir,
-        )
-        wait_for_port(listen, process=envoy.popen)
-        yield EnvoyStack(idp, f"http://127.0.0.1:{listen}", envoy, authz)
-    finally:
-        if envoy is not None:
-            envoy.stop()
-        authz.stop()
-        upstream.shutdown()
-        upstream.server_close()
-        idp.stop()
+def envoy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
+    endpoint = {"path": "/envoy", "integration": "envoy", "context": {"policy": "public"}}
+    with running_gateway(tmp_path_factory.mktemp("envoy-http"), endpoint, start_envoy) as stack:
+        yield stack
 
 
 def request(
-    stack: EnvoyStack, method: str, path: str, token: str | None = None, **headers: str
+    stack: GatewayStack, method: str, path: str, token: str | None = None, **headers: str
 ) -> httpx.Response:
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
@@ -131,7 +84,7 @@ def request(
 
 
 def test_allowed_request_reaches_the_upstream_with_identity_headers(
-    envoy_stack: EnvoyStack,
+    envoy_stack: GatewayStack,
 ) -> None:
     name = f"user-{uuid.uuid4().hex[:8]}"
     token = envoy_stack.idp.mint(name, roles=["editor"], extra_claims={"email": "e@x.example"})
@@ -156,7 +109,7 @@ def test_allowed_request_reaches_the_upstream_with_identity_headers(
 
 
 def test_missing_token_is_401_with_www_authenticate_and_json_body(
-    envoy_stack: EnvoyStack,
+    envoy_stack: GatewayStack,
 ) -> None:
     response = request(envoy_stack, "GET", "/api/orders")
     assert response.status_code == 401, envoy_stack.logs()
@@ -169,7 +122,7 @@ def test_missing_token_is_401_with_www_authenticate_and_json_body(
     }
 
 
-def test_wrong_role_for_the_method_is_403(envoy_stack: EnvoyStack) -> None:
+def test_wrong_role_for_the_method_is_403(envoy_stack: GatewayStack) -> None:
     token = envoy_stack.idp.mint(f"user-{uuid.uuid4().hex[:8]}", roles=["reader"])
     assert request(envoy_stack, "GET", "/api/orders", token).status_code == 200
     response = request(envoy_stack, "DELETE", "/api/orders/1", token)
@@ -178,14 +131,14 @@ def test_wrong_role_for_the_method_is_403(envoy_stack: EnvoyStack) -> None:
     assert response.json()["error"] == "forbidden"
 
 
-def test_api_key_is_forwarded_and_accepted(envoy_stack: EnvoyStack) -> None:
+def test_api_key_is_forwarded_and_accepted(envoy_stack: GatewayStack) -> None:
     # config/local.yaml's development key; x-api-key is in the filter's allowed_headers.
     response = request(envoy_stack, "GET", "/api/orders", **{"x-api-key": "dev-only-api-key"})
     assert response.status_code == 200
     assert response.json()["headers"]["x-user-id"] == "svc:billing-batch"
 
 
-def test_public_route_is_allowed_anonymously(envoy_stack: EnvoyStack) -> None:
+def test_public_route_is_allowed_anonymously(envoy_stack: GatewayStack) -> None:
     response = request(envoy_stack, "GET", "/public/readme")
     assert response.status_code == 200
     assert "x-user-id" not in response.json()["headers"]

@@ -9,25 +9,16 @@ import re
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-import yaml
 
+from tests.e2e.http_gateways import GatewayStack, running_gateway
 from tests.support import find_binary
 from tools.demo_upstream import start_in_thread
-from tools.dev_idp import DevIdentityProvider
-from tools.processes import (
-    REPO_ROOT,
-    Process,
-    free_port,
-    spawn,
-    start_authz,
-    wait_for_port,
-    write_service_config,
-)
+from tools.processes import REPO_ROOT, Process, free_port, spawn, wait_for_port
 
 # Counts up to per-minute limits: never across a minute boundary.
 pytestmark = pytest.mark.usefixtures("fresh_minute")
@@ -57,7 +48,7 @@ def nginx_config(example: str, *, listen: int, authz: int, upstream: int, workdi
     return text
 
 
-def start_nginx(workdir: Path, *, authz_port: int, upstream_port: int) -> tuple[Process, int]:
+def start_nginx(workdir: Path, authz_port: int, upstream_port: int) -> tuple[Process, int]:
     binary = find_binary("nginx")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -86,32 +77,9 @@ def start_nginx(workdir: Path, *, authz_port: int, upstream_port: int) -> tuple[
     return process, port
 
 
-@dataclass
-class NginxStack:
-    idp: DevIdentityProvider
-    url: str
-    nginx: Process
-    authz: Process
-
-    def logs(self) -> str:
-        return f"--- authz ---\n{self.authz.log()}\n--- nginx ---\n{self.nginx.log()}"
-
-
-def service_config(workdir: Path, idp: DevIdentityProvider, grpc_port: int, http_port: int) -> Path:
-    path = write_service_config(
-        REPO_ROOT / "config" / "local.yaml",
-        workdir / "authz.yaml",
-        listen_port=grpc_port,
-        jwks_uri=idp.jwks_uri,
-    )
-    config = yaml.safe_load(path.read_text())
-    config["http_check"] = {
-        "listen": f"127.0.0.1:{http_port}",
-        "endpoints": [{"path": "/nginx", "integration": "nginx", "context": {"policy": "public"}}],
-    }
-    rate_limit = config["rate_limit"]
-    rate_limit["brute_force"] = {"enabled": False}
-    rate_limit["domains"] = [
+def with_quota(config: dict[str, Any]) -> None:
+    """Check enforces a small per-user quota (the 429 test)."""
+    config["rate_limit"]["domains"] = [
         {
             "domain": "nginx-e2e",
             "descriptors": [
@@ -130,40 +98,24 @@ def service_config(workdir: Path, idp: DevIdentityProvider, grpc_port: int, http
         "domain": "nginx-e2e",
         "descriptors": [{"entries": [{"key": "user", "source": "principal"}]}],
     }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="module")
-def nginx_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxStack]:
+def nginx_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
     find_binary("nginx")
+    endpoint = {"path": "/nginx", "integration": "nginx", "context": {"policy": "public"}}
     workdir = tmp_path_factory.mktemp("nginx")
-    idp = DevIdentityProvider()
-    idp.start()
-    upstream = start_in_thread()
-    grpc_port, http_port = free_port(), free_port()
-    authz = start_authz(service_config(workdir, idp, grpc_port, http_port), grpc_port, workdir)
-    nginx: Process | None = None
-    try:
-        wait_for_port(http_port, process=authz.popen)
-        nginx, port = start_nginx(
-            workdir / "nginx", authz_port=http_port, upstream_port=upstream.server_address[1]
-        )
-        yield NginxStack(idp, f"http://127.0.0.1:{port}", nginx, authz)
-    finally:
-        if nginx is not None:
-            nginx.stop()
-        authz.stop()
-        upstream.shutdown()
-        upstream.server_close()
-        idp.stop()
+    with running_gateway(workdir, endpoint, start_nginx, with_quota) as stack:
+        yield stack
 
 
 def user() -> str:
     return f"user-{uuid.uuid4().hex[:8]}"
 
 
-def get(stack: NginxStack, path: str, token: str | None = None, **kwargs: object) -> httpx.Response:
+def get(
+    stack: GatewayStack, path: str, token: str | None = None, **kwargs: object
+) -> httpx.Response:
     headers = dict(kwargs.pop("headers", {}) or {})  # type: ignore[call-overload]
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
@@ -172,7 +124,7 @@ def get(stack: NginxStack, path: str, token: str | None = None, **kwargs: object
 
 
 def test_allowed_request_reaches_the_upstream_with_identity_headers_only_from_authz(
-    nginx_stack: NginxStack,
+    nginx_stack: GatewayStack,
 ) -> None:
     name = user()
     token = nginx_stack.idp.mint(name, roles=["reader"])
@@ -193,7 +145,7 @@ def test_allowed_request_reaches_the_upstream_with_identity_headers_only_from_au
 
 
 def test_missing_token_is_401_with_www_authenticate_and_the_json_body(
-    nginx_stack: NginxStack,
+    nginx_stack: GatewayStack,
 ) -> None:
     response = get(nginx_stack, "/api/orders", headers={"x-user-id": "admin"})
     assert response.status_code == 401
@@ -204,13 +156,13 @@ def test_missing_token_is_401_with_www_authenticate_and_the_json_body(
     assert response.json()["reason"] == "authentication_required"
 
 
-def test_invalid_token_is_401_invalid_token(nginx_stack: NginxStack) -> None:
+def test_invalid_token_is_401_invalid_token(nginx_stack: GatewayStack) -> None:
     response = get(nginx_stack, "/api/orders", "not-a-jwt")
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
-def test_wrong_role_is_403_with_reason(nginx_stack: NginxStack) -> None:
+def test_wrong_role_is_403_with_reason(nginx_stack: GatewayStack) -> None:
     token = nginx_stack.idp.mint(user(), roles=["reader"])
     response = get(nginx_stack, "/admin/users", token)
     assert response.status_code == 403
@@ -220,7 +172,7 @@ def test_wrong_role_is_403_with_reason(nginx_stack: NginxStack) -> None:
 
 @pytest.mark.parametrize("path", ["/admin/%2e%2e/public/readme", "/admin/.%2E/public/readme"])
 def test_an_encoded_dot_segment_is_refused_not_decided_on_another_path(
-    nginx_stack: NginxStack, path: str
+    nginx_stack: GatewayStack, path: str
 ) -> None:
     # nginx passes $request_uri to the upstream as received, so the upstream may read this as
     # a path under /admin/ while a decoding service would decide on /public/readme (anonymous).
@@ -229,7 +181,7 @@ def test_an_encoded_dot_segment_is_refused_not_decided_on_another_path(
     assert response.headers["x-authz-reason"] == "bad_request"
 
 
-def test_the_original_method_decides(nginx_stack: NginxStack) -> None:
+def test_the_original_method_decides(nginx_stack: GatewayStack) -> None:
     # nginx sends auth subrequests as GETs: X-Original-Method carries the real one.
     token = nginx_stack.idp.mint(user(), roles=["reader"])
     assert get(nginx_stack, "/api/orders", token).status_code == 200
@@ -238,7 +190,7 @@ def test_the_original_method_decides(nginx_stack: NginxStack) -> None:
     assert write.headers["x-authz-reason"] == "missing_role"
 
 
-def test_past_the_quota_is_429_with_rate_limit_headers(nginx_stack: NginxStack) -> None:
+def test_past_the_quota_is_429_with_rate_limit_headers(nginx_stack: GatewayStack) -> None:
     token = nginx_stack.idp.mint(user(), roles=["reader"])
     statuses = [get(nginx_stack, "/api/orders", token).status_code for _ in range(5)]
     over = get(nginx_stack, "/api/orders", token)
@@ -254,9 +206,7 @@ def test_past_the_quota_is_429_with_rate_limit_headers(nginx_stack: NginxStack) 
 def test_authz_service_down_is_503_fail_closed(tmp_path: Path) -> None:
     upstream = start_in_thread()
     try:
-        nginx, port = start_nginx(
-            tmp_path / "nginx", authz_port=free_port(), upstream_port=upstream.server_address[1]
-        )
+        nginx, port = start_nginx(tmp_path / "nginx", free_port(), upstream.server_address[1])
         try:
             response = httpx.get(f"http://127.0.0.1:{port}/public/x", timeout=10.0)
         finally:

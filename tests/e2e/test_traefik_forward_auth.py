@@ -8,25 +8,15 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from tests.e2e.http_gateways import GatewayStack, running_gateway
 from tests.support import find_binary
-from tools.demo_upstream import start_in_thread
-from tools.dev_idp import DevIdentityProvider
-from tools.processes import (
-    REPO_ROOT,
-    Process,
-    free_port,
-    spawn,
-    start_authz,
-    wait_for_port,
-    write_service_config,
-)
+from tools.processes import REPO_ROOT, Process, free_port, spawn, wait_for_port
 
 EXAMPLE = REPO_ROOT / "examples" / "traefik" / "dynamic.yaml"
 
@@ -43,7 +33,7 @@ def dynamic_config(*, authz: int, upstream: int) -> str:
     return text
 
 
-def start_traefik(workdir: Path, *, authz_port: int, upstream_port: int) -> tuple[Process, int]:
+def start_traefik(workdir: Path, authz_port: int, upstream_port: int) -> tuple[Process, int]:
     binary = find_binary("traefik")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -65,36 +55,6 @@ def start_traefik(workdir: Path, *, authz_port: int, upstream_port: int) -> tupl
     return process, port
 
 
-@dataclass
-class TraefikStack:
-    idp: DevIdentityProvider
-    url: str
-    traefik: Process
-    authz: Process
-
-    def logs(self) -> str:
-        return f"--- authz ---\n{self.authz.log()}\n--- traefik ---\n{self.traefik.log()}"
-
-
-def service_config(workdir: Path, idp: DevIdentityProvider, grpc_port: int, http_port: int) -> Path:
-    path = write_service_config(
-        REPO_ROOT / "config" / "local.yaml",
-        workdir / "authz.yaml",
-        listen_port=grpc_port,
-        jwks_uri=idp.jwks_uri,
-    )
-    config = yaml.safe_load(path.read_text())
-    config["http_check"] = {
-        "listen": f"127.0.0.1:{http_port}",
-        "endpoints": [
-            {"path": "/traefik", "integration": "traefik", "context": {"policy": "public"}}
-        ],
-    }
-    config["rate_limit"]["brute_force"] = {"enabled": False}
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def wait_for_routes(url: str) -> None:
     """The file provider loads after the port opens: until then every path is a 404."""
     deadline = time.monotonic() + 15
@@ -106,38 +66,20 @@ def wait_for_routes(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def traefik_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TraefikStack]:
+def traefik_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
     find_binary("traefik")
-    workdir = tmp_path_factory.mktemp("traefik")
-    idp = DevIdentityProvider()
-    idp.start()
-    upstream = start_in_thread()
-    grpc_port, http_port = free_port(), free_port()
-    authz = start_authz(service_config(workdir, idp, grpc_port, http_port), grpc_port, workdir)
-    traefik: Process | None = None
-    try:
-        wait_for_port(http_port, process=authz.popen)
-        traefik, port = start_traefik(
-            workdir / "traefik", authz_port=http_port, upstream_port=upstream.server_address[1]
-        )
-        url = f"http://127.0.0.1:{port}"
-        wait_for_routes(url)
-        yield TraefikStack(idp, url, traefik, authz)
-    finally:
-        if traefik is not None:
-            traefik.stop()
-        authz.stop()
-        upstream.shutdown()
-        upstream.server_close()
-        idp.stop()
+    endpoint = {"path": "/traefik", "integration": "traefik", "context": {"policy": "public"}}
+    with running_gateway(tmp_path_factory.mktemp("traefik"), endpoint, start_traefik) as stack:
+        wait_for_routes(stack.url)
+        yield stack
 
 
-def get(stack: TraefikStack, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+def get(stack: GatewayStack, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.get(stack.url + path, headers=headers or {}, timeout=10.0)
 
 
 def test_an_allowed_request_reaches_the_app_with_identity_headers_only_from_authz(
-    traefik_stack: TraefikStack,
+    traefik_stack: GatewayStack,
 ) -> None:
     token = traefik_stack.idp.mint("alice", roles=["reader"])
     spoofed = {"x-user-id": "mallory", "x-user-roles": "admin", "x-user-tier": "platinum"}
@@ -156,7 +98,7 @@ def test_an_allowed_request_reaches_the_app_with_identity_headers_only_from_auth
 
 
 def test_a_missing_token_is_401_with_www_authenticate_and_the_json_body(
-    traefik_stack: TraefikStack,
+    traefik_stack: GatewayStack,
 ) -> None:
     response = get(traefik_stack, "/api/orders")
 
@@ -167,7 +109,7 @@ def test_a_missing_token_is_401_with_www_authenticate_and_the_json_body(
     assert "version" not in response.text  # the app never answered
 
 
-def test_a_token_without_the_role_is_403(traefik_stack: TraefikStack) -> None:
+def test_a_token_without_the_role_is_403(traefik_stack: GatewayStack) -> None:
     token = traefik_stack.idp.mint("bob", roles=["reader"])
 
     response = get(traefik_stack, "/admin/users", {"authorization": f"Bearer {token}"})
@@ -176,7 +118,7 @@ def test_a_token_without_the_role_is_403(traefik_stack: TraefikStack) -> None:
     assert response.headers["x-authz-reason"] == "missing_role"
 
 
-def test_a_client_cannot_choose_the_uri_that_is_checked(traefik_stack: TraefikStack) -> None:
+def test_a_client_cannot_choose_the_uri_that_is_checked(traefik_stack: GatewayStack) -> None:
     # trustForwardHeader: false: Traefik overwrites the client's X-Forwarded-* headers, so
     # claiming a public URI does not open an admin one.
     response = get(
@@ -189,14 +131,14 @@ def test_a_client_cannot_choose_the_uri_that_is_checked(traefik_stack: TraefikSt
     assert response.headers["x-authz-reason"] == "authentication_required"
 
 
-def test_the_public_route_needs_no_token(traefik_stack: TraefikStack) -> None:
+def test_the_public_route_needs_no_token(traefik_stack: GatewayStack) -> None:
     response = get(traefik_stack, "/public/readme")
 
     assert response.status_code == 200
     assert response.json()["path"] == "/public/readme"
 
 
-def raw_get(stack: TraefikStack, target: str) -> tuple[int, str]:
+def raw_get(stack: GatewayStack, target: str) -> tuple[int, str]:
     """A GET with the request target sent exactly as written (HTTP clients normalise it)."""
     host, _, port = stack.url.removeprefix("http://").partition(":")
     with socket.create_connection((host, int(port)), timeout=10) as connection:
@@ -211,7 +153,7 @@ def raw_get(stack: TraefikStack, target: str) -> tuple[int, str]:
 
 
 def test_encoded_dot_segments_are_decided_on_the_path_the_app_receives(
-    traefik_stack: TraefikStack,
+    traefik_stack: GatewayStack,
 ) -> None:
     # Traefik resolves them before forwardAuth and the app alike (unlike nginx, which passes
     # $request_uri through; there the service refuses them): no disagreement to exploit.
