@@ -42,6 +42,9 @@ LOCAL_DEFAULTS: Mapping[str, str] = {
     "OTLP_PORT": "4317",
     "TLS_DIR": str(REPO_ROOT / ".stack" / "tls"),
     "MAX_HEAP_BYTES": str(1024 * 1024 * 1024),
+    # The public listener's wait for a client's headers, and for the upstream's answer.
+    "REQUEST_HEADERS_TIMEOUT": "10s",
+    "UPSTREAM_TIMEOUT": "15s",
 }
 
 
