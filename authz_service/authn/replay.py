@@ -25,8 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
-
+from authz_service.config.strict import Strict
 from authz_service.model import Identity
 from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
 
@@ -35,13 +34,11 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "jti:"
 
 
-class ReplayProtection(BaseModel):
+class ReplayProtection(Strict):
     """`jwt_providers[].replay_protection`. Example (YAML):
 
     replay_protection: {enabled: true, require_jti: true, failure_mode: unavailable}
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
     # A token without a `jti` cannot be tracked: refuse it (default) or let it through.

@@ -12,14 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
 from authz_service.authn.replay import ReplayProtection
+from authz_service.config.strict import Strict, header_name
 from authz_service.http.settings import HttpCheckSettings
 from authz_service.ratelimit.settings import RateLimitSettings, RedisSettings
 
@@ -30,7 +29,6 @@ AsymmetricAlgorithm = Literal[
 ]
 
 _SHA256_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
-_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 
 
 class FieldError(ValueError):
@@ -49,17 +47,6 @@ def _first_repeat(values: list[str]) -> int | None:
             return index
         seen.add(value)
     return None
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _header_name(value: str) -> str:
-    lowered = value.lower()
-    if not _HEADER_NAME.match(lowered):
-        raise ValueError(f"{value!r} is not a valid HTTP header name")
-    return lowered
 
 
 HeaderName = Annotated[str, Field(min_length=1)]
@@ -120,7 +107,7 @@ class TokenSource(Strict):
     @field_validator("header")
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
-        return None if value is None else _header_name(value)
+        return None if value is None else header_name(value)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TokenSource:
@@ -167,7 +154,7 @@ class JwtProvider(Strict):
     @field_validator("claims_to_headers")
     @classmethod
     def _lower_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        return {claim: _header_name(header) for claim, header in value.items()}
+        return {claim: header_name(header) for claim, header in value.items()}
 
     @field_validator("jwks_uri")
     @classmethod
@@ -204,7 +191,7 @@ class ApiKeySettings(Strict):
     @field_validator("header")
     @classmethod
     def _lower(cls, value: str) -> str:
-        return _header_name(value)
+        return header_name(value)
 
     @model_validator(mode="after")
     def _unique(self) -> ApiKeySettings:
@@ -243,12 +230,12 @@ class IdentityHeaders(Strict):
     @field_validator("subject", "roles", "scopes", "tier", "auth_method", "issuer", mode="after")
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
-        return None if value is None else _header_name(value)
+        return None if value is None else header_name(value)
 
     @field_validator("always_remove")
     @classmethod
     def _lower_all(cls, value: list[str]) -> list[str]:
-        return [_header_name(item) for item in value]
+        return [header_name(item) for item in value]
 
 
 class RevocationSettings(Strict):
@@ -301,7 +288,7 @@ class QuotaEntry(Strict):
                 f"entry {self.key!r} needs exactly one of 'value', 'source', 'header', 'context'"
             )
         if self.header is not None:
-            object.__setattr__(self, "header", _header_name(self.header))
+            object.__setattr__(self, "header", header_name(self.header))
         return self
 
 

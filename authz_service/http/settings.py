@@ -20,26 +20,16 @@ import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from authz_service.config.strict import Strict, header_name
 
 Integration = Literal["envoy", "nginx", "traefik"]
 
-_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 _MOUNT = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _header(value: str) -> str:
-    lowered = value.lower()
-    if not _HEADER_NAME.match(lowered):
-        raise ValueError(f"{value!r} is not a valid HTTP header name")
-    return lowered
-
-
-class Endpoint(_Strict):
+class Endpoint(Strict):
     """One mount: requests under `path` are read the way `integration` sends them."""
 
     path: str
@@ -63,7 +53,7 @@ def _default_endpoints() -> list[Endpoint]:
     ]
 
 
-class NginxSettings(_Strict):
+class NginxSettings(Strict):
     """Headers the `auth_request` location sets with `proxy_set_header` (see examples/nginx)."""
 
     uri_header: str = "x-original-uri"  # $request_uri (path and query)
@@ -77,15 +67,15 @@ class NginxSettings(_Strict):
     @field_validator("uri_header", "method_header", "host_header", "client_address_header")
     @classmethod
     def _lower(cls, value: str) -> str:
-        return _header(value)
+        return header_name(value)
 
     @field_validator("deny_body_header")
     @classmethod
     def _lower_optional(cls, value: str | None) -> str | None:
-        return None if value is None else _header(value)
+        return None if value is None else header_name(value)
 
 
-class EnvoyHttpSettings(_Strict):
+class EnvoyHttpSettings(Strict):
     """Envoy `http_service`: it forwards the original method, `path_prefix` + path, Host."""
 
     # Envoy appends the peer to x-forwarded-for (use_remote_address); list it in allowed_headers.
@@ -94,10 +84,10 @@ class EnvoyHttpSettings(_Strict):
     @field_validator("client_address_header")
     @classmethod
     def _lower(cls, value: str) -> str:
-        return _header(value)
+        return header_name(value)
 
 
-class HttpCheckSettings(_Strict):
+class HttpCheckSettings(Strict):
     """The HTTP check port. Read at start; changing `listen` needs a restart."""
 
     listen: str = "127.0.0.1:9003"

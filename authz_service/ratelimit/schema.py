@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
+
+from authz_service.config.strict import Strict
 
 Unit = Literal["second", "minute", "hour", "day", "week", "month", "year"]
 Algorithm = Literal["fixed_window", "sliding_window", "token_bucket", "gcra"]
@@ -58,10 +60,6 @@ def _scalar_text(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 UnitName = Annotated[Unit, BeforeValidator(_unit)]
 Text = Annotated[str, BeforeValidator(_scalar_text)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ReplacesSpec(Strict):

@@ -6,13 +6,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from authz_service.config.strict import Strict
 from authz_service.ratelimit.schema import DomainSpec, Duration
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RedisTls(Strict):
