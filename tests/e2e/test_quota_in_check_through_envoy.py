@@ -25,8 +25,8 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from tests.e2e.conftest import Stack, running_stack
 from tests.integration.test_quota_in_check import CHECK_QUOTA, DOMAIN, LIMITS
-from tests.support import find_binary, free_port
-from tests.support.redis import RedisServer
+from tests.support import free_port
+from tests.support.redis import redis_store
 
 pytestmark = [pytest.mark.envoy, pytest.mark.usefixtures("fresh_minute")]
 
@@ -67,19 +67,6 @@ def with_quota(store: dict[str, Any], **rate_limit: Any) -> Any:
     return edit
 
 
-def redis_store(url: str) -> dict[str, Any]:
-    prefix = f"e2e{uuid.uuid4().hex[:8]}:"
-    return {"store": "redis", "redis": {"url": url, "key_prefix": prefix, "timeout_ms": 500}}
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(find_binary("redis-server"), tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.kill()
-
-
 @pytest.fixture(scope="module", params=["memory", "redis"])
 def quota(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, envoy_available: str
@@ -87,7 +74,7 @@ def quota(
     if request.param == "memory":
         store: dict[str, Any] = {"store": "memory"}
     else:
-        store = redis_store(request.getfixturevalue("redis").url)
+        store = redis_store(request.getfixturevalue("redis_server").url)
     workdir = tmp_path_factory.mktemp(f"quota-{request.param}")
     with running_stack(workdir, edit_config=with_quota(store)) as stack:
         yield QuotaStack(stack)

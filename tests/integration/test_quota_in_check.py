@@ -27,7 +27,7 @@ from tests.support import find_binary
 from tests.support.authz_config import write_config
 from tests.support.authz_server import running_server
 from tests.support.idp import running_idp
-from tests.support.redis import RedisServer
+from tests.support.redis import RedisServer, redis_store
 from tools.dev_idp import DevIdentityProvider
 
 # Counts up to per-minute limits: never across a minute boundary.
@@ -90,11 +90,6 @@ def quota_config(
 
 def memory_store() -> dict[str, Any]:
     return {"store": "memory"}
-
-
-def redis_store(url: str) -> dict[str, Any]:
-    prefix = f"t{uuid.uuid4().hex[:8]}:"
-    return {"store": "redis", "redis": {"url": url, "key_prefix": prefix, "timeout_ms": 500}}
 
 
 @pytest.fixture(scope="module")

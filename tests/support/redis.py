@@ -11,9 +11,11 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,6 +173,12 @@ def start_cluster(directory: Path, masters: int = 3) -> LocalRedisCluster:
         cluster.stop()
         raise
     return cluster
+
+
+def redis_store(url: str) -> dict[str, Any]:
+    """A `rate_limit:` store on `url`, under a key prefix of its own (tests share servers)."""
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    return {"store": "redis", "redis": {"url": url, "key_prefix": prefix, "timeout_ms": 500}}
 
 
 RedisServerFactory = Callable[[], RedisServer]
