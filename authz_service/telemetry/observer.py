@@ -30,6 +30,13 @@ def trace_ids_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> tuple
     return "", ""
 
 
+def _audit_trace_ids(metadata: Sequence[tuple[str, Any]] | None) -> tuple[str, str]:
+    """The decision span's ids (tracing on), or those of Envoy's traceparent (tracing off)."""
+    if tracing.enabled:
+        return tracing.current_trace_ids()
+    return trace_ids_from_metadata(metadata)
+
+
 class Telemetry:
     def __init__(self, settings: TelemetrySettings, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
@@ -70,10 +77,7 @@ class Telemetry:
             if decision.outcome is Outcome.UNAVAILABLE:
                 span.set_status(Status(StatusCode.ERROR, decision.reason.value))
         if self.audit.enabled:
-            if tracing.enabled:
-                trace_id, span_id = tracing.current_trace_ids()
-            else:
-                trace_id, span_id = trace_ids_from_metadata(metadata)
+            trace_id, span_id = _audit_trace_ids(metadata)
             rate_limit = "over_limit" if decision.outcome is Outcome.RATE_LIMITED else ""
             self.audit.record(
                 request, decision, duration_s, trace_id, span_id, rate_limit, principal
@@ -98,27 +102,25 @@ class Telemetry:
                 self.metrics.rpc_errors.labels("ShouldRateLimit", error_code).inc()
         # An answer, or the store failing to give one, is a decision worth a line.
         if self.audit.enabled and request is not None and (result or error_code == "UNAVAILABLE"):
-            if tracing.enabled:
-                trace_id, span_id = tracing.current_trace_ids()
-            else:
-                trace_id, span_id = trace_ids_from_metadata(metadata)
+            trace_id, span_id = _audit_trace_ids(metadata)
             self.audit.record_rate_limit(
                 domain, request.descriptors, result, duration_s, trace_id, span_id
             )
-        if span.is_recording():
-            status = grpc.StatusCode[error_code].value[0] if error_code else 0
-            span.set_attribute("rpc.grpc.status_code", status)
-        if span.is_recording() and request is not None:
+        if not span.is_recording():
+            return
+        status = grpc.StatusCode[error_code].value[0] if error_code else 0
+        span.set_attribute("rpc.grpc.status_code", status)
+        if error_code:  # an unreadable request (no domain to name) included
+            span.set_status(Status(StatusCode.ERROR, error_code))
+        if request is not None:
             keys = sorted({key for d in request.descriptors for key, _ in d.entries})
             span.set_attribute("authz.ratelimit.domain", domain)
             span.set_attribute("authz.ratelimit.descriptor_keys", keys)
-            if result is not None:
-                span.set_attribute("authz.ratelimit.code", result.overall_code.value)
-                tripped = result.tripped
-                if tripped:
-                    span.set_attribute("authz.ratelimit.tripped", tripped)
-            if error_code:
-                span.set_status(Status(StatusCode.ERROR, error_code))
+        if result is not None:
+            span.set_attribute("authz.ratelimit.code", result.overall_code.value)
+            tripped = result.tripped
+            if tripped:
+                span.set_attribute("authz.ratelimit.tripped", tripped)
 
     def close(self) -> None:
         self.audit.close()
