@@ -38,7 +38,7 @@ class AllowResponse:
     headers_to_remove: tuple[str, ...]
     dynamic_metadata: Mapping[str, str]
     # The whole Cookie header the upstream should get (token cookies cut out), for gateways
-    # that replace it rather than apply set/remove (nginx, Traefik). None: leave it alone.
+    # that replace it rather than apply set/remove (nginx, Traefik). None: the request had none.
     upstream_cookie: str | None = None
 
 
@@ -118,10 +118,11 @@ class ResponsePolicy:
         identity = decision.identity
         headers = self._identity_headers(identity) if identity else {}
         removed = (self.identity_header_names - headers.keys()) | self._strip
-        cookie = request.headers.get("cookie") if request is not None else None
-        upstream_cookie = None
-        if cookie is not None and self._cookies.names:
-            upstream_cookie = self._cookies.cut(cookie)
+        # Gateways that replace the whole Cookie header get it even when nothing is cut, so
+        # one gateway config is right whether credentials are stripped or not.
+        upstream_cookie = request.headers.get("cookie") if request is not None else None
+        if upstream_cookie is not None and self._cookies.names:
+            cookie, upstream_cookie = upstream_cookie, self._cookies.cut(upstream_cookie)
             if upstream_cookie != cookie:
                 if upstream_cookie:
                     headers["cookie"] = upstream_cookie
