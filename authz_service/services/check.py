@@ -146,6 +146,8 @@ def _authorize(
 ) -> Decision:
     """RBAC on the request as sent, then on every method its overrides claim."""
     decision = runtime.policies.authorize(request, authn, trace)
+    if not decision.allowed:
+        return decision
     return decide_with_overrides(
         runtime.method_overrides,
         request,
