@@ -1,8 +1,9 @@
 """A Decision -> what Envoy should do with the request, as plain data (no protobuf).
 
 Allow: identity headers for the upstream (overwriting any client copy), every other identity
-header the client sent removed, credentials stripped when configured, dynamic metadata for
-the rate-limit filter. Deny: status, `WWW-Authenticate` (RFC 6750), reason header, JSON body.
+header the client sent removed, credentials stripped when configured (credential headers, and
+token cookies cut out of the Cookie header), method-override headers removed, dynamic metadata
+for the rate-limit filter. Deny: status, `WWW-Authenticate` (RFC 6750), reason header, JSON body.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from authz_service.authn.cookie_strip import CookieStripper
 from authz_service.config.model import Config
-from authz_service.model import Decision, Identity, Outcome
+from authz_service.model import Decision, Identity, Outcome, RequestAttributes
 
 REASON_HEADER = "x-authz-reason"
 
@@ -35,6 +37,9 @@ class AllowResponse:
     headers_to_set: Mapping[str, str]
     headers_to_remove: tuple[str, ...]
     dynamic_metadata: Mapping[str, str]
+    # The whole Cookie header the upstream should get (token cookies cut out), for gateways
+    # that replace it rather than apply set/remove (nginx, Traefik). None: the request had none.
+    upstream_cookie: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +93,41 @@ class ResponsePolicy:
         self.identity_header_names = frozenset(
             identity_names | claim_headers | set(names.always_remove)
         )
-        self._strip = credential_headers if names.strip_credentials else frozenset()
+        overrides = config.method_overrides
+        override_headers = frozenset(overrides.headers) if overrides.strip else frozenset()
+        self._strip = (
+            credential_headers if names.strip_credentials else frozenset()
+        ) | override_headers
+        token_cookies = {
+            source.cookie
+            for provider in config.jwt_providers
+            for source in provider.token_sources
+            if source.cookie
+        }
+        self._cookies = CookieStripper(token_cookies if names.strip_credentials else ())
 
-    def allow(self, decision: Decision) -> AllowResponse:
+    def rewrites_cookies(self, request: RequestAttributes) -> bool:
+        """Does the allow answer for `request` depend on its Cookie header? (Cheap.)"""
+        if not self._cookies.names:
+            return False
+        cookie = request.headers.get("cookie")
+        return cookie is not None and self._cookies.may_carry_token(cookie)
+
+    def allow(self, decision: Decision, request: RequestAttributes | None = None) -> AllowResponse:
+        """`request`, when given, lets the answer cut token cookies out of its Cookie header."""
         identity = decision.identity
         headers = self._identity_headers(identity) if identity else {}
-        removed = sorted((self.identity_header_names - headers.keys()) | self._strip)
+        removed = (self.identity_header_names - headers.keys()) | self._strip
+        # Gateways that replace the whole Cookie header get it even when nothing is cut, so
+        # one gateway config is right whether credentials are stripped or not.
+        upstream_cookie = request.headers.get("cookie") if request is not None else None
+        if upstream_cookie is not None and self._cookies.names:
+            cookie, upstream_cookie = upstream_cookie, self._cookies.cut(upstream_cookie)
+            if upstream_cookie != cookie:
+                if upstream_cookie:
+                    headers["cookie"] = upstream_cookie
+                else:
+                    removed = removed | {"cookie"}
         metadata = {"policy": decision.policy, "rule": decision.rule}
         if identity is not None:
             metadata.update(
@@ -102,7 +136,7 @@ class ResponsePolicy:
                 tier=identity.tier,
                 roles=",".join(sorted(identity.roles)),
             )
-        return AllowResponse(headers, tuple(removed), metadata)
+        return AllowResponse(headers, tuple(sorted(removed)), metadata, upstream_cookie)
 
     def _identity_headers(self, identity: Identity) -> dict[str, str]:
         headers: dict[str, str] = dict(identity.claims)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from authz_service.authn.authenticator import Authenticator
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.authn.replay import ReplayGuard
+from authz_service.authz.method_overrides import MethodOverrides
 from authz_service.authz.rbac import PolicySet
 from authz_service.config.loader import ConfigError, LoadedConfig
 from authz_service.quota import QuotaPlan
@@ -71,6 +72,7 @@ class Runtime:
     limiter: RateLimiter | None = None
     quota: QuotaPlan | None = None
     replay: ReplayGuard | None = None
+    method_overrides: MethodOverrides = field(default_factory=MethodOverrides)
 
     @property
     def version(self) -> str:
@@ -116,4 +118,5 @@ def build_runtime(
         limiter=limiter,
         quota=quota,
         replay=replay,
+        method_overrides=MethodOverrides(config.method_overrides),
     )

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from authz_service.authn.replay import ReplayProtection
+from authz_service.authz.method_overrides import MethodOverrideSettings
 from authz_service.config.strict import Strict, header_name
 from authz_service.http.settings import HttpCheckSettings
 from authz_service.ratelimit.settings import RateLimitSettings, RedisSettings
@@ -222,7 +223,8 @@ class IdentityHeaders(Strict):
     tier: HeaderName | None = "x-user-tier"
     auth_method: HeaderName | None = "x-auth-method"
     issuer: HeaderName | None = None
-    # Remove the credential (Authorization, API key header) before the upstream sees it.
+    # Remove the credentials (Authorization, API key header, token cookies cut out of the
+    # Cookie header) before the upstream sees them.
     strip_credentials: bool = False
     # Further headers no client may send (always removed from the request on allow).
     always_remove: list[HeaderName] = Field(default_factory=list)
@@ -439,6 +441,8 @@ class Config(Strict):
     api_keys: ApiKeySettings = ApiKeySettings()
     mtls: MtlsSettings = MtlsSettings()
     identity_headers: IdentityHeaders = IdentityHeaders()
+    # X-HTTP-Method-Override and its cousins: removed before the upstream, and decided on.
+    method_overrides: MethodOverrideSettings = MethodOverrideSettings()
     policy_selection: PolicySelection = PolicySelection()
     policies: dict[str, Policy] = Field(min_length=1)
     # Deny bodies for 401/403 carry this realm in WWW-Authenticate.

@@ -3,7 +3,9 @@
 The verified-token cache hands back the same Identity object for a repeated token, so an
 allow response (identity headers, headers to remove, dynamic metadata) only needs building
 once per (identity, rule) and config. Protobuf building is ~5% of a warm Check otherwise.
-Responses are never mutated after building, so sharing one between RPCs is safe.
+Responses are never mutated after building, so sharing one between RPCs is safe. An answer
+that depends on the request itself (a token cookie cut out of its Cookie header) is built
+for that request and not kept.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from envoy.service.auth.v3 import external_auth_pb2
 
 from authz_service.grpc.check_translate import allow_response
-from authz_service.model import Decision
+from authz_service.model import Decision, RequestAttributes
 from authz_service.runtime import Runtime
 
 _Entry = tuple[object, str, str, external_auth_pb2.CheckResponse]
@@ -23,7 +25,11 @@ class AllowResponseCache:
         self._runtime: Runtime | None = None
         self._entries: dict[int, _Entry] = {}
 
-    def response(self, runtime: Runtime, decision: Decision) -> external_auth_pb2.CheckResponse:
+    def response(
+        self, runtime: Runtime, decision: Decision, request: RequestAttributes
+    ) -> external_auth_pb2.CheckResponse:
+        if runtime.responses.rewrites_cookies(request):
+            return allow_response(runtime.responses.allow(decision, request))
         if runtime is not self._runtime:  # a reload may change headers: start afresh
             self._runtime = runtime
             self._entries = {}

@@ -52,7 +52,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                     return deny_response(decision.outcome, responses.deny(decision))
                 decision, runtime = await self._checks.check(attributes)
                 if decision.allowed:
-                    response = self._allow_responses.response(runtime, decision)
+                    response = self._allow_responses.response(runtime, decision, attributes)
                 else:
                     response = deny_response(decision.outcome, runtime.responses.deny(decision))
                 telemetry.check_done(

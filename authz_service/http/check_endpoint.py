@@ -109,7 +109,7 @@ class HttpCheckHandler:
                     return self._bad_request(integration, "request could not be read")
                 decision, runtime = await self._checks.check(attributes)
                 if decision.allowed:
-                    reply = allow_reply(integration, runtime.responses.allow(decision))
+                    reply = allow_reply(integration, runtime.responses.allow(decision, attributes))
                 else:
                     reply = deny_reply(
                         integration, runtime.responses.deny(decision), deny_body_header

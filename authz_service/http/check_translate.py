@@ -222,10 +222,19 @@ def allow_reply(integration: Integration, allow: AllowResponse) -> HttpReply:
     replace or drop every header name they are told to copy, so a client's own copy never
     passes. Envoy copies `allowed_upstream_headers` and removes the names we list in
     `x-envoy-auth-headers-to-remove` (the gRPC path's `headers_to_remove`).
+
+    With token cookies stripped, NGINX and Traefik replace the whole Cookie header with ours
+    (examples/nginx, examples/traefik), so it is sent even when unchanged, and left out when
+    no cookie is left; Envoy gets it only when it changed (or `cookie` to remove).
     """
     headers = _clean(allow.headers_to_set)
-    if integration == "envoy" and allow.headers_to_remove:
-        headers[ENVOY_HEADERS_TO_REMOVE] = ",".join(allow.headers_to_remove)
+    if integration == "envoy":
+        if allow.headers_to_remove:
+            headers[ENVOY_HEADERS_TO_REMOVE] = ",".join(allow.headers_to_remove)
+    elif allow.upstream_cookie is not None:
+        headers.pop("cookie", None)
+        if allow.upstream_cookie:
+            headers["cookie"] = allow.upstream_cookie.translate(_FORBIDDEN_IN_VALUE)
     return HttpReply(200, headers)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from authz_service.authn.replay import ReplayVerdict
+from authz_service.authz.method_overrides import decide_with_overrides
 from authz_service.authz.rbac import Trace
 from authz_service.model import AuthnFailure, Decision, Identity, Outcome, Reason, RequestAttributes
 from authz_service.quota import Entry, QuotaPlan
@@ -85,7 +86,7 @@ class CheckService:
             assert limiter is not None
             await limiter.record_auth_failure(client_ip)
         with tracing.child_span("authz.rbac"):
-            decision = runtime.policies.authorize(request, authn)
+            decision = _authorize(runtime, request, authn)
         if decision.allowed and decision.identity is not None and runtime.replay is not None:
             # After RBAC: only a use that would be allowed consumes a one-time token.
             verdict = await runtime.replay.check(decision.identity)
@@ -108,7 +109,7 @@ class CheckService:
             lockout = await limiter.lockout_state(request.source_address)
         trace = Trace()
         authn = await self._authenticate(runtime, request)
-        decision = runtime.policies.authorize(request, authn, trace)
+        decision = _authorize(runtime, request, authn, trace)
         credential = _describe_credential(runtime, request, authn)
         if lockout is not None and lockout.locked:
             locked = _locked_out(lockout.retry_after)
@@ -135,6 +136,24 @@ class CheckService:
         if isinstance(authn, Identity) and self._revocations.is_revoked(authn):
             return AuthnFailure(Reason.TOKEN_REVOKED, "token has been revoked")
         return authn
+
+
+def _authorize(
+    runtime: Runtime,
+    request: RequestAttributes,
+    authn: Identity | AuthnFailure | None,
+    trace: Trace | None = None,
+) -> Decision:
+    """RBAC on the request as sent, then on every method its overrides claim."""
+    decision = runtime.policies.authorize(request, authn, trace)
+    if not decision.allowed:
+        return decision
+    return decide_with_overrides(
+        runtime.method_overrides,
+        request,
+        decision,
+        lambda overridden: runtime.policies.authorize(overridden, authn),
+    )
 
 
 def _replay_refused(verdict: ReplayVerdict, decision: Decision) -> Decision:

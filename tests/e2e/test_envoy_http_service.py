@@ -142,3 +142,28 @@ def test_public_route_is_allowed_anonymously(envoy_stack: GatewayStack) -> None:
     response = request(envoy_stack, "GET", "/public/readme")
     assert response.status_code == 200
     assert "x-user-id" not in response.json()["headers"]
+
+
+def test_the_token_cookie_is_cut_out_and_the_other_cookies_reach_the_upstream(
+    envoy_stack: GatewayStack,
+) -> None:
+    token = envoy_stack.idp.mint(f"user-{uuid.uuid4().hex[:8]}", roles=["reader"])
+    mixed = request(envoy_stack, "GET", "/api/orders", cookie=f"a=1; access_token={token}; b=2")
+    only = request(envoy_stack, "GET", "/api/orders", cookie=f"access_token={token}")
+
+    assert (mixed.status_code, only.status_code) == (200, 200), envoy_stack.logs()
+    assert mixed.json()["headers"]["cookie"] == "a=1; b=2"
+    assert "cookie" not in only.json()["headers"]
+
+
+def test_a_method_override_is_decided_on_and_never_reaches_the_upstream(
+    envoy_stack: GatewayStack,
+) -> None:
+    token = envoy_stack.idp.mint(f"user-{uuid.uuid4().hex[:8]}", roles=["reader"])
+    denied = request(envoy_stack, "GET", "/api/orders/7", token, **{"x-http-method": "DELETE"})
+    same = request(envoy_stack, "GET", "/api/orders/7", token, **{"x-http-method": "GET"})
+
+    assert denied.status_code == 403, envoy_stack.logs()
+    assert denied.headers["x-authz-reason"] == "missing_role"
+    assert same.status_code == 200
+    assert "x-http-method" not in same.json()["headers"]

@@ -216,3 +216,35 @@ def test_authz_service_down_is_503_fail_closed(tmp_path: Path) -> None:
         upstream.server_close()
     assert response.status_code == 503
     assert response.json()["reason"] == "authz_unavailable"
+
+
+def test_no_credential_reaches_the_upstream(nginx_stack: GatewayStack) -> None:
+    # config/local.yaml strips credentials: the bearer token, the API key and the token cookie.
+    token = nginx_stack.idp.mint(user(), roles=["reader"])
+    bearer = get(nginx_stack, "/api/orders", token, headers={"cookie": "theme=dark; lang=en"})
+    key = get(nginx_stack, "/api/orders", headers={"x-api-key": "dev-only-api-key"})
+    cookie = get(nginx_stack, "/api/orders", headers={"cookie": f"a=1; access_token={token}"})
+    only_the_token = get(nginx_stack, "/api/orders", headers={"cookie": f"access_token={token}"})
+
+    assert [r.status_code for r in (bearer, key, cookie, only_the_token)] == [200] * 4
+    assert "authorization" not in bearer.json()["headers"]
+    assert bearer.json()["headers"]["cookie"] == "theme=dark; lang=en"
+    assert "x-api-key" not in key.json()["headers"]
+    assert cookie.json()["headers"]["cookie"] == "a=1"
+    assert "cookie" not in only_the_token.json()["headers"]
+
+
+def test_a_method_override_is_decided_on_and_never_reaches_the_upstream(
+    nginx_stack: GatewayStack,
+) -> None:
+    token = nginx_stack.idp.mint(user(), roles=["reader"])
+    overrides = {"x-http-method-override": "DELETE"}
+    denied = get(nginx_stack, "/api/orders/7", token, headers=overrides)
+    by_query = get(nginx_stack, "/api/orders/7?_method=DELETE", token)
+    same = get(nginx_stack, "/api/orders/7", token, headers={"x-http-method-override": "GET"})
+
+    assert denied.status_code == 403
+    assert denied.headers["x-authz-reason"] == "missing_role"
+    assert by_query.status_code == 403
+    assert same.status_code == 200
+    assert "x-http-method-override" not in same.json()["headers"]

@@ -162,3 +162,26 @@ def test_encoded_dot_segments_are_decided_on_the_path_the_app_receives(
 
     assert (into_admin, json.loads(admin_reason)["reason"]) == (401, "authentication_required")
     assert (out_of_admin, json.loads(echo)["path"]) == (200, "/public/readme")
+
+
+def test_the_token_cookie_and_method_overrides_never_reach_the_app(
+    traefik_stack: GatewayStack,
+) -> None:
+    token = traefik_stack.idp.mint("carol", roles=["reader"])
+    overrides = {"x-http-method-override": "GET", "x-method-override": "GET"}
+
+    response = get(
+        traefik_stack, "/api/orders", {"cookie": f"a=1; access_token={token}", **overrides}
+    )
+    denied = get(
+        traefik_stack,
+        "/api/orders",
+        {"authorization": f"Bearer {token}", "x-http-method": "DELETE"},
+    )
+
+    assert response.status_code == 200, traefik_stack.logs()
+    headers = response.json()["headers"]
+    assert headers["cookie"] == "a=1"
+    assert not {"x-http-method-override", "x-method-override"} & headers.keys()
+    assert denied.status_code == 403
+    assert denied.headers["x-authz-reason"] == "missing_role"

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from authz_service.model import AuthMethod, Decision, Identity, Outcome, Reason
+from authz_service.model import AuthMethod, Decision, Identity, Outcome, Reason, RequestAttributes
 from authz_service.response_policy import REASON_HEADER, ResponsePolicy
 from tests.support.authz_config import config_from, open_policy
 
@@ -20,9 +20,13 @@ ALICE = Identity(
 )
 
 
+OVERRIDES = {"x-http-method-override", "x-http-method", "x-method-override"}
+
+
 def responses(
     identity_headers: dict[str, Any] | None = None,
     credential_headers: frozenset[str] = frozenset({"authorization", "x-api-key"}),
+    method_overrides: dict[str, Any] | None = None,
 ) -> ResponsePolicy:
     document: dict[str, Any] = {
         "realm": 'api "prod"',
@@ -34,9 +38,16 @@ def responses(
                 "audiences": ["api"],
                 "jwks_uri": "https://idp.example/jwks.json",
                 "claims_to_headers": {"email": "X-User-Email", "org.team": "x-user-team"},
+                "token_sources": [
+                    {"header": "authorization", "prefix": "Bearer "},
+                    {"cookie": "access_token"},
+                    {"cookie": "session"},
+                ],
             }
         ],
     }
+    if method_overrides is not None:
+        document["method_overrides"] = method_overrides
     if identity_headers is not None:
         document["identity_headers"] = identity_headers
     return ResponsePolicy(config_from(document), credential_headers)
@@ -60,7 +71,7 @@ def test_allow_sets_identity_headers_for_the_upstream() -> None:
 def test_allow_removes_every_identity_header_it_does_not_set() -> None:
     policy = responses({"always_remove": ["X-Internal-Admin"]})
     response = policy.allow(allowed(ALICE))
-    assert response.headers_to_remove == ("x-internal-admin", "x-user-team")
+    assert set(response.headers_to_remove) == {"x-internal-admin", "x-user-team", *OVERRIDES}
     anonymous = policy.allow(allowed(None))
     assert anonymous.headers_to_set == {}
     assert set(anonymous.headers_to_remove) == {
@@ -71,6 +82,7 @@ def test_allow_removes_every_identity_header_it_does_not_set() -> None:
         "x-user-email",
         "x-user-team",
         "x-internal-admin",
+        *OVERRIDES,
     }
 
 
@@ -87,6 +99,65 @@ def test_credentials_are_stripped_only_when_configured() -> None:
     assert "authorization" not in kept.headers_to_remove
     stripped = responses({"strip_credentials": True}).allow(allowed(ALICE))
     assert {"authorization", "x-api-key"} <= set(stripped.headers_to_remove)
+
+
+def with_cookie(cookie: str) -> RequestAttributes:
+    return RequestAttributes("GET", "api.example", "/", headers={"cookie": cookie})
+
+
+def test_strip_credentials_cuts_the_token_cookies_out_of_the_cookie_header() -> None:
+    policy = responses({"strip_credentials": True})
+    request = with_cookie("theme=dark; access_token=T0K3N; lang=en; session=S3SS")
+
+    response = policy.allow(allowed(ALICE), request)
+
+    assert policy.rewrites_cookies(request)
+    assert response.headers_to_set["cookie"] == "theme=dark; lang=en"
+    assert "cookie" not in response.headers_to_remove
+    assert response.upstream_cookie == "theme=dark; lang=en"
+
+
+def test_a_cookie_header_with_only_token_cookies_is_removed() -> None:
+    response = responses({"strip_credentials": True}).allow(
+        allowed(ALICE), with_cookie("access_token=T0K3N")
+    )
+
+    assert "cookie" not in response.headers_to_set
+    assert "cookie" in response.headers_to_remove
+    assert response.upstream_cookie == ""
+
+
+def test_cookies_without_a_token_cookie_are_left_alone() -> None:
+    policy = responses({"strip_credentials": True})
+    request = with_cookie("theme=dark; my_access_token=x")
+
+    response = policy.allow(allowed(ALICE), request)
+
+    assert "cookie" not in response.headers_to_set
+    assert "cookie" not in response.headers_to_remove
+    assert response.upstream_cookie == "theme=dark; my_access_token=x"
+
+
+def test_token_cookies_are_kept_without_strip_credentials() -> None:
+    policy = responses()
+    request = with_cookie("access_token=T0K3N")
+
+    response = policy.allow(allowed(ALICE), request)
+
+    assert not policy.rewrites_cookies(request)
+    assert "cookie" not in response.headers_to_set
+    assert "cookie" not in response.headers_to_remove
+    assert response.upstream_cookie == "access_token=T0K3N"
+
+
+def test_method_override_headers_are_removed_by_default_and_kept_when_asked() -> None:
+    removed = responses().allow(allowed(ALICE)).headers_to_remove
+    kept = responses(method_overrides={"strip": False}).allow(allowed(ALICE)).headers_to_remove
+    custom = responses(method_overrides={"headers": ["X-Tunnel-Method"]}).allow(allowed(None))
+
+    assert set(removed) >= OVERRIDES
+    assert not OVERRIDES & set(kept)
+    assert "x-tunnel-method" in custom.headers_to_remove
 
 
 def test_optional_identity_headers_are_set_when_named() -> None:
