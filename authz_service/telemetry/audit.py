@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from authz_service.config.model import AuditSettings
-from authz_service.model import Decision, Outcome, RequestAttributes
+from authz_service.model import Decision, Outcome, Reason, RequestAttributes
 from authz_service.ratelimit.model import Code, Descriptor, RateLimitResult
 
 ECS_VERSION = "8.11.0"
@@ -60,7 +60,6 @@ def audit_line(
     duration_s: float,
     trace_id: str = "",
     span_id: str = "",
-    rate_limit: str = "",
     principal: str | None = None,
     now: float | None = None,
 ) -> str:
@@ -83,8 +82,8 @@ def audit_line(
         roles = ",".join(_q(role) for role in sorted(identity.roles))
         tail += f',"user":{{"id":{_q(user_id)}' + (f',"roles":[{roles}]' if roles else "") + "}"
         authz += f',"auth_method":"{identity.method.value}"'
-    if rate_limit:
-        authz += f',"rate_limit":{_q(rate_limit)}'
+    if decision.reason is Reason.RATE_LIMITED:  # Check's own quota; not a lockout
+        authz += ',"rate_limit":"over_limit"'
     tail += _trace_fields(trace_id, span_id)
     event = _event(now, '"authentication","web"', "authorization-check", allowed)
     return (
@@ -176,7 +175,6 @@ class PendingRecord:
     duration_s: float
     trace_id: str
     span_id: str
-    rate_limit: str
     principal: str | None
     at: float
 
@@ -187,7 +185,6 @@ class PendingRecord:
             duration_s=self.duration_s,
             trace_id=self.trace_id,
             span_id=self.span_id,
-            rate_limit=self.rate_limit,
             principal=self.principal,
             now=self.at,
         )
@@ -255,14 +252,11 @@ class AuditLog:
         duration_s: float,
         trace_id: str,
         span_id: str,
-        rate_limit: str,
         principal: str | None,
     ) -> None:
         """Enqueue a decision (cheap); the writer thread turns it into a JSON line."""
         self._enqueue(
-            PendingRecord(
-                request, decision, duration_s, trace_id, span_id, rate_limit, principal, time.time()
-            )
+            PendingRecord(request, decision, duration_s, trace_id, span_id, principal, time.time())
         )
 
     def record_rate_limit(

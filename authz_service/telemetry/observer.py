@@ -19,6 +19,9 @@ from authz_service.telemetry import tracing
 from authz_service.telemetry.audit import AuditLog
 from authz_service.telemetry.metrics import Metrics
 
+# What an unreadable request is audited as: nothing in it can be trusted to describe it.
+UNREADABLE_REQUEST = RequestAttributes(method="", host="", path="")
+
 
 def trace_ids_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> tuple[str, str]:
     """Envoy's trace and span ids from `traceparent`, for the audit log when tracing is off."""
@@ -78,10 +81,7 @@ class Telemetry:
                 span.set_status(Status(StatusCode.ERROR, decision.reason.value))
         if self.audit.enabled:
             trace_id, span_id = _audit_trace_ids(metadata)
-            rate_limit = "over_limit" if decision.outcome is Outcome.RATE_LIMITED else ""
-            self.audit.record(
-                request, decision, duration_s, trace_id, span_id, rate_limit, principal
-            )
+            self.audit.record(request, decision, duration_s, trace_id, span_id, principal)
 
     def rate_limit_done(
         self,
