@@ -52,13 +52,14 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                     runtime = self._checks.runtime()
                 else:
                     decision, runtime = await self._checks.check(attributes)
+                # Recorded before answering: the audit log may turn an allow into a refusal.
+                decision = telemetry.check_done(
+                    attributes, decision, time.perf_counter() - started, span, metadata
+                )
                 if decision.allowed:
                     response = self._allow_responses.response(runtime, decision)
                 else:
                     response = deny_response(decision.outcome, runtime.responses.deny(decision))
-                telemetry.check_done(
-                    attributes, decision, time.perf_counter() - started, span, metadata
-                )
                 if span.is_recording():
                     span.set_attribute("rpc.grpc.status_code", 0)  # denials are answers too
                 return response

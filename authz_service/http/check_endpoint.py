@@ -114,15 +114,16 @@ class HttpCheckHandler:
                     message = "request could not be read"
                     return self._bad_request(received, integration, message, span, started)
                 decision, runtime = await self._checks.check(attributes)
+                # Recorded before answering: the audit log may turn an allow into a refusal.
+                decision = telemetry.check_done(
+                    attributes, decision, time.perf_counter() - started, span, metadata
+                )
                 if decision.allowed:
                     reply = allow_reply(integration, runtime.responses.allow(decision))
                 else:
                     reply = deny_reply(
                         integration, runtime.responses.deny(decision), deny_body_header
                     )
-                telemetry.check_done(
-                    attributes, decision, time.perf_counter() - started, span, metadata
-                )
                 if span.is_recording():
                     span.set_attribute("http.response.status_code", reply.status)
                 return reply
