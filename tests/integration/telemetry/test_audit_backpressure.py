@@ -128,6 +128,28 @@ def test_a_failing_sink_counts_write_failures_and_the_records_lost() -> None:
     assert sample(metrics, "authz_audit_queue_bytes") == 0
 
 
+def test_refuse_mode_keeps_failed_writes_and_refuses_once_they_fill_the_queue() -> None:
+    metrics = Metrics()
+    settings = AuditSettings(output="/dev/full", max_queue_bytes=65_536, when_full="refuse")
+    telemetry = Telemetry(TelemetrySettings(audit=settings), metrics)
+    answered = []
+    for number in range(1_000):
+        answered.append(
+            telemetry.check_done(large_request(number), ALLOW, 0.001, INVALID_SPAN, None)
+        )
+        if answered[-1].reason is Reason.AUDIT_UNAVAILABLE:
+            break
+    queued = sample(metrics, "authz_audit_queue_bytes")
+    telemetry.close()  # stops retrying: what is still queued is given up, and counted
+
+    assert answered[-1].outcome is Outcome.UNAVAILABLE
+    assert answered[-1].reason is Reason.AUDIT_UNAVAILABLE
+    assert all(decision.allowed for decision in answered[:-1])
+    assert queued > 65_536 / 2  # the failed records stayed queued: nothing silently gone
+    lost = sample(metrics, "authz_audit_records_dropped_total", reason="write_failed")
+    assert lost == len(answered) - 1  # every queued record, retried until close
+
+
 def check_request(path: str) -> external_auth_pb2.CheckRequest:
     request = external_auth_pb2.CheckRequest()
     http = request.attributes.request.http
