@@ -104,6 +104,7 @@ class Reason(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"
     BAD_REQUEST = "bad_request"
     OVERLOADED = "overloaded"
+    AUDIT_UNAVAILABLE = "audit_unavailable"
 
 
 @dataclass(frozen=True, slots=True)

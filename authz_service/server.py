@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.auth.v3 import external_auth_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -21,7 +21,10 @@ from authz_service.admin.v1 import admin_pb2_grpc
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.reload import ConfigReloader
 from authz_service.grpc.admin_servicer import ADMIN_SERVICE, AdminServicer, AdminTokenInterceptor
-from authz_service.grpc.authorization_servicer import AuthorizationServicer
+from authz_service.grpc.authorization_servicer import (
+    AuthorizationServicer,
+    add_authorization_servicer,
+)
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
 from authz_service.http.check_endpoint import HttpCheckServer
@@ -135,9 +138,7 @@ class AuthzServer:
             maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
             interceptors=interceptors,
         )
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-            AuthorizationServicer(self.checks, self.telemetry), self._server
-        )
+        add_authorization_servicer(AuthorizationServicer(self.checks, self.telemetry), self._server)
         add_ratelimit_servicer(self._server, self._limiter, self.telemetry)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

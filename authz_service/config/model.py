@@ -349,6 +349,12 @@ class AuditSettings(Strict):
     enabled: bool = True
     # "stdout", "stderr" or a file path (appended to).
     output: str = "stdout"
+    # Records accepted but not yet written, in bytes (a record holds the few request fields
+    # its line needs, never the headers). Bounds memory while the output stalls.
+    max_queue_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    # A full queue: "drop" the record (counted in authz_audit_records_dropped_total), or
+    # "refuse" the request (503 audit_unavailable; failed writes are then retried, not dropped).
+    when_full: Literal["drop", "refuse"] = "drop"
 
 
 class TelemetrySettings(Strict):

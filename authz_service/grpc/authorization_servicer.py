@@ -7,14 +7,15 @@ import time
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from google.protobuf.message import DecodeError
 
 from authz_service.config.model import AuditSettings, TelemetrySettings
 from authz_service.grpc.allow_cache import AllowResponseCache
 from authz_service.grpc.check_translate import deny_response, request_attributes
-from authz_service.model import Decision, Outcome, Reason
+from authz_service.model import Decision, Outcome, Reason, RequestAttributes
 from authz_service.services.check import CheckService
 from authz_service.telemetry import tracing
-from authz_service.telemetry.observer import Telemetry
+from authz_service.telemetry.observer import UNREADABLE_REQUEST, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         )
 
     async def Check(
-        self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
+        self, request: external_auth_pb2.CheckRequest | None, context: grpc.aio.ServicerContext
     ) -> external_auth_pb2.CheckResponse:
         started = time.perf_counter()
         telemetry = self._telemetry
@@ -41,23 +42,24 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             metrics.check_in_flight.inc()
         try:
             with tracing.server_span(SERVICE_NAME, "Check", metadata) as span:
-                try:
-                    attributes = request_attributes(request)
-                except Exception:
-                    log.exception("unreadable CheckRequest; denying")
+                attributes = _read(request)
+                if attributes is None:
+                    # Denied like any other answer: counted, audited, traced.
+                    attributes = UNREADABLE_REQUEST
                     decision = Decision(
                         Outcome.FORBIDDEN, Reason.BAD_REQUEST, "request could not be read"
                     )
-                    responses = self._checks.runtime().responses
-                    return deny_response(decision.outcome, responses.deny(decision))
-                decision, runtime = await self._checks.check(attributes)
+                    runtime = self._checks.runtime()
+                else:
+                    decision, runtime = await self._checks.check(attributes)
+                # Recorded before answering: the audit log may turn an allow into a refusal.
+                decision = telemetry.check_done(
+                    attributes, decision, time.perf_counter() - started, span, metadata
+                )
                 if decision.allowed:
                     response = self._allow_responses.response(runtime, decision, attributes)
                 else:
                     response = deny_response(decision.outcome, runtime.responses.deny(decision))
-                telemetry.check_done(
-                    attributes, decision, time.perf_counter() - started, span, metadata
-                )
                 if span.is_recording():
                     span.set_attribute("rpc.grpc.status_code", 0)  # denials are answers too
                 return response
@@ -70,3 +72,36 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         finally:
             if metrics is not None:
                 metrics.check_in_flight.dec()
+
+
+def _read(request: external_auth_pb2.CheckRequest | None) -> RequestAttributes | None:
+    if request is None:
+        log.warning("CheckRequest is not a valid protobuf message; denying")
+        return None
+    try:
+        return request_attributes(request)
+    except Exception:
+        log.exception("unreadable CheckRequest; denying")
+        return None
+
+
+def _parse(data: bytes) -> external_auth_pb2.CheckRequest | None:
+    """None for bytes that are no CheckRequest: the servicer denies them like any request.
+
+    With the generated deserializer gRPC itself would answer UNKNOWN, before the servicer
+    could count or audit anything."""
+    try:
+        return external_auth_pb2.CheckRequest.FromString(data)
+    except DecodeError:
+        return None
+
+
+def add_authorization_servicer(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:
+    """Register Check, parsing requests with `_parse` (see there)."""
+    check = grpc.unary_unary_rpc_method_handler(
+        servicer.Check,
+        request_deserializer=_parse,
+        response_serializer=external_auth_pb2.CheckResponse.SerializeToString,
+    )
+    handlers = grpc.method_handlers_generic_handler(SERVICE_NAME, {"Check": check})
+    server.add_generic_rpc_handlers((handlers,))

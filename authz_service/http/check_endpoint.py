@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from aiohttp import web
+from opentelemetry.trace import Span
 
 from authz_service.http.check_translate import (
     REQUEST_TRANSLATORS,
@@ -24,10 +26,10 @@ from authz_service.http.check_translate import (
     join_headers,
 )
 from authz_service.http.settings import HttpCheckSettings, Integration
-from authz_service.model import Decision, Outcome, Reason
+from authz_service.model import Decision, Outcome, Reason, RequestAttributes
 from authz_service.services.check import CheckService
 from authz_service.telemetry import tracing
-from authz_service.telemetry.observer import Telemetry
+from authz_service.telemetry.observer import UNREADABLE_REQUEST, Telemetry
 from authz_service.workers import split_listen
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,10 @@ class HttpCheckHandler:
             "too many checks in flight",
             extra_headers={"retry-after": "1"},
         )
+        # Shed without a span (cheap on purpose), but counted and audited like any answer.
+        self._telemetry.check_done(
+            _unreadable(received), decision, 0.0, tracing.INVALID_SPAN, _metadata(received)
+        )
         return self._deny(endpoint.integration, decision)
 
     async def check(self, received: ReceivedRequest) -> HttpReply:
@@ -88,8 +94,7 @@ class HttpCheckHandler:
         deny_body_header = self._settings.nginx.deny_body_header
         started = time.perf_counter()
         telemetry = self._telemetry
-        traceparent = received.headers.get("traceparent")
-        metadata = [("traceparent", traceparent)] if traceparent else None
+        metadata = _metadata(received)
         metrics = telemetry.metrics
         if metrics is not None:
             metrics.in_flight.labels(METRIC_LABEL).inc()
@@ -103,20 +108,22 @@ class HttpCheckHandler:
                     )
                 except UnreadableRequest as error:
                     log.warning("unreadable %s check request (%s); denying", integration, error)
-                    return self._bad_request(integration, str(error))
+                    return self._bad_request(received, integration, str(error), span, started)
                 except Exception:
                     log.exception("%s check request could not be read; denying", integration)
-                    return self._bad_request(integration, "request could not be read")
+                    message = "request could not be read"
+                    return self._bad_request(received, integration, message, span, started)
                 decision, runtime = await self._checks.check(attributes)
+                # Recorded before answering: the audit log may turn an allow into a refusal.
+                decision = telemetry.check_done(
+                    attributes, decision, time.perf_counter() - started, span, metadata
+                )
                 if decision.allowed:
                     reply = allow_reply(integration, runtime.responses.allow(decision, attributes))
                 else:
                     reply = deny_reply(
                         integration, runtime.responses.deny(decision), deny_body_header
                     )
-                telemetry.check_done(
-                    attributes, decision, time.perf_counter() - started, span, metadata
-                )
                 if span.is_recording():
                     span.set_attribute("http.response.status_code", reply.status)
                 return reply
@@ -124,12 +131,39 @@ class HttpCheckHandler:
             if metrics is not None:
                 metrics.in_flight.labels(METRIC_LABEL).dec()
 
-    def _bad_request(self, integration: Integration, message: str) -> HttpReply:
-        return self._deny(integration, Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, message))
+    def _bad_request(
+        self,
+        received: ReceivedRequest,
+        integration: Integration,
+        message: str,
+        span: Span,
+        started: float,
+    ) -> HttpReply:
+        decision = Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, message)
+        self._telemetry.check_done(
+            _unreadable(received),
+            decision,
+            time.perf_counter() - started,
+            span,
+            _metadata(received),
+        )
+        return self._deny(integration, decision)
 
     def _deny(self, integration: Integration, decision: Decision) -> HttpReply:
         deny = self._checks.runtime().responses.deny(decision)
         return deny_reply(integration, deny, self._settings.nginx.deny_body_header)
+
+
+def _metadata(received: ReceivedRequest) -> list[tuple[str, str]] | None:
+    """Envoy's trace context, as the gRPC path gets it in its metadata."""
+    traceparent = received.headers.get("traceparent")
+    return [("traceparent", traceparent)] if traceparent else None
+
+
+def _unreadable(received: ReceivedRequest) -> RequestAttributes:
+    """What the audit line of a request that was not translated says: its id, if any."""
+    request_id = received.headers.get("x-request-id", "")
+    return replace(UNREADABLE_REQUEST, request_id=request_id) if request_id else UNREADABLE_REQUEST
 
 
 class HttpCheckServer:

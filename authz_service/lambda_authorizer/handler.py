@@ -20,7 +20,6 @@ line is written to stdout (CloudWatch Logs) before the handler returns.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -42,10 +41,12 @@ from authz_service.lambda_authorizer.responses import (
     context_from_text,
     deny_response,
 )
-from authz_service.model import Decision, Outcome, Reason
+from authz_service.model import Decision, Outcome, Reason, RequestAttributes
 from authz_service.runtime import QuotaStoreHolder, build_runtime
 from authz_service.services.check import CheckService
-from authz_service.telemetry.audit import audit_record
+from authz_service.telemetry import tracing
+from authz_service.telemetry.audit import audit_line
+from authz_service.telemetry.observer import UNREADABLE_REQUEST
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class LambdaAuthorizer:
     ) -> None:
         loaded = load_config(config_path)
         self.config = loaded.config
+        tracing.set_principal_hashing(self.config.telemetry.tracing.hash_principal)
         self.registry = JwksRegistry()
         self.stores = QuotaStoreHolder()
         runtime = build_runtime(loaded, self.registry, self.stores)
@@ -91,6 +93,8 @@ class LambdaAuthorizer:
                 parse_method_arn(request.resource_arn)
         except UnreadableEvent as error:
             log.warning("unreadable authorizer event (%s); failing closed", error)
+            refused = Decision(Outcome.UNAVAILABLE, Reason.BAD_REQUEST, "event could not be read")
+            self._audit(UNREADABLE_REQUEST, refused, time.perf_counter() - started)
             raise AuthorizerUnavailable(str(error)) from None
         decision, runtime = await self.checks.check(request.attributes)
         self._audit(request.attributes, decision, time.perf_counter() - started)
@@ -105,12 +109,14 @@ class LambdaAuthorizer:
             raise Unauthorized
         return deny_response(version, self.v2_format, resource, runtime.responses.deny(decision))
 
-    def _audit(self, request: Any, decision: Decision, duration_s: float) -> None:
+    def _audit(self, request: RequestAttributes, decision: Decision, duration_s: float) -> None:
+        """The line the server writes for the same decision (principal hashed alike)."""
         if not self.config.telemetry.audit.enabled:
             return
-        rate_limit = "over_limit" if decision.reason is Reason.RATE_LIMITED else ""
-        record = audit_record(request, decision, duration_s=duration_s, rate_limit=rate_limit)
-        sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+        identity = decision.identity
+        principal = tracing.principal_attribute(identity.principal) if identity else None
+        line = audit_line(request, decision, duration_s=duration_s, principal=principal)
+        sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
     async def close(self) -> None:

@@ -1,5 +1,5 @@
-"""The audit log: one JSON line per decision, with Elastic Common Schema (ECS) field names so
-a SIEM ingests it without mapping.
+"""The audit lines: one JSON line per decision, with Elastic Common Schema (ECS) field names
+so a SIEM ingests it without mapping. audit_log.py queues and writes them.
 
 Never written: tokens, API keys, cookies, Authorization headers, query string values. The
 record is built from the decision and a few request attributes only — no header is copied.
@@ -8,15 +8,12 @@ record is built from the decision and a few request attributes only — no heade
 from __future__ import annotations
 
 import json
-import queue
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
-from authz_service.config.model import AuditSettings
-from authz_service.model import Decision, Outcome, RequestAttributes
+from authz_service.model import AuthMethod, Decision, Outcome, Reason, RequestAttributes
 from authz_service.ratelimit.model import Code, Descriptor, RateLimitResult
 
 ECS_VERSION = "8.11.0"
@@ -60,38 +57,122 @@ def audit_line(
     duration_s: float,
     trace_id: str = "",
     span_id: str = "",
-    rate_limit: str = "",
     principal: str | None = None,
     now: float | None = None,
 ) -> str:
-    """One ECS JSON line, formatted directly: a dict tree through json.dumps costs 3x more."""
-    path, query = redact_query(request.path)
-    identity = decision.identity
-    allowed = decision.allowed
-    url = f'"domain":{_q(request.host)},"path":{_q(path)}'
-    if query:
-        url += f',"query":{_q(query)}'
-    authz = (
-        f'"decision":"{decision.outcome.value}","policy":{_q(decision.policy)},'
-        f'"rule":{_q(decision.rule)},"http_status":{_STATUS[decision.outcome]}'
-    )
-    tail = ""
-    if request.source_address:
-        tail += f',"client":{{"ip":{_q(request.source_address)}}}'
-    if identity is not None:
-        user_id = principal if principal is not None else identity.principal
-        roles = ",".join(_q(role) for role in sorted(identity.roles))
-        tail += f',"user":{{"id":{_q(user_id)}' + (f',"roles":[{roles}]' if roles else "") + "}"
-        authz += f',"auth_method":"{identity.method.value}"'
-    if rate_limit:
-        authz += f',"rate_limit":{_q(rate_limit)}'
-    tail += _trace_fields(trace_id, span_id)
-    event = _event(now, '"authentication","web"', "authorization-check", allowed)
-    return (
-        f'{event},"reason":"{decision.reason.value}","duration":{int(duration_s * 1e9)}}},'
-        f'"http":{{"request":{{"id":{_q(request.request_id)},"method":{_q(request.method)}}}}},'
-        f'"url":{{{url}}},"authz":{{{authz}}}{tail}}}'
-    )
+    """One ECS JSON line for a Check decision (`principal`: as it is to appear, e.g. hashed)."""
+    at = time.time() if now is None else now
+    return CheckRecord.of(request, decision, duration_s, trace_id, span_id, principal, at).line()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRecord:
+    """What a Check line says, and nothing more: no header, no token, no claim.
+
+    This is what waits in the audit queue, so it must not keep the request alive: a request
+    carries every header (tens of KB with a token) and a queued one held them all.
+    """
+
+    at: float
+    duration_s: float
+    method: str
+    host: str
+    path: str
+    request_id: str
+    source_address: str
+    outcome: Outcome
+    reason: Reason
+    policy: str
+    rule: str
+    auth_method: AuthMethod | None  # None: no identity
+    principal: str
+    roles: frozenset[str]
+    trace_id: str
+    span_id: str
+
+    @classmethod
+    def of(
+        cls,
+        request: RequestAttributes,
+        decision: Decision,
+        duration_s: float,
+        trace_id: str,
+        span_id: str,
+        principal: str | None,
+        at: float,
+    ) -> CheckRecord:
+        identity = decision.identity
+        if identity is not None and principal is None:
+            principal = identity.principal
+        return cls(
+            at,
+            duration_s,
+            request.method,
+            request.host,
+            request.path,
+            request.request_id,
+            request.source_address,
+            decision.outcome,
+            decision.reason,
+            decision.policy,
+            decision.rule,
+            identity.method if identity is not None else None,
+            principal or "",
+            identity.roles if identity is not None else frozenset(),
+            trace_id,
+            span_id,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the record holds (its strings counted whole, shared or not)."""
+        return (
+            _RECORD_OVERHEAD
+            + _sizeof(self.method)
+            + _sizeof(self.host)
+            + _sizeof(self.path)
+            + _sizeof(self.request_id)
+            + _sizeof(self.source_address)
+            + _sizeof(self.principal)
+            + sum(_sizeof(role) for role in self.roles)
+            + _sizeof(self.trace_id)
+            + _sizeof(self.span_id)
+        )
+
+    def line(self) -> str:
+        """Formatted directly: a dict tree through json.dumps costs 3x more."""
+        path, query = redact_query(self.path)
+        allowed = self.outcome is Outcome.ALLOW
+        url = f'"domain":{_q(self.host)},"path":{_q(path)}'
+        if query:
+            url += f',"query":{_q(query)}'
+        authz = (
+            f'"decision":"{self.outcome.value}","policy":{_q(self.policy)},'
+            f'"rule":{_q(self.rule)},"http_status":{_STATUS[self.outcome]}'
+        )
+        tail = ""
+        if self.source_address:
+            tail += f',"client":{{"ip":{_q(self.source_address)}}}'
+        if self.auth_method is not None:
+            roles = ",".join(_q(role) for role in sorted(self.roles))
+            tail += f',"user":{{"id":{_q(self.principal)}'
+            tail += (f',"roles":[{roles}]' if roles else "") + "}"
+            authz += f',"auth_method":"{self.auth_method.value}"'
+        if self.reason is Reason.RATE_LIMITED:  # Check's own quota; not a lockout
+            authz += ',"rate_limit":"over_limit"'
+        tail += _trace_fields(self.trace_id, self.span_id)
+        event = _event(self.at, '"authentication","web"', "authorization-check", allowed)
+        return (
+            f'{event},"reason":"{self.reason.value}","duration":{int(self.duration_s * 1e9)}}},'
+            f'"http":{{"request":{{"id":{_q(self.request_id)},"method":{_q(self.method)}}}}},'
+            f'"url":{{{url}}},"authz":{{{authz}}}{tail}}}'
+        )
+
+
+# The record object, its floats and the str headers of its fields (sys.getsizeof counts
+# those of each string already); generous, so that the bound errs on the safe side.
+_RECORD_OVERHEAD = 256
+_sizeof = sys.getsizeof
 
 
 def _event(now: float | None, categories: str, action: str, allowed: bool) -> str:
@@ -168,33 +249,9 @@ _STATUS = {
 
 
 @dataclass(frozen=True, slots=True)
-class PendingRecord:
-    """What the request path hands over; the writer thread builds the record from it."""
+class RateLimitRecord:
+    """What a ShouldRateLimit line says: the descriptors Envoy sent and the answer."""
 
-    request: RequestAttributes
-    decision: Decision
-    duration_s: float
-    trace_id: str
-    span_id: str
-    rate_limit: str
-    principal: str | None
-    at: float
-
-    def line(self) -> str:
-        return audit_line(
-            self.request,
-            self.decision,
-            duration_s=self.duration_s,
-            trace_id=self.trace_id,
-            span_id=self.span_id,
-            rate_limit=self.rate_limit,
-            principal=self.principal,
-            now=self.at,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class PendingRateLimitRecord:
     domain: str
     descriptors: tuple[Descriptor, ...]
     result: RateLimitResult | None
@@ -202,6 +259,14 @@ class PendingRateLimitRecord:
     trace_id: str
     span_id: str
     at: float
+
+    @property
+    def nbytes(self) -> int:
+        entries = sum(
+            _sizeof(key) + _sizeof(value) + 64 for d in self.descriptors for key, value in d.entries
+        )
+        statuses = 128 * len(self.result.statuses) if self.result is not None else 0
+        return _RECORD_OVERHEAD + _sizeof(self.domain) + entries + statuses
 
     def line(self) -> str:
         return rate_limit_audit_line(
@@ -213,122 +278,3 @@ class PendingRateLimitRecord:
             span_id=self.span_id,
             now=self.at,
         )
-
-
-class AuditLog:
-    """Writes records from a background thread, in batches.
-
-    The request path only enqueues the values a record needs; building the JSON and the
-    write (one syscall per batch) happen off the event loop. The queue is bounded: if the
-    output cannot keep up, records are dropped and counted rather than delaying decisions.
-    """
-
-    def __init__(
-        self, settings: AuditSettings, max_queue: int = 100_000, flush_interval_s: float = 0.2
-    ) -> None:
-        self.enabled = settings.enabled
-        self.flush_interval_s = flush_interval_s
-        self.dropped = 0
-        self._stream: IO[str] | None = None
-        self._owned = False
-        self._queue: queue.SimpleQueue[PendingRecord | PendingRateLimitRecord | None] = (
-            queue.SimpleQueue()
-        )
-        self._max_queue = max_queue
-        self._thread: threading.Thread | None = None
-        if not settings.enabled:
-            return
-        if settings.output == "stdout":
-            self._stream = sys.stdout
-        elif settings.output == "stderr":
-            self._stream = sys.stderr
-        else:
-            self._stream = open(settings.output, "a", encoding="utf-8")  # noqa: SIM115
-            self._owned = True
-        self._thread = threading.Thread(target=self._drain, name="audit-log", daemon=True)
-        self._thread.start()
-
-    def record(
-        self,
-        request: RequestAttributes,
-        decision: Decision,
-        duration_s: float,
-        trace_id: str,
-        span_id: str,
-        rate_limit: str,
-        principal: str | None,
-    ) -> None:
-        """Enqueue a decision (cheap); the writer thread turns it into a JSON line."""
-        self._enqueue(
-            PendingRecord(
-                request, decision, duration_s, trace_id, span_id, rate_limit, principal, time.time()
-            )
-        )
-
-    def record_rate_limit(
-        self,
-        domain: str,
-        descriptors: tuple[Descriptor, ...],
-        result: RateLimitResult | None,
-        duration_s: float,
-        trace_id: str,
-        span_id: str,
-    ) -> None:
-        self._enqueue(
-            PendingRateLimitRecord(
-                domain, descriptors, result, duration_s, trace_id, span_id, time.time()
-            )
-        )
-
-    def _enqueue(self, pending: PendingRecord | PendingRateLimitRecord) -> None:
-        if self._thread is None:
-            return
-        if self._queue.qsize() >= self._max_queue:
-            self.dropped += 1
-            return
-        self._queue.put(pending)
-
-    def write(self, record: dict[str, object]) -> None:
-        """Write one prepared record at once (tests, rare events)."""
-        self._write_lines([json.dumps(record, separators=(",", ":"))])
-
-    def _drain(self) -> None:
-        while True:
-            # Wake up a few times a second and take everything: one wake-up (and one GIL
-            # hand-over) per item would cost the event loop more than the formatting.
-            batch = [self._queue.get()]
-            time.sleep(self.flush_interval_s)
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            lines = []
-            stop = False
-            for entry in batch:
-                if entry is None:
-                    stop = True
-                else:
-                    lines.append(entry.line())
-            self._write_lines(lines)
-            if stop:
-                return
-
-    def _write_lines(self, lines: list[str]) -> None:
-        if self._stream is None or not lines:
-            return
-        try:
-            self._stream.write("\n".join(lines) + "\n")
-            self._stream.flush()
-        except (OSError, ValueError):
-            pass  # a full disk must not turn into denied requests
-
-    def close(self) -> None:
-        """Write what is queued, then stop."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._owned and self._stream is not None:
-            self._stream.close()
-        self._stream = None

@@ -21,6 +21,7 @@ from authz_service.config.reload import ConfigReloader
 from authz_service.model import Decision
 from authz_service.ratelimit.model import Code, RateLimitResult
 from authz_service.runtime import Runtime
+from authz_service.telemetry.audit_log import AuditLog
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -184,3 +185,36 @@ class ServiceStateCollector(Collector):
         for name, value in self._store_stats():
             store.add_metric([name], value)
         yield store
+
+
+class AuditLogCollector(Collector):
+    """The audit log's own counters, read at scrape time: what it lost and what it holds."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self._audit = audit
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        audit = self._audit
+        dropped = CounterMetricFamily(
+            "authz_audit_records_dropped",
+            "Audit records lost: queue_full (the output could not keep up), write_failed.",
+            labels=["reason"],
+        )
+        dropped.add_metric(["queue_full"], audit.dropped_full)
+        dropped.add_metric(["write_failed"], audit.dropped_write_failed)
+        yield dropped
+        failures = CounterMetricFamily(
+            "authz_audit_write_failures", "Writes to the audit output that failed."
+        )
+        failures.add_metric([], audit.write_failures)
+        yield failures
+        queued = GaugeMetricFamily(
+            "authz_audit_queue_bytes", "Audit records accepted and not yet written, in bytes."
+        )
+        queued.add_metric([], audit.queued_bytes)
+        yield queued
+        limit = GaugeMetricFamily(
+            "authz_audit_queue_limit_bytes", "telemetry.audit.max_queue_bytes (0: audit off)."
+        )
+        limit.add_metric([], audit.max_queue_bytes if audit.enabled else 0)
+        yield limit

@@ -13,11 +13,27 @@ import grpc
 from opentelemetry.trace import Span, Status, StatusCode
 
 from authz_service.config.model import TelemetrySettings
-from authz_service.model import Decision, Outcome, RequestAttributes
+from authz_service.model import Decision, Outcome, Reason, RequestAttributes
 from authz_service.ratelimit.model import RateLimitRequestData, RateLimitResult
 from authz_service.telemetry import tracing
-from authz_service.telemetry.audit import AuditLog
-from authz_service.telemetry.metrics import Metrics
+from authz_service.telemetry.audit_log import AuditLog
+from authz_service.telemetry.metrics import AuditLogCollector, Metrics
+
+
+def audit_refusal(decision: Decision) -> Decision:
+    """The answer to a request allowed by policy but not recordable (fail closed)."""
+    return Decision(
+        Outcome.UNAVAILABLE,
+        Reason.AUDIT_UNAVAILABLE,
+        "audit log unavailable",
+        policy=decision.policy,
+        rule=decision.rule,
+        extra_headers={"retry-after": "1"},
+    )
+
+
+# What an unreadable request is audited as: nothing in it can be trusted to describe it.
+UNREADABLE_REQUEST = RequestAttributes(method="", host="", path="")
 
 
 def trace_ids_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> tuple[str, str]:
@@ -41,6 +57,8 @@ class Telemetry:
     def __init__(self, settings: TelemetrySettings, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
         self.audit = AuditLog(settings.audit)
+        if metrics is not None:
+            metrics.add_state_collector(AuditLogCollector(self.audit))
 
     @property
     def wants_metadata(self) -> bool:
@@ -54,12 +72,17 @@ class Telemetry:
         duration_s: float,
         span: Span,
         metadata: Sequence[tuple[str, Any]] | None,
-    ) -> None:
+    ) -> Decision:
+        """Audit, count and describe a decision before it is answered; returns the decision
+        to answer: an allow whose audit record cannot be kept under `when_full: refuse` is
+        refused instead (503 audit_unavailable)."""
+        identity = decision.identity
+        principal = tracing.principal_attribute(identity.principal) if identity else None
+        if self.audit.enabled:
+            decision = self._audit_check(request, decision, duration_s, principal, metadata)
         if self.metrics is not None:
             self.metrics.check_duration.observe(duration_s)
             self.metrics.decision_counter(decision).inc()
-        identity = decision.identity
-        principal = tracing.principal_attribute(identity.principal) if identity else None
         if span.is_recording():
             span.set_attributes(
                 {
@@ -72,16 +95,30 @@ class Telemetry:
                     "authz.rule": decision.rule,
                 }
             )
-            if principal is not None:
+            if principal is not None and decision.identity is not None:
                 span.set_attribute("enduser.id", principal)
             if decision.outcome is Outcome.UNAVAILABLE:
                 span.set_status(Status(StatusCode.ERROR, decision.reason.value))
-        if self.audit.enabled:
-            trace_id, span_id = _audit_trace_ids(metadata)
-            rate_limit = "over_limit" if decision.outcome is Outcome.RATE_LIMITED else ""
-            self.audit.record(
-                request, decision, duration_s, trace_id, span_id, rate_limit, principal
-            )
+        return decision
+
+    def _audit_check(
+        self,
+        request: RequestAttributes,
+        decision: Decision,
+        duration_s: float,
+        principal: str | None,
+        metadata: Sequence[tuple[str, Any]] | None,
+    ) -> Decision:
+        audit = self.audit
+        trace_id, span_id = _audit_trace_ids(metadata)
+        if audit.record(request, decision, duration_s, trace_id, span_id, principal):
+            return decision
+        # Dropped (and counted). A denial already refuses; an allow may not pass unaudited.
+        if not (audit.refuses_when_full and decision.allowed):
+            return decision
+        refused = audit_refusal(decision)
+        audit.record(request, refused, duration_s, trace_id, span_id, None)
+        return refused
 
     def rate_limit_done(
         self,

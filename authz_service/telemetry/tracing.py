@@ -36,9 +36,9 @@ INVALID_SPAN = NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
 
 def configure(settings: TelemetrySettings) -> None:
     """Install the exporter named in settings (once per process, at start)."""
-    global _tracer, _provider, _hash_principal, enabled
+    global _tracer, _provider, enabled
     tracing = settings.tracing
-    _hash_principal = tracing.hash_principal
+    set_principal_hashing(tracing.hash_principal)
     if tracing.exporter == "none" or tracing.endpoint is None:
         return
     resource = Resource.create(
@@ -64,6 +64,12 @@ def configure(settings: TelemetrySettings) -> None:
     _provider = provider
     _tracer = provider.get_tracer("authz_service")
     enabled = True
+
+
+def set_principal_hashing(enabled: bool) -> None:
+    """Whether spans and audit lines carry sha256(principal)[:16] instead of the principal."""
+    global _hash_principal
+    _hash_principal = enabled
 
 
 def shutdown() -> None:

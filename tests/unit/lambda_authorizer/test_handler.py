@@ -231,3 +231,15 @@ def test_authz_context_text_is_parsed() -> None:
     assert context_from_text("") == {}
     with pytest.raises(ValueError, match="key=value"):
         context_from_text("policy")
+
+
+def test_unreadable_event_is_audited_as_a_refusal(
+    configured: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = rest_event()
+    event["methodArn"] = "arn:aws:s3:::not-an-api"
+    with pytest.raises(lambda_handler.AuthorizerUnavailable):
+        lambda_handler.handler(event, None)
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["event"]["reason"] == "bad_request"
+    assert line["authz"]["decision"] == "unavailable"
