@@ -27,7 +27,8 @@ def canonical_path(raw_path: str) -> str:
     """Strip query/fragment, decode, resolve dot segments, merge slashes.
 
     Raises AmbiguousPath for encoded slashes/backslashes/NULs, encoded dot segments (`%2e`),
-    double encoding (`%25`), backslashes and control chars. The result is idempotent:
+    dot segments with parameters (`..;x`), double encoding (`%25`), backslashes and control
+    chars. The result is idempotent:
     canonical_path(result) == result.
     """
     path = raw_path
@@ -49,6 +50,13 @@ def canonical_path(raw_path: str) -> str:
         # $request_uri through) reads `/admin/%2e%2e/public` as a path under /admin/, while
         # decoding gives /public. Envoy's normalize_path leaves none of these for us to see.
         raise AmbiguousPath("encoded dot segments are not accepted")
+    if ";" in decoded and any(
+        segment.partition(";")[0] in (".", "..") for segment in decoded.split("/")
+    ):
+        # Tomcat, Jetty and Spring cut `;params` before resolving: `/public/..;/admin` is
+        # /admin to them and a segment named `..;` under /public/ to a proxy. Refuse it.
+        # Envoy's normalize_path resolves `..;` itself but passes a decoded `%2e%2e;` on.
+        raise AmbiguousPath("dot segments with parameters are not accepted")
     if _CONTROL.search(decoded):
         raise AmbiguousPath("control characters in path")
     if not decoded.startswith("/"):
@@ -64,3 +72,15 @@ def canonical_path(raw_path: str) -> str:
         segments.append(segment)
     trailing = "/" if decoded.endswith("/") and segments else ""
     return ("/" + "/".join(segments) + trailing).translate(_REENCODE)
+
+
+_PARAMETERS = re.compile(";[^/]*")
+
+
+def without_parameters(path: str) -> str:
+    """A canonical path as a Servlet container reads it: `;params` cut from every segment.
+
+    `/admin;x/users` is /admin/users to Tomcat, Jetty and Spring. Only call this on the
+    output of canonical_path (which refuses `..;`), so no dot segment can appear here.
+    """
+    return canonical_path(_PARAMETERS.sub("", path))

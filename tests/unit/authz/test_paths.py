@@ -114,3 +114,37 @@ def test_canonical_path_property_only_ambiguous_path_escapes_and_output_is_canon
     assert "?" not in path
     assert "#" not in path
     assert canonical_path(path) == path
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/public/..;/admin",
+        "/public/..;x=1/admin",
+        "/public/.;/admin",
+        "/public/.;jsessionid=1/admin",
+        "/public/%2e%2e;/admin",
+        "/public/%2E%2E;x/admin",
+        "/public/..%3b/admin",
+        "/public/..%3B/admin",
+        "/public/..;",
+    ],
+)
+def test_canonical_path_rejects_dot_segments_with_parameters(raw: str) -> None:
+    # Tomcat, Jetty and Spring cut `;params` before resolving dot segments: `/public/..;/admin`
+    # is `/admin` to them and a segment named `..;` under /public/ to us. Refuse, don't guess.
+    with pytest.raises(AmbiguousPath, match="dot segments with parameters"):
+        canonical_path(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("/api/orders;jsessionid=1", "/api/orders;jsessionid=1"),
+        ("/admin;x/users", "/admin;x/users"),
+        ("/files/..x;y", "/files/..x;y"),
+        ("/files/;/x", "/files/;/x"),
+    ],
+)
+def test_canonical_path_keeps_parameters_on_ordinary_segments(raw: str, expected: str) -> None:
+    assert canonical_path(raw) == expected
