@@ -207,3 +207,17 @@ def test_another_host_is_not_caught_by_the_host_scoped_rule_as_a_control(
 ) -> None:
     seen = send(paths_stack, "/public/readme", None, host="www.example.com.", http2=http2)
     assert (seen.status, seen.upstream_path) == (200, "/public/readme")
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])
+def test_envoy_forwards_the_host_without_its_trailing_dot(paths_stack: Stack, http2: bool) -> None:
+    # strip_trailing_host_dot: the upstream and its virtual hosts see one spelling.
+    response = send_raw(
+        paths_stack.public_url,
+        "/public/readme",
+        headers={"host": "www.example.com."},
+        ca_file=paths_stack.ca_file,
+        http2=http2,
+    )
+    assert response.status == 200
+    assert json.loads(response.body)["headers"]["host"] == "www.example.com"
