@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,8 @@ import yaml
 
 from tests.e2e.http_gateways import GatewayStack, running_gateway
 from tests.support import find_binary
+from tests.support.path_spellings import spellings
+from tests.support.raw_http import send_raw
 from tools.processes import REPO_ROOT, Process, free_port, spawn, wait_for_port
 
 EXAMPLE = REPO_ROOT / "examples" / "traefik" / "dynamic.yaml"
@@ -65,11 +68,17 @@ def wait_for_routes(url: str) -> None:
     raise AssertionError("Traefik never loaded its routes")
 
 
+def with_an_admin_host_rule(config: dict[str, Any]) -> None:
+    rule = {"name": "no-admin-host", "match": {"hosts": ["admin.example.com"]}, "deny": True}
+    config["policies"]["public"]["rules"].insert(0, rule)
+
+
 @pytest.fixture(scope="module")
 def traefik_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
     find_binary("traefik")
     endpoint = {"path": "/traefik", "integration": "traefik", "context": {"policy": "public"}}
-    with running_gateway(tmp_path_factory.mktemp("traefik"), endpoint, start_traefik) as stack:
+    workdir = tmp_path_factory.mktemp("traefik")
+    with running_gateway(workdir, endpoint, start_traefik, with_an_admin_host_rule) as stack:
         wait_for_routes(stack.url)
         yield stack
 
@@ -162,3 +171,30 @@ def test_encoded_dot_segments_are_decided_on_the_path_the_app_receives(
 
     assert (into_admin, json.loads(admin_reason)["reason"]) == (401, "authentication_required")
     assert (out_of_admin, json.loads(echo)["path"]) == (200, "/public/readme")
+
+
+@pytest.mark.parametrize(
+    "path", ["/public/..;/api/orders", "/public/%2e%2e;/api/orders", "/public/.;/../api/orders"]
+)
+def test_a_dot_segment_with_parameters_never_opens_a_protected_path(
+    traefik_stack: GatewayStack, path: str
+) -> None:
+    # Refused, or the app receives a path that no reading takes out of /public/ (Traefik
+    # resolves `/public/.;/..` to /public/ before forwardAuth and the app alike).
+    response = send_raw(traefik_stack.url, path)
+    if response.status == 200:
+        received = json.loads(response.body)["path"]
+        assert all(reading.startswith("/public/") for reading in spellings(received)), received
+    else:
+        assert response.status in {400, 401, 403}, (path, response.status, response.body[:200])
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["admin.example.com", "ADMIN.example.com.", "admin.example.com.:443", "Admin.Example.Com"],
+)
+def test_a_host_scoped_rule_holds_for_every_spelling_of_the_host(
+    traefik_stack: GatewayStack, host: str
+) -> None:
+    response = send_raw(traefik_stack.url, "/public/readme", headers={"host": host})
+    assert (response.status, response.headers.get("x-authz-reason")) == (403, "denied_by_rule")
