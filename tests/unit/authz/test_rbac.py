@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from authz_service.authz.rbac import PolicySet, Trace
+from authz_service.authz.rbac import PolicySet, RuleTrace, Trace
 from authz_service.model import (
     AuthMethod,
     AuthnFailure,
@@ -368,3 +368,12 @@ def test_an_unreadable_host_is_a_bad_request(host: str) -> None:
     )
     decision = decide(rules, None, request(host=host))
     assert (decision.outcome, decision.reason) == (Outcome.FORBIDDEN, Reason.BAD_REQUEST)
+
+
+def test_explain_shows_the_reading_with_parameters_cut_and_the_rule_that_decided_it() -> None:
+    trace = Trace()
+    decision = policies(*ADMIN_THEN_ANYONE).authorize(request("/admin;x/users"), ALICE, trace)
+    assert (decision.reason, decision.rule) == (Reason.MISSING_ROLE, "admin")
+    names = [rule.rule for rule in trace.rules]
+    assert "(read as /admin/users)" in names
+    assert trace.rules[-1] == RuleTrace("admin", True, decision.message, decided=True)
