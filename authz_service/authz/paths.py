@@ -21,14 +21,15 @@ class AmbiguousPath(ValueError):
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+_ENCODED = re.compile("%[0-9A-Fa-f]{2}")
 
 
 def canonical_path(raw_path: str) -> str:
     """Strip query/fragment, decode, resolve dot segments, merge slashes.
 
     Raises AmbiguousPath for encoded slashes/backslashes/NULs, encoded dot segments (`%2e`),
-    dot segments with parameters (`..;x`), double encoding (`%25`), backslashes and control
-    chars. The result is idempotent:
+    dot segments with parameters (`..;x`), double encoding (`%25`, `%%32e`), backslashes
+    and control chars. The result is idempotent:
     canonical_path(result) == result.
     """
     path = raw_path
@@ -43,6 +44,10 @@ def canonical_path(raw_path: str) -> str:
         decoded = unquote(path, errors="strict") if "%" in path else path
     except UnicodeDecodeError:
         raise AmbiguousPath("percent-encoding is not valid UTF-8") from None
+    if decoded is not path and _ENCODED.search(decoded):
+        # `%%32e` has no `%25` and is `%2e` after one decoding, `.` after two: whatever
+        # still looks encoded once decoded is double encoding, refused like `%252e`.
+        raise AmbiguousPath("double percent-encoding is not accepted")
     if decoded is not path and any(
         "%" in segment and unquote(segment) in (".", "..") for segment in path.split("/")
     ):
@@ -74,13 +79,14 @@ def canonical_path(raw_path: str) -> str:
     return ("/" + "/".join(segments) + trailing).translate(_REENCODE)
 
 
-_PARAMETERS = re.compile(";[^/]*")
-
-
 def without_parameters(path: str) -> str:
     """A canonical path as a Servlet container reads it: `;params` cut from every segment.
 
-    `/admin;x/users` is /admin/users to Tomcat, Jetty and Spring. Only call this on the
-    output of canonical_path (which refuses `..;`), so no dot segment can appear here.
+    `/admin;x/users` is /admin/users to Tomcat, Jetty and Spring. Only for the output of
+    canonical_path: it has resolved `.` and `..` and refused `..;`, so cutting leaves no dot
+    segment to resolve, only empty segments to merge. Nothing is decoded again.
     """
-    return canonical_path(_PARAMETERS.sub("", path))
+    segments = [segment.partition(";")[0] for segment in path.split("/")]
+    kept = [segment for segment in segments if segment]
+    trailing = "/" if kept and not segments[-1] else ""
+    return "/" + "/".join(kept) + trailing

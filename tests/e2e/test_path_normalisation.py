@@ -151,6 +151,7 @@ ANONYMOUS_SPELLINGS = [
     "/public/x;y/../../api/orders",
     "/public/..%2fapi/orders",
     "/public/%2e%2e/api/orders",
+    "/public/%%32e%%32e/api/orders",
 ]
 
 

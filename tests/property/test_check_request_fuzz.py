@@ -41,7 +41,7 @@ SEGMENTS = st.sampled_from(
         "%C3%A9", "%FF", "a b", "?", "#", "users",
         # Path parameters as Servlet containers read them: `..;` is `..` to Tomcat.
         "..;", ".;", "..;x=1", "%2e%2e;", "%2E%2E;x", "..%3b", ".%3B", "api;jsessionid=1",
-        "public;x", "x;y", ";", "admin;", "%3b",
+        "public;x", "x;y", ";", "admin;", "%3b", "%%32e%%32e", "%%32f", "%%341dmin",
     ]
 )  # fmt: skip
 ROUTES = st.sampled_from(["/public/", "/api/", "/admin/", "/reports/", "/downloads/", "/"])
@@ -226,6 +226,7 @@ def anonymous_get(path: str, host: str = "api.local") -> external_auth_pb2.Check
 @example(request=anonymous_get("/public/..%3B/api/orders"))
 @example(request=anonymous_get("/public/..%2fapi/orders"))
 @example(request=anonymous_get("/public/x;y/../../api/orders"))
+@example(request=anonymous_get("/public/%%32e%%32e/api/orders"))  # `.` after two decodings
 def test_no_exception_escapes_and_nothing_protected_is_allowed_without_credentials(
     local_service: LocalService, request: external_auth_pb2.CheckRequest
 ) -> None:

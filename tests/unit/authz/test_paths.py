@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authz_service.authz.paths import AmbiguousPath, canonical_path
+from authz_service.authz.paths import AmbiguousPath, canonical_path, without_parameters
 
 
 @pytest.mark.parametrize(
@@ -56,6 +56,11 @@ def test_canonical_path_strips_query_and_fragment_before_resolving(raw: str, exp
         # Double encoding: one more decode (a second proxy, a framework) would see `/../`.
         "/public/%252e%252e/admin",
         "/public%252fadmin",
+        # ...and without `%25`: `%%32e` decodes to `%2e`, which decodes to `.`.
+        "/public/%%32e%%32e/admin",
+        "/public/%%32E%%32E/admin",
+        "/a/%%32f",
+        "/%%341dmin",
     ],
 )
 def test_canonical_path_rejects_encoded_separators_controls_and_double_encoding(
@@ -150,3 +155,13 @@ def test_canonical_path_rejects_dot_segments_with_parameters(raw: str) -> None:
 )
 def test_canonical_path_keeps_parameters_on_ordinary_segments(raw: str, expected: str) -> None:
     assert canonical_path(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("canonical", "expected"),
+    [("/admin;x/users", "/admin/users"), ("/a/;x/b", "/a/b"), ("/a/b;x/", "/a/b/"),
+     ("/a;x", "/a"), ("/;x", "/"), ("/a/;x", "/a/"),
+     ("/files/what%3Fnow;v=1", "/files/what%3Fnow")],
+)  # fmt: skip
+def test_without_parameters_cuts_them_from_every_segment(canonical: str, expected: str) -> None:
+    assert without_parameters(canonical) == expected

@@ -317,6 +317,13 @@ def test_parameters_on_a_segment_cannot_dodge_a_rule_a_servlet_container_would_a
     assert (decision.reason, decision.rule) == (Reason.MISSING_ROLE, "admin")
 
 
+@pytest.mark.parametrize("path", ["/public/%%32e%%32e/admin/users", "/public;x/%%32f"])
+def test_double_encoding_without_percent_25_is_a_bad_request(path: str) -> None:
+    # `%%32e` is `%2e` after one decoding and `.` after two: never an internal error.
+    decision = decide(policies(*ADMIN_THEN_ANYONE), None, request(path))
+    assert (decision.outcome, decision.reason) == (Outcome.FORBIDDEN, Reason.BAD_REQUEST)
+
+
 def test_a_request_with_parameters_is_allowed_only_when_both_readings_are_allowed() -> None:
     rules = policies(*ADMIN_THEN_ANYONE)
     assert decide(rules, ALICE, request("/api/orders;jsessionid=1")).allowed
