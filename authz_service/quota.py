@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from authz_service.authz.hosts import AmbiguousHost, canonical_host
 from authz_service.config.model import CheckQuota, QuotaEntry
 from authz_service.model import Identity, RequestAttributes
 
@@ -20,9 +21,20 @@ _SOURCES: dict[str, _Resolver] = {
     "tier": lambda _request, identity: identity.tier if identity else "",
     "auth_method": lambda _request, identity: identity.method.value if identity else "",
     "method": lambda request, _identity: request.method.upper(),
-    "host": lambda request, _identity: request.host,
+    "host": lambda request, _identity: _canonical_host(request.host),
     "path": lambda request, _identity: request.path_without_query,
 }
+
+
+def _canonical_host(host: str) -> str:
+    """One counter per host however it is spelled (`API.example.com.:443` is api.example.com).
+
+    Quota is only counted after RBAC allowed the request, so the host has already been read.
+    """
+    try:
+        return canonical_host(host)
+    except AmbiguousHost:
+        return ""  # no value drops the descriptor, as for any missing source
 
 
 def _resolver(entry: QuotaEntry) -> _Resolver:

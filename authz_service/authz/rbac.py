@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from authz_service.authz.globs import compile_glob
-from authz_service.authz.paths import AmbiguousPath, canonical_path
+from authz_service.authz.hosts import AmbiguousHost, canonical_host
+from authz_service.authz.paths import AmbiguousPath, canonical_path, without_parameters
 from authz_service.config.model import PathMatch, Policy, PolicySelection, Requirement, Rule
 from authz_service.model import (
     AuthnFailure,
@@ -77,21 +78,16 @@ class CompiledPathMatch:
         return self._glob.fullmatch(path) is not None
 
 
-def _host_only(host: str) -> str:
-    if host.startswith("["):  # [v6]:port
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
 class CompiledRule:
     def __init__(self, rule: Rule):
         self.name = rule.name
         self.deny = rule.deny
         self.allow = rule.allow
-        self._hosts = [compile_glob(h, ignore_case=True) for h in rule.match.hosts]
+        # The config holds hosts in canonical form (authz/hosts.py), as requests are compared.
+        self._hosts = [compile_glob(h) for h in rule.match.hosts]
         # Hosts without wildcards are a set lookup, not a regex per host.
         literal = all(not any(ch in h for ch in "*?") for h in rule.match.hosts)
-        self._host_set = frozenset(h.lower() for h in rule.match.hosts) if literal else None
+        self._host_set = frozenset(rule.match.hosts) if literal else None
         self._methods = frozenset(rule.match.methods)
         self._paths = [CompiledPathMatch(p) for p in rule.match.paths]
         requirement = rule.allow if isinstance(rule.allow, Requirement) else None
@@ -112,22 +108,22 @@ class CompiledRule:
         return segments
 
     def applies(self, method: str, host: str, path: str) -> bool:
-        """The fast form of `match` for Check: no explanation; `host` without its port."""
+        """The fast form of `match` for Check: no explanation; `host` canonical."""
         if self._methods and method not in self._methods:
             return False
         if self._hosts:
             if self._host_set is not None:
-                if host.lower() not in self._host_set:
+                if host not in self._host_set:
                     return False
             elif not any(h.fullmatch(host) for h in self._hosts):
                 return False
         return not self._paths or any(p.matches(path) for p in self._paths)
 
     def match(self, method: str, host: str, path: str) -> str | None:
-        """None when the rule applies, else why it does not (for explain)."""
+        """None when the rule applies, else why it does not (for explain); `host` canonical."""
         if self._methods and method not in self._methods:
             return f"method {method} not in {sorted(self._methods)}"
-        if self._hosts and not any(h.fullmatch(_host_only(host)) for h in self._hosts):
+        if self._hosts and not any(h.fullmatch(host) for h in self._hosts):
             return f"host {host!r} not matched"
         if self._paths and not any(p.matches(path) for p in self._paths):
             return f"path {path!r} not matched by " + ", ".join(p.description for p in self._paths)
@@ -250,24 +246,48 @@ def evaluate(
     identity = authn
     try:
         path = canonical_path(request.path)
-    except AmbiguousPath as error:
+        host = canonical_host(request.host)
+    except (AmbiguousPath, AmbiguousHost) as error:
         return Decision(
             Outcome.FORBIDDEN, Reason.BAD_REQUEST, str(error), policy=policy.name, identity=identity
         )
     if trace is not None:
         trace.path = path
     method = request.method.upper()
-    host = _host_only(request.host)
+    peer = request.peer_principal
+    decision = _first_match(policy, method, host, path, identity, peer, trace)
+    if ";" in path and decision.allowed:
+        # A Servlet container reads `/admin;x/users` as /admin/users, a proxy or another
+        # server as a path under `/admin;x/`. Allow only what both readings allow.
+        cut = without_parameters(path)
+        if trace is not None:
+            why = "a Servlet container cuts ;parameters: this reading must allow too"
+            trace.rules.append(RuleTrace(f"(read as {cut})", False, why))
+        as_cut = _first_match(policy, method, host, cut, identity, peer, trace)
+        if not as_cut.allowed:
+            return as_cut
+    return decision
+
+
+def _first_match(
+    policy: CompiledPolicy,
+    method: str,
+    host: str,
+    path: str,
+    identity: Identity | None,
+    peer: str,
+    trace: Trace | None,
+) -> Decision:
     for rule in policy.rules if trace is not None else policy.candidates(path):
         if trace is None:
             if not rule.applies(method, host, path):
                 continue
         else:
-            mismatch = rule.match(method, request.host, path)
+            mismatch = rule.match(method, host, path)
             if mismatch is not None:
                 trace.rules.append(RuleTrace(rule.name, False, mismatch))
                 continue
-        decision = _apply(rule, policy.name, identity, request.peer_principal)
+        decision = _apply(rule, policy.name, identity, peer)
         if trace is not None:
             trace.rules.append(RuleTrace(rule.name, True, decision.message, decided=True))
         return decision

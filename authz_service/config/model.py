@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from authz_service.authn.replay import ReplayProtection
+from authz_service.authz.hosts import canonical_host_pattern
 from authz_service.authz.method_overrides import MethodOverrideSettings
 from authz_service.config.strict import Strict, header_name
 from authz_service.http.settings import HttpCheckSettings
@@ -393,6 +394,13 @@ class RequestMatch(Strict):
     @classmethod
     def _upper(cls, value: list[str]) -> list[str]:
         return [method.upper() for method in value]
+
+    @field_validator("hosts")
+    @classmethod
+    def _canonical_hosts(cls, value: list[str]) -> list[str]:
+        # Requests are compared in this form too (authz/hosts.py): `Admin.Example.COM.`
+        # in a rule matches `admin.example.com:443` in a request.
+        return [canonical_host_pattern(host) for host in value]
 
 
 class Requirement(Strict):

@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.e2e.conftest import Stack
+from tests.support.raw_http import send_raw
 from tools.dev_idp import new_rsa_key
 
 pytestmark = pytest.mark.envoy
@@ -252,12 +253,17 @@ def test_reader_cannot_write_but_can_read(stack: Stack) -> None:
     assert_denied(get(stack, "/api/orders", bearer(token), method="POST"), 403, "missing_role")
 
 
-def test_path_tricks_do_not_bypass_the_admin_rule(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    "path",
+    ["/public/../admin/users", "/public/%2e%2e/admin/users", "//admin//users",
+     "/public/..;/admin/users", "/public/%2e%2e;/admin/users", "/admin;x/users"],
+)  # fmt: skip
+def test_path_tricks_do_not_bypass_the_admin_rule(stack: Stack, path: str) -> None:
+    # Sent as written: httpx would resolve `/public/../admin` before Envoy ever saw it.
     token = stack.idp.mint("alice", roles=["editor"])
 
-    for path in ("/public/../admin/users", "/public/%2e%2e/admin/users", "//admin//users"):
-        response = get(stack, path, bearer(token))
-        assert response.status_code in {400, 403}, (path, response.status_code)
+    response = send_raw(stack.public_url, path, headers=bearer(token), ca_file=stack.ca_file)
+    assert response.status in {400, 403}, (path, response.status, response.body[:200])
 
 
 def test_unmatched_path_is_denied_by_default(stack: Stack) -> None:

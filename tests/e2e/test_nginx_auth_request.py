@@ -17,6 +17,7 @@ import pytest
 
 from tests.e2e.http_gateways import GatewayStack, running_gateway
 from tests.support import find_binary
+from tests.support.raw_http import send_raw
 from tools.demo_upstream import start_in_thread
 from tools.processes import REPO_ROOT, Process, free_port, spawn, wait_for_port
 
@@ -100,12 +101,21 @@ def with_quota(config: dict[str, Any]) -> None:
     }
 
 
+def with_quota_and_an_admin_host_rule(config: dict[str, Any]) -> None:
+    """with_quota, and a deny rule for the host admin.example.com ahead of the public rules."""
+    with_quota(config)
+    rule = {"name": "no-admin-host", "match": {"hosts": ["admin.example.com"]}, "deny": True}
+    config["policies"]["public"]["rules"].insert(0, rule)
+
+
 @pytest.fixture(scope="module")
 def nginx_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
     find_binary("nginx")
     endpoint = {"path": "/nginx", "integration": "nginx", "context": {"policy": "public"}}
     workdir = tmp_path_factory.mktemp("nginx")
-    with running_gateway(workdir, endpoint, start_nginx, with_quota) as stack:
+    with running_gateway(
+        workdir, endpoint, start_nginx, with_quota_and_an_admin_host_rule
+    ) as stack:
         yield stack
 
 
@@ -179,6 +189,39 @@ def test_an_encoded_dot_segment_is_refused_not_decided_on_another_path(
     response = get(nginx_stack, path)
     assert response.status_code == 403, response.text
     assert response.headers["x-authz-reason"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/public/..;/api/orders", "/public/..;x=1/api/orders", "/public/.;/../api/orders",
+     "/public/%2e%2e;/api/orders", "/public/..%3B/api/orders"],
+)  # fmt: skip
+def test_a_dot_segment_with_parameters_is_refused_not_decided_under_public(
+    nginx_stack: GatewayStack, path: str
+) -> None:
+    # nginx passes $request_uri on as received: a Servlet container behind it reads
+    # /public/..;/api/orders as /api/orders, which needs a token.
+    response = send_raw(nginx_stack.url, path)
+    assert (response.status, response.headers.get("x-authz-reason")) == (403, "bad_request")
+
+
+def test_parameters_on_a_segment_do_not_dodge_the_admin_rule(nginx_stack: GatewayStack) -> None:
+    token = nginx_stack.idp.mint(user(), roles=["reader"])
+    response = send_raw(
+        nginx_stack.url, "/admin;x/users", headers={"authorization": f"Bearer {token}"}
+    )
+    assert response.status == 403
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["admin.example.com", "ADMIN.example.com.", "admin.example.com.:8000", "Admin.Example.Com"],
+)
+def test_a_host_scoped_rule_holds_for_every_spelling_of_the_host(
+    nginx_stack: GatewayStack, host: str
+) -> None:
+    response = send_raw(nginx_stack.url, "/public/readme", headers={"host": host})
+    assert (response.status, response.headers.get("x-authz-reason")) == (403, "denied_by_rule")
 
 
 def test_the_original_method_decides(nginx_stack: GatewayStack) -> None:

@@ -5,10 +5,10 @@ shipped, with this run's addresses."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +16,8 @@ import yaml
 
 from tests.e2e.http_gateways import GatewayStack, running_gateway
 from tests.support import find_binary
+from tests.support.path_spellings import spellings
+from tests.support.raw_http import send_raw
 from tools.processes import REPO_ROOT, Process, free_port, spawn, wait_for_port
 
 EXAMPLE = REPO_ROOT / "examples" / "traefik" / "dynamic.yaml"
@@ -65,11 +67,17 @@ def wait_for_routes(url: str) -> None:
     raise AssertionError("Traefik never loaded its routes")
 
 
+def with_an_admin_host_rule(config: dict[str, Any]) -> None:
+    rule = {"name": "no-admin-host", "match": {"hosts": ["admin.example.com"]}, "deny": True}
+    config["policies"]["public"]["rules"].insert(0, rule)
+
+
 @pytest.fixture(scope="module")
 def traefik_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
     find_binary("traefik")
     endpoint = {"path": "/traefik", "integration": "traefik", "context": {"policy": "public"}}
-    with running_gateway(tmp_path_factory.mktemp("traefik"), endpoint, start_traefik) as stack:
+    workdir = tmp_path_factory.mktemp("traefik")
+    with running_gateway(workdir, endpoint, start_traefik, with_an_admin_host_rule) as stack:
         wait_for_routes(stack.url)
         yield stack
 
@@ -138,30 +146,19 @@ def test_the_public_route_needs_no_token(traefik_stack: GatewayStack) -> None:
     assert response.json()["path"] == "/public/readme"
 
 
-def raw_get(stack: GatewayStack, target: str) -> tuple[int, str]:
-    """A GET with the request target sent exactly as written (HTTP clients normalise it)."""
-    host, _, port = stack.url.removeprefix("http://").partition(":")
-    with socket.create_connection((host, int(port)), timeout=10) as connection:
-        connection.sendall(
-            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
-        )
-        reply = b""
-        while chunk := connection.recv(65536):
-            reply += chunk
-    head, _, body = reply.decode("latin-1").partition("\r\n\r\n")
-    return int(head.split(" ", 2)[1]), body
-
-
 def test_encoded_dot_segments_are_decided_on_the_path_the_app_receives(
     traefik_stack: GatewayStack,
 ) -> None:
     # Traefik resolves them before forwardAuth and the app alike (unlike nginx, which passes
     # $request_uri through; there the service refuses them): no disagreement to exploit.
-    into_admin, admin_reason = raw_get(traefik_stack, "/public/%2e%2e/admin/users")
-    out_of_admin, echo = raw_get(traefik_stack, "/admin/%2e%2e/public/readme")
+    into_admin = send_raw(traefik_stack.url, "/public/%2e%2e/admin/users")
+    out_of_admin = send_raw(traefik_stack.url, "/admin/%2e%2e/public/readme")
 
-    assert (into_admin, json.loads(admin_reason)["reason"]) == (401, "authentication_required")
-    assert (out_of_admin, json.loads(echo)["path"]) == (200, "/public/readme")
+    assert (into_admin.status, json.loads(into_admin.body)["reason"]) == (
+        401,
+        "authentication_required",
+    )
+    assert (out_of_admin.status, json.loads(out_of_admin.body)["path"]) == (200, "/public/readme")
 
 
 def test_the_token_cookie_and_method_overrides_never_reach_the_app(
@@ -185,3 +182,30 @@ def test_the_token_cookie_and_method_overrides_never_reach_the_app(
     assert not {"x-http-method-override", "x-method-override"} & headers.keys()
     assert denied.status_code == 403
     assert denied.headers["x-authz-reason"] == "missing_role"
+
+
+@pytest.mark.parametrize(
+    "path", ["/public/..;/api/orders", "/public/%2e%2e;/api/orders", "/public/.;/../api/orders"]
+)
+def test_a_dot_segment_with_parameters_never_opens_a_protected_path(
+    traefik_stack: GatewayStack, path: str
+) -> None:
+    # Refused, or the app receives a path that no reading takes out of /public/ (Traefik
+    # resolves `/public/.;/..` to /public/ before forwardAuth and the app alike).
+    response = send_raw(traefik_stack.url, path)
+    if response.status == 200:
+        received = json.loads(response.body)["path"]
+        assert all(reading.startswith("/public/") for reading in spellings(received)), received
+    else:
+        assert response.status in {400, 401, 403}, (path, response.status, response.body[:200])
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["admin.example.com", "ADMIN.example.com.", "admin.example.com.:443", "Admin.Example.Com"],
+)
+def test_a_host_scoped_rule_holds_for_every_spelling_of_the_host(
+    traefik_stack: GatewayStack, host: str
+) -> None:
+    response = send_raw(traefik_stack.url, "/public/readme", headers={"host": host})
+    assert (response.status, response.headers.get("x-authz-reason")) == (403, "denied_by_rule")

@@ -7,7 +7,8 @@ each module gets a private event loop and the tests call `loop.run_until_complet
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -64,10 +65,12 @@ class LocalService:
         return self.loop.run_until_complete(coroutine)
 
 
-@pytest.fixture(scope="module")
-def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
-    """config/local.yaml (its policies, keys, limits), its JWKS served by a dev IdP."""
-    workdir: Path = tmp_path_factory.mktemp("property")
+@contextlib.contextmanager
+def running_local_service(
+    workdir: Path, edit: Callable[[dict[str, Any]], None] | None = None
+) -> Iterator[LocalService]:
+    """config/local.yaml (its policies, keys, limits) changed by `edit`, its JWKS served by a
+    dev IdP."""
     loop = asyncio.new_event_loop()
     with running_idp() as idp:
         path = write_service_config(
@@ -77,6 +80,8 @@ def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSer
         # Random source addresses would lock each other out; lockout has its own tests.
         document["rate_limit"]["brute_force"] = {"enabled": False}
         document["telemetry"]["audit"] = {"enabled": False}
+        if edit is not None:
+            edit(document)
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         registry = JwksRegistry()
         runtime = build_runtime(load_config(path), registry, QuotaStoreHolder())
@@ -87,3 +92,10 @@ def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSer
             if runtime.limiter is not None:
                 loop.run_until_complete(runtime.limiter.close())
             loop.close()
+
+
+@pytest.fixture(scope="module")
+def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    """config/local.yaml as shipped."""
+    with running_local_service(tmp_path_factory.mktemp("property")) as service:
+        yield service

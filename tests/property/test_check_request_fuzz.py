@@ -1,28 +1,28 @@
 """Hypothesis over CheckRequest through the real AuthorizationServicer with local.yaml's policies.
 
 Properties: no exception escapes Check (every answer is a CheckResponse); nothing is allowed
-on a protected route without valid credentials, where "protected" is read from the config
-(any request no `allow: anonymous` rule matches); a valid token without the admin role never
-reaches an admin path, whatever its spelling; client-sent identity headers never survive an
-allow.
+without valid credentials unless an `allow: anonymous` rule matches *every* reading a real
+upstream could make of the path (tests/support/path_spellings.py); a valid token without the
+admin role never reaches an admin path, whatever its spelling; a host-scoped deny rule holds
+for every spelling of the host; client-sent identity headers never survive an allow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from google.rpc import code_pb2
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from authz_service.grpc.authorization_servicer import AuthorizationServicer
 from authz_service.services.check import CheckService
-from tests.property.conftest import FakeContext, LocalService
-from tests.support.path_spellings import reaches, spellings
+from tests.property.conftest import FakeContext, LocalService, running_local_service
+from tests.support.path_spellings import host_spellings, reaches, spellings
 
 EXAMPLES = settings(
     max_examples=300,
@@ -39,6 +39,9 @@ SEGMENTS = st.sampled_from(
         "..", ".", "", "%2e%2e", "%2E%2E", ".%2e", "%2e.", "%2F", "%2f", "%5c", "\\", "%00",
         "%252e%252e", "admin;x", "admin%3B", "admin.", "admin..", "%61dmin", "adm%69n", "é",
         "%C3%A9", "%FF", "a b", "?", "#", "users",
+        # Path parameters as Servlet containers read them: `..;` is `..` to Tomcat.
+        "..;", ".;", "..;x=1", "%2e%2e;", "%2E%2E;x", "..%3b", ".%3B", "api;jsessionid=1",
+        "public;x", "x;y", ";", "admin;", "%3b", "%%32e%%32e", "%%32f", "%%341dmin",
     ]
 )  # fmt: skip
 ROUTES = st.sampled_from(["/public/", "/api/", "/admin/", "/reports/", "/downloads/", "/"])
@@ -86,6 +89,15 @@ CONTEXTS = st.one_of(
     st.fixed_dictionaries({"policy": st.sampled_from(["public", "internal", "nope", ""])}),
     st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=3),
 )
+# Spellings of the one host a rule is scoped to (HOST_SCOPED below), and of others.
+HOSTS = st.one_of(
+    st.sampled_from(
+        ["admin.example.com", "ADMIN.example.com", "admin.example.com.", "Admin.Example.Com.:443",
+         "admin.example.com:8443", "admin.example.com:", "admin.example.com..",
+         "admin.example.com.:", "[::1]:8443", "[0::1]", "api.local", "api.local.", ""]
+    ),
+    st.text(max_size=40),
+)  # fmt: skip
 ADDRESSES = st.one_of(
     st.just(""), st.ip_addresses().map(str), st.text(max_size=50), st.sampled_from(["127.0.0.1"])
 )
@@ -99,7 +111,7 @@ def check_requests(
     if draw(st.booleans()) or draw(st.booleans()):  # mostly present, sometimes missing
         http = request.attributes.request.http
         http.method = draw(METHODS)
-        http.host = draw(st.text(max_size=40))
+        http.host = draw(HOSTS)
         http.path = draw(PATHS)
         http.id = draw(st.text(max_size=20))
         chosen = draw(headers)
@@ -129,30 +141,43 @@ def check_requests(
 # -- the oracle (independent of the service's own matching) ------------------------------------
 
 
-def anonymous_allowed(config: Mapping[str, Any], request: external_auth_pb2.CheckRequest) -> bool:
-    """True when an `allow: anonymous` rule of the selected policy matches in *some* reading."""
-    http = request.attributes.request.http
+def _selected_policy(
+    config: Mapping[str, Any], request: external_auth_pb2.CheckRequest
+) -> dict[str, Any] | None:
     context = request.attributes.context_extensions
     selection = config["policy_selection"]
-    policy = config["policies"].get(context.get(selection["context_key"], selection["default"]))
+    policy: dict[str, Any] | None = config["policies"].get(
+        context.get(selection["context_key"], selection["default"])
+    )
+    return policy
+
+
+def anonymous_allowed(config: Mapping[str, Any], request: external_auth_pb2.CheckRequest) -> bool:
+    """True when *every* reading of the path is matched by an `allow: anonymous` rule of the
+    selected policy (host-scoped rules are left to their own property)."""
+    http = request.attributes.request.http
+    policy = _selected_policy(config, request)
     if policy is None:
         return False
-    for rule in policy["rules"]:
-        if rule.get("allow") != "anonymous":
-            continue
-        match = rule.get("match", {})
-        if match.get("methods") and http.method.upper() not in match["methods"]:
-            continue
-        paths = match.get("paths")
-        if not paths:
-            return True
-        for spelled in spellings(http.path):
-            for spec in paths:
-                if "prefix" in spec and spelled.startswith(spec["prefix"]):
-                    return True
-                if "exact" in spec and spelled == spec["exact"]:
-                    return True
-    return False
+    anonymous = [
+        rule["match"].get("paths", []) if "match" in rule else []
+        for rule in policy["rules"]
+        if rule.get("allow") == "anonymous"
+        and not rule.get("match", {}).get("hosts")
+        and http.method.upper() in (rule.get("match", {}).get("methods") or [http.method.upper()])
+    ]
+    if any(not paths for paths in anonymous):
+        return True
+    return all(
+        any(_path_matches(spec, spelled) for paths in anonymous for spec in paths)
+        for spelled in spellings(http.path)
+    )
+
+
+def _path_matches(spec: Mapping[str, str], path: str) -> bool:
+    if "prefix" in spec:
+        return path.startswith(spec["prefix"])
+    return "exact" in spec and path == spec["exact"]
 
 
 def reaches_admin(raw_path: str) -> bool:
@@ -184,8 +209,24 @@ def assert_identity_headers_not_passed_through(
 # -- properties ----------------------------------------------------------------------------------
 
 
+def anonymous_get(path: str, host: str = "api.local") -> external_auth_pb2.CheckRequest:
+    request = external_auth_pb2.CheckRequest()
+    request.attributes.request.http.method = "GET"
+    request.attributes.request.http.host = host
+    request.attributes.request.http.path = path
+    request.attributes.context_extensions["policy"] = "public"
+    return request
+
+
 @EXAMPLES
 @given(request=check_requests())
+# Each has a reading under /public/ and one under /api/: every reading must be open.
+@example(request=anonymous_get("/public/..;/api/orders"))
+@example(request=anonymous_get("/public/%2e%2e;/api/orders"))
+@example(request=anonymous_get("/public/..%3B/api/orders"))
+@example(request=anonymous_get("/public/..%2fapi/orders"))
+@example(request=anonymous_get("/public/x;y/../../api/orders"))
+@example(request=anonymous_get("/public/%%32e%%32e/api/orders"))  # `.` after two decodings
 def test_no_exception_escapes_and_nothing_protected_is_allowed_without_credentials(
     local_service: LocalService, request: external_auth_pb2.CheckRequest
 ) -> None:
@@ -233,3 +274,29 @@ def test_a_valid_token_without_the_admin_role_never_reaches_an_admin_path(
         path = request.attributes.request.http.path
         assert not reaches_admin(path), path
         assert_identity_headers_not_passed_through(request, response)
+
+
+# A deny rule scoped to one host, ahead of local.yaml's public rules.
+HOST_SCOPED = {"name": "no-admin-host", "match": {"hosts": ["admin.example.com"]}, "deny": True}
+
+
+@pytest.fixture(scope="module")
+def host_scoped_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    def edit(document: dict[str, Any]) -> None:
+        document["policies"]["public"]["rules"].insert(0, HOST_SCOPED)
+
+    with running_local_service(tmp_path_factory.mktemp("hosts"), edit) as service:
+        yield service
+
+
+@EXAMPLES
+@given(request=check_requests(contexts=st.sampled_from([{}, {"policy": "public"}])))
+@example(request=anonymous_get("/public/x", host="admin.example.com."))
+@example(request=anonymous_get("/public/x", host="ADMIN.example.com.:443"))
+def test_a_host_scoped_deny_rule_holds_for_every_spelling_of_the_host(
+    host_scoped_service: LocalService, request: external_auth_pb2.CheckRequest
+) -> None:
+    response = check(host_scoped_service, request)
+    host = request.attributes.request.http.host
+    if response.status.code == code_pb2.OK:
+        assert "admin.example.com" not in host_spellings(host), host

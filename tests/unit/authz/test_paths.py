@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authz_service.authz.paths import AmbiguousPath, canonical_path
+from authz_service.authz.paths import AmbiguousPath, canonical_path, without_parameters
 
 
 @pytest.mark.parametrize(
@@ -56,6 +56,11 @@ def test_canonical_path_strips_query_and_fragment_before_resolving(raw: str, exp
         # Double encoding: one more decode (a second proxy, a framework) would see `/../`.
         "/public/%252e%252e/admin",
         "/public%252fadmin",
+        # ...and without `%25`: `%%32e` decodes to `%2e`, which decodes to `.`.
+        "/public/%%32e%%32e/admin",
+        "/public/%%32E%%32E/admin",
+        "/a/%%32f",
+        "/%%341dmin",
     ],
 )
 def test_canonical_path_rejects_encoded_separators_controls_and_double_encoding(
@@ -114,3 +119,49 @@ def test_canonical_path_property_only_ambiguous_path_escapes_and_output_is_canon
     assert "?" not in path
     assert "#" not in path
     assert canonical_path(path) == path
+    # No segment is a dot segment once a Servlet container cuts its `;params`.
+    assert all(segment.partition(";")[0] not in (".", "..") for segment in path.split("/"))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/public/..;/admin",
+        "/public/..;x=1/admin",
+        "/public/.;/admin",
+        "/public/.;jsessionid=1/admin",
+        "/public/%2e%2e;/admin",
+        "/public/%2E%2E;x/admin",
+        "/public/..%3b/admin",
+        "/public/..%3B/admin",
+        "/public/..;",
+    ],
+)
+def test_canonical_path_rejects_dot_segments_with_parameters(raw: str) -> None:
+    # Tomcat, Jetty and Spring cut `;params` before resolving dot segments: `/public/..;/admin`
+    # is `/admin` to them and a segment named `..;` under /public/ to us. Refuse, don't guess.
+    with pytest.raises(AmbiguousPath, match="dot segments with parameters"):
+        canonical_path(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("/api/orders;jsessionid=1", "/api/orders;jsessionid=1"),
+        ("/admin;x/users", "/admin;x/users"),
+        ("/files/..x;y", "/files/..x;y"),
+        ("/files/;/x", "/files/;/x"),
+    ],
+)
+def test_canonical_path_keeps_parameters_on_ordinary_segments(raw: str, expected: str) -> None:
+    assert canonical_path(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("canonical", "expected"),
+    [("/admin;x/users", "/admin/users"), ("/a/;x/b", "/a/b"), ("/a/b;x/", "/a/b/"),
+     ("/a;x", "/a"), ("/;x", "/"), ("/a/;x", "/a/"),
+     ("/files/what%3Fnow;v=1", "/files/what%3Fnow")],
+)  # fmt: skip
+def test_without_parameters_cuts_them_from_every_segment(canonical: str, expected: str) -> None:
+    assert without_parameters(canonical) == expected

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from authz_service.authz.rbac import PolicySet, Trace
+from authz_service.authz.rbac import PolicySet, RuleTrace, Trace
 from authz_service.model import (
     AuthMethod,
     AuthnFailure,
@@ -286,3 +286,101 @@ def test_explain_trace_records_every_rule_tried_and_the_deciding_one() -> None:
     assert "method GET" in trace.rules[0].why
     assert "prefix /docs/" in trace.rules[1].why
     assert "admin" in trace.rules[2].why
+
+
+ADMIN_THEN_ANYONE = (
+    {
+        "name": "admin",
+        "match": {"paths": [{"prefix": "/admin/"}]},
+        "allow": {"roles_any": ["admin"]},
+    },
+    {"name": "public", "match": {"paths": [{"prefix": "/public/"}]}, "allow": "anonymous"},
+    {"name": "signed-in", "allow": "authenticated"},
+)
+
+
+@pytest.mark.parametrize(
+    "path", ["/public/..;/admin/users", "/public/.;/../admin/users", "/public/..%3B/admin/users"]
+)
+def test_a_dot_segment_with_parameters_is_a_bad_request(path: str) -> None:
+    decision = decide(policies(*ADMIN_THEN_ANYONE), None, request(path))
+    assert (decision.outcome, decision.reason) == (Outcome.FORBIDDEN, Reason.BAD_REQUEST)
+
+
+@pytest.mark.parametrize("path", ["/admin;x/users", "/admin;/users", "/admin%3Bjsessionid=1/users"])
+def test_parameters_on_a_segment_cannot_dodge_a_rule_a_servlet_container_would_apply(
+    path: str,
+) -> None:
+    # A Servlet container reads `/admin;x/users` as /admin/users: the admin rule must decide.
+    decision = decide(policies(*ADMIN_THEN_ANYONE), ALICE, request(path))
+    assert not decision.allowed
+    assert (decision.reason, decision.rule) == (Reason.MISSING_ROLE, "admin")
+
+
+@pytest.mark.parametrize("path", ["/public/%%32e%%32e/admin/users", "/public;x/%%32f"])
+def test_double_encoding_without_percent_25_is_a_bad_request(path: str) -> None:
+    # `%%32e` is `%2e` after one decoding and `.` after two: never an internal error.
+    decision = decide(policies(*ADMIN_THEN_ANYONE), None, request(path))
+    assert (decision.outcome, decision.reason) == (Outcome.FORBIDDEN, Reason.BAD_REQUEST)
+
+
+def test_a_request_with_parameters_is_allowed_only_when_both_readings_are_allowed() -> None:
+    rules = policies(*ADMIN_THEN_ANYONE)
+    assert decide(rules, ALICE, request("/api/orders;jsessionid=1")).allowed
+    assert decide(rules, None, request("/public/docs;v=2/index.html")).allowed
+    # As sent, `/public;x/docs` is under no anonymous rule; cut, it is. Both must allow.
+    assert not decide(rules, None, request("/public;x/docs")).allowed
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "admin.example.com.",
+        "ADMIN.example.com.",
+        "admin.example.com.:443",
+        "Admin.Example.Com:8443",
+        "admin.example.com:",
+    ],
+)
+def test_a_host_scoped_deny_rule_holds_for_every_spelling_of_the_host(host: str) -> None:
+    rules = policies(
+        {"name": "no-admin-host", "match": {"hosts": ["admin.example.com"]}, "deny": True},
+        {"name": "anyone", "allow": "anonymous"},
+    )
+    decision = decide(rules, None, request(host=host))
+    assert (decision.outcome, decision.rule) == (Outcome.FORBIDDEN, "no-admin-host")
+
+
+def test_rule_hosts_are_canonical_at_load_so_any_spelling_in_config_matches() -> None:
+    rules = policies(
+        {"name": "admin-host", "match": {"hosts": ["Admin.Example.COM."]}, "deny": True},
+        {"name": "v6", "match": {"hosts": ["[0:0::1]"]}, "deny": True},
+        {"name": "anyone", "allow": "anonymous"},
+    )
+    assert decide(rules, None, request(host="admin.example.com")).rule == "admin-host"
+    assert decide(rules, None, request(host="[::1]:8443")).rule == "v6"
+    assert decide(rules, None, request(host="[0000::0001]")).rule == "v6"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["admin.example.com..", "admin..example.com", "admin.example.com:x", "admin example.com",
+     "admin.example.com\x00.evil", "[::1", "[::1]x", "::1", "adm\u212ain.example.com", "a@b",
+     ":80"],
+)  # fmt: skip
+def test_an_unreadable_host_is_a_bad_request(host: str) -> None:
+    rules = policies(
+        {"name": "no-admin-host", "match": {"hosts": ["admin.example.com"]}, "deny": True},
+        {"name": "anyone", "allow": "anonymous"},
+    )
+    decision = decide(rules, None, request(host=host))
+    assert (decision.outcome, decision.reason) == (Outcome.FORBIDDEN, Reason.BAD_REQUEST)
+
+
+def test_explain_shows_the_reading_with_parameters_cut_and_the_rule_that_decided_it() -> None:
+    trace = Trace()
+    decision = policies(*ADMIN_THEN_ANYONE).authorize(request("/admin;x/users"), ALICE, trace)
+    assert (decision.reason, decision.rule) == (Reason.MISSING_ROLE, "admin")
+    names = [rule.rule for rule in trace.rules]
+    assert "(read as /admin/users)" in names
+    assert trace.rules[-1] == RuleTrace("admin", True, decision.message, decided=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from authz_service.authz.hosts import canonical_host
 from authz_service.authz.rbac import PolicySet
 from authz_service.config.loader import load_config
 
@@ -31,15 +32,10 @@ segments = st.sampled_from(["public", "admin", "api", "internal", "reports", "do
 )
 def test_applies_agrees_with_match(method: str, host: str, parts: list[str]) -> None:
     path = "/" + "/".join(parts)
-    bare_host = (
-        host.rsplit(":", 1)[0]
-        if host.count(":") == 1
-        else host.split("]")[0] + "]"
-        if host.startswith("[")
-        else host
-    )
+    canonical = canonical_host(host)
     for rule in RULES:
-        assert rule.applies(method, bare_host, path) == (rule.match(method, host, path) is None)
+        explained = rule.match(method, canonical, path)
+        assert rule.applies(method, canonical, path) == (explained is None)
 
 
 SHAPES = [

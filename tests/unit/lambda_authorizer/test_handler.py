@@ -166,6 +166,18 @@ def test_anonymous_route_is_allowed_with_an_anonymous_principal(configured: Path
     assert answer["principalId"] == "anonymous"
 
 
+@pytest.mark.parametrize("path", ["/public/..;/api/orders", "/public/%2e%2e;/api/orders"])
+def test_a_dot_segment_with_parameters_is_a_bad_request_not_a_public_path(
+    configured: Path, path: str
+) -> None:
+    # A Servlet container behind API Gateway reads /public/..;/api/orders as /api/orders.
+    rest = lambda_handler.handler(rest_event(path), None)
+    assert statement(rest)["Effect"] == "Deny"
+    assert rest["context"] == {"status": "403", "reason": "bad_request"}
+    http = lambda_handler.handler(http_event(path), None)
+    assert http == {"isAuthorized": False, "context": {"status": "403", "reason": "bad_request"}}
+
+
 def test_quota_past_the_limit_denies_with_rate_limited_reason(configured: Path) -> None:
     answers = [
         lambda_handler.handler(rest_event(**{"X-Api-Key": ADMIN_KEY}), None) for _ in range(3)
