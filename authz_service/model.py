@@ -104,6 +104,7 @@ class Reason(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"
     BAD_REQUEST = "bad_request"
     OVERLOADED = "overloaded"
+    REQUEST_TOO_LARGE = "request_too_large"  # 431: too many or too large headers
 
 
 @dataclass(frozen=True, slots=True)

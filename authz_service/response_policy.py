@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from authz_service.config.model import Config
-from authz_service.model import Decision, Identity, Outcome
+from authz_service.model import Decision, Identity, Outcome, Reason
 
 REASON_HEADER = "x-authz-reason"
 
@@ -22,6 +22,8 @@ _STATUS = {
     Outcome.RATE_LIMITED: 429,
     Outcome.UNAVAILABLE: 503,
 }
+# Reasons whose HTTP status says more than their outcome's (RFC 6585: header fields too large).
+_STATUS_BY_REASON = {Reason.REQUEST_TOO_LARGE: 431}
 _ERROR = {
     Outcome.UNAUTHENTICATED: "unauthenticated",
     Outcome.FORBIDDEN: "forbidden",
@@ -120,7 +122,7 @@ class ResponsePolicy:
         return headers
 
     def deny(self, decision: Decision) -> DenyResponse:
-        status = _STATUS.get(decision.outcome, 403)
+        status = _STATUS_BY_REASON.get(decision.reason) or _STATUS.get(decision.outcome, 403)
         headers = {
             "content-type": "application/json",
             "cache-control": "no-store",

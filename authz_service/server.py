@@ -19,7 +19,9 @@ from grpc_reflection.v1alpha import reflection
 
 from authz_service.admin.v1 import admin_pb2_grpc
 from authz_service.authn.jwks_registry import JwksRegistry
+from authz_service.config.model import AdminSettings, ServerSettings
 from authz_service.config.reload import ConfigReloader
+from authz_service.connection_limits import grpc_options
 from authz_service.grpc.admin_servicer import ADMIN_SERVICE, AdminServicer, AdminTokenInterceptor
 from authz_service.grpc.authorization_servicer import AuthorizationServicer
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
@@ -52,6 +54,14 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
     # A port already in use is an error, not a silent share with another process.
     ("grpc.so_reuseport", 0),
 )
+
+
+def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """SERVER_OPTIONS with the configured receive limit and connection limits."""
+    options = dict(SERVER_OPTIONS)
+    options["grpc.max_receive_message_length"] = settings.max_receive_message_bytes
+    options.update(grpc_options(settings.connections))
+    return list(options.items())
 
 
 class AuthzServer:
@@ -131,7 +141,7 @@ class AuthzServer:
             else []
         )
         self._server = grpc.aio.server(
-            options=list(SERVER_OPTIONS),
+            options=server_options(config.server),
             maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
             interceptors=interceptors,
         )
@@ -151,7 +161,7 @@ class AuthzServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")
         if self.admin_listen is not None:
-            self._admin_server = self._build_admin_server(config.admin.token_hash)
+            self._admin_server = self._build_admin_server(config.admin)
             if config.admin.tls and tls is not None:
                 # The gRPC port's certificate and client CA, re-read alike (a credentials
                 # object of its own: gRPC's certificate fetcher serves one server).
@@ -187,9 +197,11 @@ class AuthzServer:
             self._tasks.append(asyncio.create_task(self.reloader.watch(self._stop_watching)))
         log.info("serving on %s (config version %s)", self.listen, self.runtime.version)
 
-    def _build_admin_server(self, token_hash: str | None) -> grpc.aio.Server:
+    def _build_admin_server(self, settings: AdminSettings) -> grpc.aio.Server:
+        token_hash = settings.token_hash
         interceptors = [AdminTokenInterceptor(token_hash)] if token_hash else []
-        server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+        options = [("grpc.so_reuseport", 0), *grpc_options(settings.connections)]
+        server = grpc.aio.server(interceptors=interceptors, options=options)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(
                 self.checks, self.reloader, self.revocation_store, QuotaAdmin(self._limiter)

@@ -10,8 +10,13 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from authz_service.config.model import AuditSettings, TelemetrySettings
 from authz_service.grpc.allow_cache import AllowResponseCache
-from authz_service.grpc.check_translate import deny_response, request_attributes
+from authz_service.grpc.check_translate import (
+    deny_response,
+    refused_request_attributes,
+    request_attributes,
+)
 from authz_service.model import Decision, Outcome, Reason
+from authz_service.request_limits import RequestTooLarge
 from authz_service.services.check import CheckService
 from authz_service.telemetry import tracing
 from authz_service.telemetry.observer import Telemetry
@@ -41,8 +46,20 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             metrics.check_in_flight.inc()
         try:
             with tracing.server_span(SERVICE_NAME, "Check", metadata) as span:
+                limits = self._checks.runtime().loaded.config.request_limits
                 try:
-                    attributes = request_attributes(request)
+                    attributes = request_attributes(request, limits)
+                except RequestTooLarge as error:
+                    decision = Decision(Outcome.FORBIDDEN, Reason.REQUEST_TOO_LARGE, str(error))
+                    telemetry.check_done(
+                        refused_request_attributes(request),
+                        decision,
+                        time.perf_counter() - started,
+                        span,
+                        metadata,
+                    )
+                    responses = self._checks.runtime().responses
+                    return deny_response(decision.outcome, responses.deny(decision))
                 except Exception:
                     log.exception("unreadable CheckRequest; denying")
                     decision = Decision(

@@ -8,6 +8,7 @@ denied (fail closed), like an unreadable CheckRequest on the gRPC path.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
@@ -24,7 +25,13 @@ from authz_service.http.check_translate import (
     join_headers,
 )
 from authz_service.http.settings import HttpCheckSettings, Integration
-from authz_service.model import Decision, Outcome, Reason
+from authz_service.model import Decision, Outcome, Reason, RequestAttributes
+from authz_service.request_limits import (
+    RequestLimits,
+    RequestTooLarge,
+    check_head_size,
+    check_header_count,
+)
 from authz_service.services.check import CheckService
 from authz_service.telemetry import tracing
 from authz_service.telemetry.observer import Telemetry
@@ -37,6 +44,15 @@ METRIC_LABEL = "HttpCheck"
 # Bearer tokens may be up to jwt_providers[].max_token_bytes (8 KiB by default) and URIs long:
 # aiohttp's 8 KiB default would answer 400 before we could decide.
 _MAX_FIELD_BYTES = 64 * 1024
+# What the audit line and span of a refused request show: never more than this of a field.
+_SHOWN = 256
+
+
+def parser_max_headers(limits: RequestLimits) -> int:
+    """The parser's own bound (a 400 past it): twice request_limits.max_headers, so that an
+    over-count request is read and denied 431 like on the gRPC path, while memory stays
+    bounded (aiohttp keeps every header until the head ends)."""
+    return 2 * limits.max_headers
 
 
 class HttpCheckHandler:
@@ -51,6 +67,17 @@ class HttpCheckHandler:
         self._in_flight = 0
 
     async def handle(self, request: web.Request) -> web.Response:
+        limits = self._checks.runtime().loaded.config.request_limits
+        try:
+            # Measured on what the parser kept (bounded by parser_max_headers), before the
+            # header map is built: the gRPC path's check, for the same 431 deny.
+            check_header_count(len(request.raw_headers), limits)
+            check_head_size((*itertools.chain(*request.raw_headers), request.raw_path), limits)
+        except RequestTooLarge as error:
+            reply = self._too_large(request, str(error))
+            return web.Response(
+                status=reply.status, headers=reply.headers, body=reply.body.encode()
+            )
         received = ReceivedRequest(
             method=request.method,
             target=request.raw_path,
@@ -124,6 +151,25 @@ class HttpCheckHandler:
             if metrics is not None:
                 metrics.in_flight.labels(METRIC_LABEL).dec()
 
+    def _too_large(self, request: web.Request, message: str) -> HttpReply:
+        started = time.perf_counter()
+        endpoint = endpoint_for(request.raw_path, self._settings.endpoints)
+        if endpoint is None:
+            return HttpReply(404, {"content-type": "text/plain"}, "no check endpoint here\n")
+        decision = Decision(Outcome.FORBIDDEN, Reason.REQUEST_TOO_LARGE, message)
+        # Counted and audited like any decision, with the head cut short: its headers unread.
+        shown = RequestAttributes(
+            method=request.method[:_SHOWN],
+            host=(request.host or "")[:_SHOWN],
+            path=request.raw_path[:_SHOWN],
+            source_address=request.remote or "",
+        )
+        with tracing.server_span(
+            SPAN_SERVICE, endpoint.integration, None, {"rpc.system": "http"}
+        ) as span:
+            self._telemetry.check_done(shown, decision, time.perf_counter() - started, span, None)
+        return self._deny(endpoint.integration, decision)
+
     def _bad_request(self, integration: Integration, message: str) -> HttpReply:
         return self._deny(integration, Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, message))
 
@@ -144,13 +190,19 @@ class HttpCheckServer:
     ) -> None:
         self.settings = settings
         self._grace_period_s = grace_period_s
+        self._checks = checks
         self._handler = HttpCheckHandler(settings, checks, telemetry)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     def app(self) -> web.Application:
+        limits = self._checks.runtime().loaded.config.request_limits
         app = web.Application(
-            handler_args={"max_field_size": _MAX_FIELD_BYTES, "max_line_size": _MAX_FIELD_BYTES}
+            handler_args={
+                "max_field_size": _MAX_FIELD_BYTES,
+                "max_line_size": _MAX_FIELD_BYTES,
+                "max_headers": parser_max_headers(limits),
+            }
         )
         app.router.add_route("*", "/{tail:.*}", self._handler.handle)
         return app
