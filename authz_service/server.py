@@ -27,6 +27,7 @@ from authz_service.grpc.authorization_servicer import AuthorizationServicer
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
 from authz_service.http.check_endpoint import HttpCheckServer
+from authz_service.http.guarded_listener import ConnectionStats
 from authz_service.ratelimit import RateLimiter
 from authz_service.ratelimit.store_stats import store_stats
 from authz_service.revocation import build_revocation_store
@@ -34,6 +35,7 @@ from authz_service.runtime import QuotaStoreHolder, Runtime, build_runtime
 from authz_service.services.check import CheckService
 from authz_service.services.quota_admin import QuotaAdmin
 from authz_service.telemetry import tracing
+from authz_service.telemetry.connection_metrics import ConnectionCollector
 from authz_service.telemetry.http_server import ObservabilityServer
 from authz_service.telemetry.metrics import Metrics, ServiceStateCollector
 from authz_service.telemetry.observer import Telemetry
@@ -94,6 +96,8 @@ class AuthzServer:
         self.grace_period_s = config.server.grace_period_s
         self.metrics = Metrics()
         self.metrics.add_state_collector(ServiceStateCollector(self.reloader, self._store_stats))
+        self._connection_stats: list[ConnectionStats] = []
+        self.metrics.add_state_collector(ConnectionCollector(self._connection_stats))
         self.telemetry = Telemetry(config.telemetry, self.metrics)
         self._observability: ObservabilityServer | None = None
         self.http_check: HttpCheckServer | None = None  # http_check: (authz_service/http/)
@@ -175,9 +179,14 @@ class AuthzServer:
                 raise OSError(f"cannot listen on {self.admin_listen} (admin)")
         tracing.configure(config.telemetry)
         if self.metrics_listen is not None:
+            metrics_settings = config.telemetry.metrics
             self._observability = ObservabilityServer(
-                self.metrics, self._readiness, config.telemetry.metrics.token_hash
+                self.metrics,
+                self._readiness,
+                metrics_settings.token_hash,
+                metrics_settings.connections,
             )
+            self._connection_stats.append(self._observability.stats)
             await self._observability.start(self.metrics_listen)
             self.metrics_port = self._observability.port
             self._tasks.append(asyncio.create_task(self.metrics.probe_event_loop()))
@@ -187,6 +196,7 @@ class AuthzServer:
             self.http_check = HttpCheckServer(
                 config.http_check, self.checks, self.telemetry, self.grace_period_s
             )
+            self._connection_stats.append(self.http_check.stats)
             await self.http_check.start(self.http_listen)
         await self._server.start()
         if self._admin_server is not None:

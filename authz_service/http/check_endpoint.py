@@ -24,6 +24,7 @@ from authz_service.http.check_translate import (
     endpoint_for,
     join_headers,
 )
+from authz_service.http.guarded_listener import ConnectionStats, GuardedListener
 from authz_service.http.settings import HttpCheckSettings, Integration
 from authz_service.model import Decision, Outcome, Reason, RequestAttributes
 from authz_service.request_limits import (
@@ -193,34 +194,39 @@ class HttpCheckServer:
         self._checks = checks
         self._handler = HttpCheckHandler(settings, checks, telemetry)
         self._runner: web.AppRunner | None = None
+        self.stats = ConnectionStats("http_check")
+        self._listener = GuardedListener(settings.connections, self.stats)
         self.port = 0
 
     def app(self) -> web.Application:
         limits = self._checks.runtime().loaded.config.request_limits
         app = web.Application(
+            middlewares=[self._listener.middleware],
             handler_args={
                 "max_field_size": _MAX_FIELD_BYTES,
                 "max_line_size": _MAX_FIELD_BYTES,
                 "max_headers": parser_max_headers(limits),
-            }
+            },
         )
         app.router.add_route("*", "/{tail:.*}", self._handler.handle)
         return app
 
     async def start(self, listen: str | None = None) -> None:
         host, port = split_listen(listen or self.settings.listen)
-        # On stop, checks in flight get the server's grace period to finish.
+        # On stop, checks in flight get the server's grace period to finish; idle kept-alive
+        # connections are closed after idle_timeout_s (aiohttp's keep-alive timeout).
         self._runner = web.AppRunner(
-            self.app(), access_log=None, shutdown_timeout=self._grace_period_s
+            self.app(),
+            access_log=None,
+            shutdown_timeout=self._grace_period_s,
+            keepalive_timeout=self.settings.connections.idle_timeout_s,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]"), port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        self.port = await self._listener.start(self._runner, host.strip("[]"), port)
         log.info("HTTP check endpoint on %s:%s", host, self.port)
 
     async def stop(self) -> None:
+        await self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
