@@ -22,6 +22,7 @@ from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.model import AdminSettings, ServerSettings
 from authz_service.config.reload import ConfigReloader
 from authz_service.connection_limits import grpc_options
+from authz_service.descriptors import OpenPorts, ensure_descriptors
 from authz_service.grpc.admin_servicer import ADMIN_SERVICE, AdminServicer, AdminTokenInterceptor
 from authz_service.grpc.authorization_servicer import AuthorizationServicer
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
@@ -138,6 +139,15 @@ class AuthzServer:
 
     async def start(self) -> None:
         config = self.runtime.loaded.config
+        # Before any port opens: the caps must fit the open-file limit, or they protect nothing.
+        ensure_descriptors(
+            config,
+            OpenPorts(
+                admin=self.admin_listen is not None,
+                metrics=self.metrics_listen is not None,
+                http_check=self.http_listen is not None,
+            ),
+        )
         tls = config.server.tls
         interceptors = (
             [ClientSanInterceptor(tls.allowed_client_sans)]
