@@ -190,3 +190,35 @@ def open_connections(server: AuthzServer, port_name: str) -> float:
 async def metrics_text(server: AuthzServer) -> str:
     async with httpx.AsyncClient(timeout=5.0) as client:
         return (await client.get(f"http://127.0.0.1:{server.metrics_port}/metrics")).text
+
+
+async def test_an_idle_grpc_connection_is_closed_after_the_idle_timeout(
+    start: Start, idp: DevIdentityProvider
+) -> None:
+    config = service_config(idp, watch=False)
+    config["server"]["connections"] = {"idle_timeout_s": 1}
+    server = await start(config)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert channel.get_state() == grpc.ChannelConnectivity.READY
+        # The server's GOAWAY takes the channel back to IDLE; it reconnects on the next call.
+        await wait_until(
+            lambda: channel.get_state() == grpc.ChannelConnectivity.IDLE, within_s=TRICKLE_FOR_S
+        )
+
+
+async def test_a_kept_alive_http_connection_with_no_request_is_closed_after_the_idle_timeout(
+    start: Start, idp: DevIdentityProvider
+) -> None:
+    server = await start(ports_config(idp, idle_timeout_s=1))
+    assert server.http_check is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.http_check.port)
+    try:
+        writer.write(b"GET /envoy/public/x HTTP/1.1\r\nhost: a\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 ")
+        async with asyncio.timeout(TRICKLE_FOR_S):
+            while await reader.read(1024):  # the body, then the close
+                pass
+    finally:
+        writer.close()
