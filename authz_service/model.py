@@ -105,6 +105,7 @@ class Reason(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     OVERLOADED = "overloaded"
     AUDIT_UNAVAILABLE = "audit_unavailable"
+    REQUEST_TOO_LARGE = "request_too_large"  # 431: too many or too large headers
 
 
 @dataclass(frozen=True, slots=True)

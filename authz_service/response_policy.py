@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from authz_service.authn.cookie_strip import CookieStripper
 from authz_service.config.model import Config
-from authz_service.model import Decision, Identity, Outcome, RequestAttributes
+from authz_service.model import Decision, Identity, Outcome, Reason, RequestAttributes
 
 REASON_HEADER = "x-authz-reason"
 
@@ -24,6 +24,8 @@ _STATUS = {
     Outcome.RATE_LIMITED: 429,
     Outcome.UNAVAILABLE: 503,
 }
+# Reasons whose HTTP status says more than their outcome's (RFC 6585: header fields too large).
+_STATUS_BY_REASON = {Reason.REQUEST_TOO_LARGE: 431}
 _ERROR = {
     Outcome.UNAUTHENTICATED: "unauthenticated",
     Outcome.FORBIDDEN: "forbidden",
@@ -154,7 +156,7 @@ class ResponsePolicy:
         return headers
 
     def deny(self, decision: Decision) -> DenyResponse:
-        status = _STATUS.get(decision.outcome, 403)
+        status = _STATUS_BY_REASON.get(decision.reason) or _STATUS.get(decision.outcome, 403)
         headers = {
             "content-type": "application/json",
             "cache-control": "no-store",

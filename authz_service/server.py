@@ -19,7 +19,10 @@ from grpc_reflection.v1alpha import reflection
 
 from authz_service.admin.v1 import admin_pb2_grpc
 from authz_service.authn.jwks_registry import JwksRegistry
+from authz_service.config.model import AdminSettings, ServerSettings
 from authz_service.config.reload import ConfigReloader
+from authz_service.connection_limits import grpc_options
+from authz_service.descriptors import OpenPorts, ensure_descriptors
 from authz_service.grpc.admin_servicer import ADMIN_SERVICE, AdminServicer, AdminTokenInterceptor
 from authz_service.grpc.authorization_servicer import (
     AuthorizationServicer,
@@ -28,6 +31,7 @@ from authz_service.grpc.authorization_servicer import (
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
 from authz_service.http.check_endpoint import HttpCheckServer
+from authz_service.http.guarded_listener import ConnectionStats
 from authz_service.ratelimit import RateLimiter
 from authz_service.ratelimit.store_stats import store_stats
 from authz_service.revocation import build_revocation_store
@@ -35,6 +39,7 @@ from authz_service.runtime import QuotaStoreHolder, Runtime, build_runtime
 from authz_service.services.check import CheckService
 from authz_service.services.quota_admin import QuotaAdmin
 from authz_service.telemetry import tracing
+from authz_service.telemetry.connection_metrics import ConnectionCollector
 from authz_service.telemetry.http_server import ObservabilityServer
 from authz_service.telemetry.metrics import Metrics, ServiceStateCollector
 from authz_service.telemetry.observer import Telemetry
@@ -55,6 +60,14 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
     # A port already in use is an error, not a silent share with another process.
     ("grpc.so_reuseport", 0),
 )
+
+
+def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """SERVER_OPTIONS with the configured receive limit and connection limits."""
+    options = dict(SERVER_OPTIONS)
+    options["grpc.max_receive_message_length"] = settings.max_receive_message_bytes
+    options.update(grpc_options(settings.connections))
+    return list(options.items())
 
 
 class AuthzServer:
@@ -87,6 +100,8 @@ class AuthzServer:
         self.grace_period_s = config.server.grace_period_s
         self.metrics = Metrics()
         self.metrics.add_state_collector(ServiceStateCollector(self.reloader, self._store_stats))
+        self._connection_stats: list[ConnectionStats] = []
+        self.metrics.add_state_collector(ConnectionCollector(self._connection_stats))
         self.telemetry = Telemetry(config.telemetry, self.metrics)
         self._observability: ObservabilityServer | None = None
         self.http_check: HttpCheckServer | None = None  # http_check: (authz_service/http/)
@@ -127,6 +142,15 @@ class AuthzServer:
 
     async def start(self) -> None:
         config = self.runtime.loaded.config
+        # Before any port opens: the caps must fit the open-file limit, or they protect nothing.
+        ensure_descriptors(
+            config,
+            OpenPorts(
+                admin=self.admin_listen is not None,
+                metrics=self.metrics_listen is not None,
+                http_check=self.http_listen is not None,
+            ),
+        )
         tls = config.server.tls
         interceptors = (
             [ClientSanInterceptor(tls.allowed_client_sans)]
@@ -134,7 +158,7 @@ class AuthzServer:
             else []
         )
         self._server = grpc.aio.server(
-            options=list(SERVER_OPTIONS),
+            options=server_options(config.server),
             maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
             interceptors=interceptors,
         )
@@ -152,7 +176,7 @@ class AuthzServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")
         if self.admin_listen is not None:
-            self._admin_server = self._build_admin_server(config.admin.token_hash)
+            self._admin_server = self._build_admin_server(config.admin)
             if config.admin.tls and tls is not None:
                 # The gRPC port's certificate and client CA, re-read alike (a credentials
                 # object of its own: gRPC's certificate fetcher serves one server).
@@ -166,9 +190,14 @@ class AuthzServer:
                 raise OSError(f"cannot listen on {self.admin_listen} (admin)")
         tracing.configure(config.telemetry)
         if self.metrics_listen is not None:
+            metrics_settings = config.telemetry.metrics
             self._observability = ObservabilityServer(
-                self.metrics, self._readiness, config.telemetry.metrics.token_hash
+                self.metrics,
+                self._readiness,
+                metrics_settings.token_hash,
+                metrics_settings.connections,
             )
+            self._connection_stats.append(self._observability.stats)
             await self._observability.start(self.metrics_listen)
             self.metrics_port = self._observability.port
             self._tasks.append(asyncio.create_task(self.metrics.probe_event_loop()))
@@ -178,6 +207,7 @@ class AuthzServer:
             self.http_check = HttpCheckServer(
                 config.http_check, self.checks, self.telemetry, self.grace_period_s
             )
+            self._connection_stats.append(self.http_check.stats)
             await self.http_check.start(self.http_listen)
         await self._server.start()
         if self._admin_server is not None:
@@ -188,9 +218,11 @@ class AuthzServer:
             self._tasks.append(asyncio.create_task(self.reloader.watch(self._stop_watching)))
         log.info("serving on %s (config version %s)", self.listen, self.runtime.version)
 
-    def _build_admin_server(self, token_hash: str | None) -> grpc.aio.Server:
+    def _build_admin_server(self, settings: AdminSettings) -> grpc.aio.Server:
+        token_hash = settings.token_hash
         interceptors = [AdminTokenInterceptor(token_hash)] if token_hash else []
-        server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+        options = [("grpc.so_reuseport", 0), *grpc_options(settings.connections)]
+        server = grpc.aio.server(interceptors=interceptors, options=options)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(
                 self.checks, self.reloader, self.revocation_store, QuotaAdmin(self._limiter)

@@ -129,8 +129,10 @@ class DevIdentityProvider:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 idp.requests += 1
-                if idp.delay_s:
-                    time.sleep(idp.delay_s)
+                # A hang that ends early when delay_s is set back to 0 (tests release it).
+                started = time.monotonic()
+                while idp.delay_s and time.monotonic() - started < idp.delay_s:
+                    time.sleep(0.01)
                 if idp.fail_status is not None:
                     self._send(idp.fail_status, b'{"error":"unavailable"}')
                 elif self.path == "/.well-known/openid-configuration":

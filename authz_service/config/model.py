@@ -21,8 +21,10 @@ from authz_service.authn.replay import ReplayProtection
 from authz_service.authz.hosts import canonical_host_pattern
 from authz_service.authz.method_overrides import MethodOverrideSettings
 from authz_service.config.strict import Strict, header_name
+from authz_service.connection_limits import ConnectionLimits, GrpcConnectionLimits
 from authz_service.http.settings import HttpCheckSettings
 from authz_service.ratelimit.settings import RateLimitSettings, RedisSettings
+from authz_service.request_limits import RequestLimits
 
 # Asymmetric algorithms only: a shared-secret HS* key in a gateway config is one more secret to
 # leak, and allowing HS* next to RS* is how the "HS256 signed with the public key" attack works.
@@ -95,7 +97,13 @@ class ServerSettings(Strict):
     watch_config: bool = True
     # Beyond this many RPCs in flight, new ones are refused at once with RESOURCE_EXHAUSTED
     # (Envoy's ext_authz then answers status_on_error, fail closed) instead of queueing.
-    max_concurrent_rpcs: int | None = Field(default=None, ge=1)
+    # At ~0.5 ms of CPU per Check, 256 waiting calls are ~130 ms of work on one core: beyond
+    # that, shedding beats queueing. None removes the bound (not advised).
+    max_concurrent_rpcs: int | None = Field(default=256, ge=1)
+    # gRPC's own default is 4 MiB; a CheckRequest within request_limits is far smaller (add
+    # Envoy's with_request_body.max_request_bytes if it sends bodies).
+    max_receive_message_bytes: int = Field(default=512 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
+    connections: GrpcConnectionLimits = GrpcConnectionLimits()
     tls: ServerTls | None = None
 
 
@@ -263,6 +271,7 @@ class AdminSettings(Strict):
     # Serve it with server.tls's certificate (so an exposed token is never sent in clear);
     # with server.tls.client_ca_file, callers must present a certificate that CA signed.
     tls: bool = False
+    connections: GrpcConnectionLimits = GrpcConnectionLimits(max_connections=16, max_age_s=None)
 
     @property
     def exposed(self) -> bool:
@@ -342,6 +351,8 @@ class MetricsSettings(Strict):
     listen: str | None = "127.0.0.1:9102"
     # "sha256:<hex>" of a bearer token required on /metrics (health stays open).
     token_hash: Sha256Hash | None = None
+    # A port of its own with a cap of its own: probes still pass while the check ports are full.
+    connections: ConnectionLimits = ConnectionLimits(max_connections=32)
 
 
 class AuditSettings(Strict):
@@ -470,6 +481,8 @@ class Config(Strict):
     http_check: HttpCheckSettings | None = None
     # Verified tokens kept (until their expiry) so repeated tokens skip signature checks.
     token_cache_max_entries: int = Field(default=10_000, ge=0)
+    # Header count and size of a check request, on both transports (431 request_too_large).
+    request_limits: RequestLimits = RequestLimits()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

@@ -11,8 +11,13 @@ from google.protobuf.message import DecodeError
 
 from authz_service.config.model import AuditSettings, TelemetrySettings
 from authz_service.grpc.allow_cache import AllowResponseCache
-from authz_service.grpc.check_translate import deny_response, request_attributes
+from authz_service.grpc.check_translate import (
+    deny_response,
+    refused_request_attributes,
+    request_attributes,
+)
 from authz_service.model import Decision, Outcome, Reason, RequestAttributes
+from authz_service.request_limits import RequestLimits, RequestTooLarge
 from authz_service.services.check import CheckService
 from authz_service.telemetry import tracing
 from authz_service.telemetry.observer import UNREADABLE_REQUEST, Telemetry
@@ -42,14 +47,11 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             metrics.check_in_flight.inc()
         try:
             with tracing.server_span(SERVICE_NAME, "Check", metadata) as span:
-                attributes = _read(request)
-                if attributes is None:
+                limits = self._checks.runtime().loaded.config.request_limits
+                attributes, refusal = _read(request, limits)
+                if refusal is not None:
                     # Denied like any other answer: counted, audited, traced.
-                    attributes = UNREADABLE_REQUEST
-                    decision = Decision(
-                        Outcome.FORBIDDEN, Reason.BAD_REQUEST, "request could not be read"
-                    )
-                    runtime = self._checks.runtime()
+                    decision, runtime = refusal, self._checks.runtime()
                 else:
                     decision, runtime = await self._checks.check(attributes)
                 # Recorded before answering: the audit log may turn an allow into a refusal.
@@ -74,15 +76,24 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                 metrics.check_in_flight.dec()
 
 
-def _read(request: external_auth_pb2.CheckRequest | None) -> RequestAttributes | None:
+def _read(
+    request: external_auth_pb2.CheckRequest | None, limits: RequestLimits
+) -> tuple[RequestAttributes, Decision | None]:
+    """The request's attributes, or what stands for them with the refusal to answer."""
     if request is None:
         log.warning("CheckRequest is not a valid protobuf message; denying")
-        return None
+        return UNREADABLE_REQUEST, _UNREADABLE
     try:
-        return request_attributes(request)
+        return request_attributes(request, limits), None
+    except RequestTooLarge as error:
+        refusal = Decision(Outcome.FORBIDDEN, Reason.REQUEST_TOO_LARGE, str(error))
+        return refused_request_attributes(request), refusal
     except Exception:
         log.exception("unreadable CheckRequest; denying")
-        return None
+        return UNREADABLE_REQUEST, _UNREADABLE
+
+
+_UNREADABLE = Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, "request could not be read")
 
 
 def _parse(data: bytes) -> external_auth_pb2.CheckRequest | None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from envoy.config.core.v3 import base_pb2
-from envoy.service.auth.v3 import external_auth_pb2
+from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
 from authz_service.model import Outcome, RequestAttributes
+from authz_service.request_limits import (
+    RequestLimits,
+    check_head_size,
+    check_header_count,
+)
 from authz_service.response_policy import AllowResponse, DenyResponse
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -24,26 +29,42 @@ _RPC_CODE = {
 _FORBIDDEN_IN_VALUE = str.maketrans("", "", "\r\n\x00")
 
 
+_DEFAULT_LIMITS = RequestLimits()
+
+
 def _headers_of(
-    http: external_auth_pb2.attribute__context__pb2.AttributeContext.HttpRequest,
+    http: attribute_context_pb2.AttributeContext.HttpRequest, limits: RequestLimits
 ) -> dict[str, str]:
+    """The header map, built only once the count is known to be within the limits.
+
+    Raises RequestTooLarge first: the count is free on the parsed message, so an oversized
+    request costs nothing beyond its parse (which max_receive_message_bytes bounds).
+    """
     if http.headers:
-        return dict(http.headers)
-    # Envoy sends header_map instead when `encode_raw_headers` is on.
-    headers: dict[str, str] = {}
-    for entry in http.header_map.headers:
-        value = entry.raw_value.decode("utf-8", "replace") if entry.raw_value else entry.value
-        key = entry.key.lower()
-        headers[key] = f"{headers[key]},{value}" if key in headers else value
+        check_header_count(len(http.headers), limits)
+        headers = dict(http.headers)
+    else:
+        # Envoy sends header_map instead when `encode_raw_headers` is on.
+        entries = http.header_map.headers
+        check_header_count(len(entries), limits)
+        headers = {}
+        for entry in entries:
+            value = entry.raw_value.decode("utf-8", "replace") if entry.raw_value else entry.value
+            key = entry.key.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+    check_head_size((*headers, *headers.values(), http.path, http.host), limits)
     return headers
 
 
-def request_attributes(request: external_auth_pb2.CheckRequest) -> RequestAttributes:
+def request_attributes(
+    request: external_auth_pb2.CheckRequest, limits: RequestLimits = _DEFAULT_LIMITS
+) -> RequestAttributes:
+    """Raises RequestTooLarge when the head is past `limits` (a 431 deny)."""
     attributes = request.attributes
     http = attributes.request.http
     source = attributes.source
     address = source.address.socket_address.address if source.HasField("address") else ""
-    headers = _headers_of(http)
+    headers = _headers_of(http, limits)
     return RequestAttributes(
         method=http.method,
         host=http.host,
@@ -55,6 +76,26 @@ def request_attributes(request: external_auth_pb2.CheckRequest) -> RequestAttrib
         # Envoy's `id` is its stream number; the id clients and access logs quote is the
         # x-request-id header (generate_request_id), so audit lines carry that.
         request_id=headers.get("x-request-id") or http.id,
+    )
+
+
+# What the audit line and span of a refused request show: never more than this of a field.
+_SHOWN = 256
+
+
+def refused_request_attributes(request: external_auth_pb2.CheckRequest) -> RequestAttributes:
+    """The head of a request refused unread, cut short: its headers are not looked at."""
+    attributes = request.attributes
+    http = attributes.request.http
+    source = attributes.source
+    address = source.address.socket_address.address if source.HasField("address") else ""
+    return RequestAttributes(
+        method=http.method[:_SHOWN],
+        host=http.host[:_SHOWN],
+        path=http.path[:_SHOWN],
+        source_address=address[:_SHOWN],
+        peer_principal=source.principal[:_SHOWN],
+        request_id=http.id[:_SHOWN],
     )
 
 

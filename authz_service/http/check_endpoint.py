@@ -8,6 +8,7 @@ denied (fail closed), like an unreadable CheckRequest on the gRPC path.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import replace
@@ -25,8 +26,15 @@ from authz_service.http.check_translate import (
     endpoint_for,
     join_headers,
 )
+from authz_service.http.guarded_listener import ConnectionStats, GuardedListener
 from authz_service.http.settings import HttpCheckSettings, Integration
 from authz_service.model import Decision, Outcome, Reason, RequestAttributes
+from authz_service.request_limits import (
+    RequestLimits,
+    RequestTooLarge,
+    check_head_size,
+    check_header_count,
+)
 from authz_service.services.check import CheckService
 from authz_service.telemetry import tracing
 from authz_service.telemetry.observer import UNREADABLE_REQUEST, Telemetry
@@ -39,6 +47,15 @@ METRIC_LABEL = "HttpCheck"
 # Bearer tokens may be up to jwt_providers[].max_token_bytes (8 KiB by default) and URIs long:
 # aiohttp's 8 KiB default would answer 400 before we could decide.
 _MAX_FIELD_BYTES = 64 * 1024
+# What the audit line and span of a refused request show: never more than this of a field.
+_SHOWN = 256
+
+
+def parser_max_headers(limits: RequestLimits) -> int:
+    """The parser's own bound (a 400 past it): twice request_limits.max_headers, so that an
+    over-count request is read and denied 431 like on the gRPC path, while memory stays
+    bounded (aiohttp keeps every header until the head ends)."""
+    return 2 * limits.max_headers
 
 
 class HttpCheckHandler:
@@ -53,6 +70,17 @@ class HttpCheckHandler:
         self._in_flight = 0
 
     async def handle(self, request: web.Request) -> web.Response:
+        limits = self._checks.runtime().loaded.config.request_limits
+        try:
+            # Measured on what the parser kept (bounded by parser_max_headers), before the
+            # header map is built: the gRPC path's check, for the same 431 deny.
+            check_header_count(len(request.raw_headers), limits)
+            check_head_size((*itertools.chain(*request.raw_headers), request.raw_path), limits)
+        except RequestTooLarge as error:
+            reply = self._too_large(request, str(error))
+            return web.Response(
+                status=reply.status, headers=reply.headers, body=reply.body.encode()
+            )
         received = ReceivedRequest(
             method=request.method,
             target=request.raw_path,
@@ -131,6 +159,25 @@ class HttpCheckHandler:
             if metrics is not None:
                 metrics.in_flight.labels(METRIC_LABEL).dec()
 
+    def _too_large(self, request: web.Request, message: str) -> HttpReply:
+        started = time.perf_counter()
+        endpoint = endpoint_for(request.raw_path, self._settings.endpoints)
+        if endpoint is None:
+            return HttpReply(404, {"content-type": "text/plain"}, "no check endpoint here\n")
+        decision = Decision(Outcome.FORBIDDEN, Reason.REQUEST_TOO_LARGE, message)
+        # Counted and audited like any decision, with the head cut short: its headers unread.
+        shown = RequestAttributes(
+            method=request.method[:_SHOWN],
+            host=(request.host or "")[:_SHOWN],
+            path=request.raw_path[:_SHOWN],
+            source_address=request.remote or "",
+        )
+        with tracing.server_span(
+            SPAN_SERVICE, endpoint.integration, None, {"rpc.system": "http"}
+        ) as span:
+            self._telemetry.check_done(shown, decision, time.perf_counter() - started, span, None)
+        return self._deny(endpoint.integration, decision)
+
     def _bad_request(
         self,
         received: ReceivedRequest,
@@ -178,31 +225,42 @@ class HttpCheckServer:
     ) -> None:
         self.settings = settings
         self._grace_period_s = grace_period_s
+        self._checks = checks
         self._handler = HttpCheckHandler(settings, checks, telemetry)
         self._runner: web.AppRunner | None = None
+        self.stats = ConnectionStats("http_check")
+        self._listener = GuardedListener(settings.connections, self.stats)
         self.port = 0
 
     def app(self) -> web.Application:
+        limits = self._checks.runtime().loaded.config.request_limits
         app = web.Application(
-            handler_args={"max_field_size": _MAX_FIELD_BYTES, "max_line_size": _MAX_FIELD_BYTES}
+            middlewares=[self._listener.middleware],
+            handler_args={
+                "max_field_size": _MAX_FIELD_BYTES,
+                "max_line_size": _MAX_FIELD_BYTES,
+                "max_headers": parser_max_headers(limits),
+            },
         )
         app.router.add_route("*", "/{tail:.*}", self._handler.handle)
         return app
 
     async def start(self, listen: str | None = None) -> None:
         host, port = split_listen(listen or self.settings.listen)
-        # On stop, checks in flight get the server's grace period to finish.
+        # On stop, checks in flight get the server's grace period to finish; idle kept-alive
+        # connections are closed after idle_timeout_s (aiohttp's keep-alive timeout).
         self._runner = web.AppRunner(
-            self.app(), access_log=None, shutdown_timeout=self._grace_period_s
+            self.app(),
+            access_log=None,
+            shutdown_timeout=self._grace_period_s,
+            keepalive_timeout=self.settings.connections.idle_timeout_s,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]"), port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        self.port = await self._listener.start(self._runner, host.strip("[]"), port)
         log.info("HTTP check endpoint on %s:%s", host, self.port)
 
     async def stop(self) -> None:
+        await self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

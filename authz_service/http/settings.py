@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from authz_service.config.strict import Strict, header_name
+from authz_service.connection_limits import ConnectionLimits
 
 Integration = Literal["envoy", "nginx", "traefik"]
 
@@ -99,7 +100,8 @@ class HttpCheckSettings(Strict):
     endpoints: list[Endpoint] = Field(default_factory=_default_endpoints, min_length=1)
     # Beyond this many checks in flight, new ones are answered 503 `overloaded` at once
     # (nginx and Traefik then refuse the request: fail closed) instead of queueing.
-    max_concurrent_requests: int | None = Field(default=None, ge=1)
+    max_concurrent_requests: int | None = Field(default=256, ge=1)
+    connections: ConnectionLimits = ConnectionLimits()
     nginx: NginxSettings = NginxSettings()
     envoy: EnvoyHttpSettings = EnvoyHttpSettings()
 

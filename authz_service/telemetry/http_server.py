@@ -12,6 +12,8 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from authz_service.connection_limits import ConnectionLimits
+from authz_service.http.guarded_listener import ConnectionStats, GuardedListener
 from authz_service.secret_digest import bearer_matches
 from authz_service.telemetry.metrics import Metrics
 from authz_service.workers import split_listen
@@ -23,15 +25,19 @@ class ObservabilityServer:
         metrics: Metrics,
         ready: Callable[[], tuple[bool, dict[str, object]]],
         token_hash: str | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self._metrics = metrics
         self._ready = ready
         self._expected = token_hash
         self._runner: web.AppRunner | None = None
+        self._limits = limits or ConnectionLimits(max_connections=32)
+        self.stats = ConnectionStats("metrics")
+        self._listener = GuardedListener(self._limits, self.stats)
         self.port = 0
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._listener.middleware])
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -58,15 +64,14 @@ class ObservabilityServer:
 
     async def start(self, listen: str) -> None:
         host, port = split_listen(listen)
-        self._runner = web.AppRunner(self._app(), access_log=None)
+        self._runner = web.AppRunner(
+            self._app(), access_log=None, keepalive_timeout=self._limits.idle_timeout_s
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]"), port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        self.port = await self._listener.start(self._runner, host.strip("[]"), port)
 
     async def stop(self) -> None:
+        await self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

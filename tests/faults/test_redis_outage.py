@@ -25,7 +25,9 @@ from tests.faults.load import CallLog, run_open_loop
 from tests.faults.service import fault_config, start_service
 from tests.support.idp import running_idp
 from tests.support.redis import RedisServerFactory
+from tests.support.scrape import wait_for_metric
 from tools.dev_idp import DevIdentityProvider
+from tools.processes import free_port, wait_for_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("fresh_minute")]
 
@@ -211,7 +213,10 @@ async def test_callers_that_go_away_do_not_open_the_circuit_breaker(
     # breaker that, once open, would stay open for the rest of the test.
     config["rate_limit"]["redis"]["timeout_ms"] = 5_000
     config["rate_limit"]["circuit_breaker"] = {"failure_threshold": 3, "open_for": 60}
+    metrics_port = free_port()
+    config["telemetry"]["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
     service, port, _ = start_service(config, tmp_path)
+    wait_for_port(metrics_port, process=service.popen)
     token = idp.mint("alice", extra_claims={"tier": "gold"}, lifetime_s=600)
     check = check_request("/api/orders", {"authorization": f"Bearer {token}"})
     load = rls_request(DOMAIN, [("load", "x")])
@@ -225,7 +230,9 @@ async def test_callers_that_go_away_do_not_open_the_circuit_breaker(
             try:
                 calls = [check_stub.Check(check) for _ in range(10)]
                 calls += [rls_stub.ShouldRateLimit(load) for _ in range(10)]
-                await asyncio.sleep(0.5)  # every call is now waiting on the paused store
+                # Every call is now waiting on the paused store (the service's own count).
+                for rpc in ("Check", "ShouldRateLimit"):
+                    await wait_for_metric(metrics_port, "authz_rpc_in_flight", {"rpc": rpc}, 10)
                 for call in calls:
                     call.cancel()
             finally:

@@ -22,14 +22,15 @@ from tests.e2e.conftest import trusting
 from tests.faults.grpc_calls import Client, check_request
 from tests.faults.replicas import start_two_replica_envoy
 from tests.faults.service import fault_config, start_service, unlimited
-from tests.support.idp import running_idp
+from tests.support.idp import running_idp, wait_until
+from tests.support.scrape import wait_for_metric
 from tools.demo_upstream import start_in_thread
 from tools.dev_cert import generate as generate_dev_certs
 from tools.dev_idp import DevIdentityProvider, new_rsa_key
-from tools.processes import REPO_ROOT, free_port, write_service_config
+from tools.processes import REPO_ROOT, free_port, wait_for_port, write_service_config
 
 GRACE_S = 3.0
-FETCH_TIMEOUT_S = 1.0  # how long each in-flight Check below is kept busy
+HANG_S = 60.0  # the in-flight Checks below are held until the test releases the IdP
 EXIT_MARGIN_S = 2.0  # closing stores, telemetry and the interpreter itself
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -44,21 +45,21 @@ def idp() -> Iterator[DevIdentityProvider]:
 async def test_sigterm_turns_health_first_finishes_in_flight_rpcs_and_exits_in_grace(
     idp: DevIdentityProvider, tmp_path: Path
 ) -> None:
+    metrics_port = free_port()
     config = fault_config(idp, 0)
     config["server"]["grace_period_s"] = GRACE_S
-    config["jwt_providers"][0]["jwks"] = {
-        "fetch_timeout_s": FETCH_TIMEOUT_S,
-        "min_refetch_interval_s": 0,
-    }
+    config["telemetry"]["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    config["jwt_providers"][0]["jwks"] = {"fetch_timeout_s": HANG_S, "min_refetch_interval_s": 0}
     service, port, _ = start_service(config, tmp_path)
-    # A kid the IdP does not publish, and an IdP that hangs: each Check waits on the JWKS
-    # refetch for FETCH_TIMEOUT_S, then answers 401. Those are the in-flight RPCs.
+    wait_for_port(metrics_port, process=service.popen)
+    # A kid the IdP does not publish, and an IdP that hangs until the test releases it: each
+    # Check waits on the JWKS refetch, then answers 401. Those are the in-flight RPCs.
     slow_token = idp.mint("alice", key=new_rsa_key("not-yet-published"))
     slow = check_request("/api/orders", {"authorization": f"Bearer {slow_token}"})
     events: list[tuple[float, str]] = []
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            client = Client(channel, timeout_s=GRACE_S + 2)
+            client = Client(channel, timeout_s=HANG_S)
             watch = health_pb2_grpc.HealthStub(channel).Watch(
                 health_pb2.HealthCheckRequest(service="")
             )
@@ -68,17 +69,19 @@ async def test_sigterm_turns_health_first_finishes_in_flight_rpcs_and_exits_in_g
                     events.append((time.monotonic(), f"health {update.status}"))
 
             watcher = asyncio.create_task(follow_health())
-            await asyncio.sleep(0.2)
-            idp.delay_s = 3 * FETCH_TIMEOUT_S
+            await wait_until(lambda: events, within_s=10)  # the watch's first update: SERVING
+            idp.delay_s = HANG_S
 
             async def in_flight() -> None:
                 outcome = await client.check(slow)
                 events.append((time.monotonic(), f"check {outcome}"))
 
             checks = [asyncio.create_task(in_flight()) for _ in range(8)]
-            await asyncio.sleep(0.3)  # all eight are now waiting on the hung IdP
+            await wait_for_metric(metrics_port, "authz_rpc_in_flight", {"rpc": "Check"}, 8)
             sigterm_at = time.monotonic()
             service.popen.send_signal(signal.SIGTERM)
+            await wait_until(lambda: len(events) >= 2, within_s=10)  # NOT_SERVING seen
+            idp.delay_s = 0  # now let the eight in-flight Checks finish, within the grace
             await asyncio.gather(*checks)
             exit_code = await asyncio.to_thread(service.popen.wait, GRACE_S + EXIT_MARGIN_S)
             exited_at = time.monotonic()

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import pytest
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from google.rpc import code_pb2
 
-from authz_service.grpc.check_translate import allow_response, deny_response, request_attributes
+from authz_service.grpc.check_translate import (
+    allow_response,
+    deny_response,
+    refused_request_attributes,
+    request_attributes,
+)
 from authz_service.model import Outcome
+from authz_service.request_limits import RequestLimits, RequestTooLarge
 from authz_service.response_policy import AllowResponse, DenyResponse
 
 AttributeContext = attribute_context_pb2.AttributeContext
@@ -126,3 +133,27 @@ def test_deny_outcomes_map_to_grpc_status_codes() -> None:
     for outcome, code in expected.items():
         response = deny_response(outcome, DenyResponse(status=403, headers={}, body=""))
         assert response.status.code == code, outcome
+
+
+def test_a_raw_header_map_past_the_count_limit_is_too_large() -> None:
+    raw = [base_pb2.HeaderValue(key=f"x-h{i}", raw_value=b"1") for i in range(11)]
+    http = AttributeContext.HttpRequest(path="/", header_map=base_pb2.HeaderMap(headers=raw))
+    with pytest.raises(RequestTooLarge, match="11 headers; at most 10"):
+        request_attributes(check_request(http), RequestLimits(max_headers=10))
+
+
+def test_a_long_path_counts_towards_the_header_bytes_limit() -> None:
+    http = AttributeContext.HttpRequest(path="/" + "a" * 2000, headers={"accept": "x"})
+    with pytest.raises(RequestTooLarge, match="at most 1024"):
+        request_attributes(check_request(http), RequestLimits(max_header_bytes=1024))
+    assert request_attributes(check_request(http)).path.startswith("/aaa")
+
+
+def test_a_refused_request_is_described_by_a_bounded_head_without_headers() -> None:
+    http = AttributeContext.HttpRequest(
+        method="GET", path="/" + "a" * 10_000, headers={"authorization": "Bearer secret"}
+    )
+    shown = refused_request_attributes(check_request(http))
+    assert len(shown.path) == 256
+    assert shown.headers == {}
+    assert shown.source_address == "10.0.0.7"
