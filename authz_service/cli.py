@@ -14,6 +14,7 @@ from authz_service.admin_cli import add_admin_parser, run_admin
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.loader import ConfigError, load_config
 from authz_service.explain_view import lockout_lines, lockout_view, quota_lines, quota_view
+from authz_service.listen_check import ListenError
 from authz_service.model import Identity, RequestAttributes
 from authz_service.runtime import QuotaStoreHolder, build_runtime
 from authz_service.secret_digest import secret_digest
@@ -121,7 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         listens = (args.listen, args.admin_listen, args.metrics_listen, args.http_listen)
         asyncio.run(serve(args.config, *listens))
-    except ConfigError as error:
+    except (ConfigError, ListenError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -25,6 +25,7 @@ from authz_service.grpc.authorization_servicer import AuthorizationServicer
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
 from authz_service.http.check_endpoint import HttpCheckServer
+from authz_service.listen_check import ListenError, check_all
 from authz_service.ratelimit import RateLimiter
 from authz_service.ratelimit.store_stats import store_stats
 from authz_service.revocation import build_revocation_store
@@ -122,7 +123,26 @@ class AuthzServer:
         ready = self._server is not None and not self._draining
         return ready, {"config_version": runtime.version, "jwks_keys": jwks}
 
+    def _listens(self) -> list[tuple[str, str | None]]:
+        http = self.http_listen if self.runtime.loaded.config.http_check is not None else None
+        return [
+            ("server.listen", self.listen),
+            ("admin.listen", self.admin_listen),
+            ("telemetry.metrics.listen", self.metrics_listen),
+            ("http_check.listen", http),
+        ]
+
     async def start(self) -> None:
+        """Start every port, or none: a failure stops what had started and raises
+        ListenError (a port that cannot be bound, checked before anything starts)."""
+        check_all(self._listens())
+        try:
+            await self._start()
+        except BaseException:
+            await self._close(0)
+            raise
+
+    async def _start(self) -> None:
         config = self.runtime.loaded.config
         tls = config.server.tls
         interceptors = (
@@ -149,7 +169,7 @@ class AuthzServer:
         else:
             self.port = self._server.add_insecure_port(self.listen)
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.listen}")
+            raise ListenError(f"server.listen {self.listen}: cannot listen")
         if self.admin_listen is not None:
             self._admin_server = self._build_admin_server(config.admin.token_hash)
             if config.admin.tls and tls is not None:
@@ -162,7 +182,7 @@ class AuthzServer:
             else:
                 self.admin_port = self._admin_server.add_insecure_port(self.admin_listen)
             if self.admin_port == 0:
-                raise OSError(f"cannot listen on {self.admin_listen} (admin)")
+                raise ListenError(f"admin.listen {self.admin_listen}: cannot listen")
         tracing.configure(config.telemetry)
         if self.metrics_listen is not None:
             self._observability = ObservabilityServer(
@@ -207,13 +227,19 @@ class AuthzServer:
         if drain:
             log.info("NOT_SERVING; still answering for %.1fs before closing", drain)
             await asyncio.sleep(drain)
+        await self._close(self.grace_period_s)
+
+    async def _close(self, grace_period_s: float) -> None:
+        """Stop whatever has started (all of it after serving; part of it after a failed
+        start, so that the process exits instead of staying half up)."""
+        self._draining = True
         self._stop_watching.set()
         if self._admin_server is not None:
             await self._admin_server.stop(0)
         if self.http_check is not None:
             await self.http_check.stop()
         if self._server is not None:
-            await self._server.stop(self.grace_period_s)
+            await self._server.stop(grace_period_s)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
