@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from authz_service.admin.v1 import admin_pb2_grpc
 from authz_service.authn.jwks_registry import JwksRegistry
+from authz_service.config.model import Config
 from authz_service.config.reload import ConfigReloader
 from authz_service.grpc.admin_servicer import ADMIN_SERVICE, AdminServicer, AdminTokenInterceptor
 from authz_service.grpc.authorization_servicer import AuthorizationServicer
@@ -100,13 +101,30 @@ class AuthzServer:
         self.admin_port = 0
         self.metrics_port = 0
         self.certificates: ReloadingCertificates | None = None
+        self._client_sans: ClientSanInterceptor | None = None
+        self._admin_auth: AdminTokenInterceptor | None = None
 
     @property
     def runtime(self) -> Runtime:
         return self.reloader.current
 
     async def _after_reload(self, runtime: Runtime) -> None:
+        self._apply_live(runtime.loaded.config)
         await self.registry.retain_only(runtime.loaded.config.jwt_providers)
+
+    def _apply_live(self, config: Config) -> None:
+        """Put a reloaded config's security settings in force on the running ports, at once
+        (no await: no request sees new policies with old settings). Start-only settings stay
+        as started and are reported by the reloader (config/reloadable.py)."""
+        pending = set(self.reloader.status().restart_required)
+        if self._admin_auth is not None and "admin.token_hash" not in pending:
+            self._admin_auth.token_hash = config.admin.token_hash
+        if self._observability is not None and "telemetry.metrics.token_hash" not in pending:
+            self._observability.token_hash = config.telemetry.metrics.token_hash
+        if self._client_sans is not None and config.server.tls is not None:
+            self._client_sans.update(config.server.tls.allowed_client_sans)
+        if self.http_check is not None and config.http_check is not None:
+            self.http_check.update(config.http_check)
 
     def _limiter(self) -> RateLimiter | None:
         return self.reloader.current.limiter
@@ -145,11 +163,11 @@ class AuthzServer:
     async def _start(self) -> None:
         config = self.runtime.loaded.config
         tls = config.server.tls
-        interceptors = (
-            [ClientSanInterceptor(tls.allowed_client_sans)]
-            if tls is not None and tls.allowed_client_sans
-            else []
-        )
+        # With client certificates asked for, the SAN check is in place even with an empty
+        # allow-list, so that a reload can set one (an empty list lets every call through).
+        if tls is not None and tls.client_ca_file is not None:
+            self._client_sans = ClientSanInterceptor(tls.allowed_client_sans)
+        interceptors = [self._client_sans] if self._client_sans is not None else []
         self._server = grpc.aio.server(
             options=list(SERVER_OPTIONS),
             maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
@@ -208,8 +226,11 @@ class AuthzServer:
         log.info("serving on %s (config version %s)", self.listen, self.runtime.version)
 
     def _build_admin_server(self, token_hash: str | None) -> grpc.aio.Server:
-        interceptors = [AdminTokenInterceptor(token_hash)] if token_hash else []
-        server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+        # Always in place (a pass-through without a token), so that a reload can set one.
+        self._admin_auth = AdminTokenInterceptor(token_hash)
+        server = grpc.aio.server(
+            interceptors=[self._admin_auth], options=[("grpc.so_reuseport", 0)]
+        )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(
                 self.checks, self.reloader, self.revocation_store, QuotaAdmin(self._limiter)

@@ -24,6 +24,7 @@ from authz_service.config.loader import (
     included_directory,
     load_config,
 )
+from authz_service.config.reloadable import restart_required
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class ReloadStatus:
     last_error_at: float | None
     reloads: int
     failures: int
+    # Start-only settings the config in force changed: running with their old values.
+    restart_required: tuple[str, ...] = ()
 
 
 class ConfigReloader(Generic[T]):
@@ -56,6 +59,8 @@ class ConfigReloader(Generic[T]):
         self._after_swap = after_swap
         loaded = load_config(self.path)
         self._current: T = build(loaded)
+        self._started = loaded.config
+        self._restart_required: tuple[str, ...] = ()
         self._digest = loaded.digest
         self._included = included_directory(loaded.config, self.path.parent)
         self._loaded_at = time.time()
@@ -77,6 +82,7 @@ class ConfigReloader(Generic[T]):
             last_error_at=self._last_error_at,
             reloads=self._reloads,
             failures=self._failures,
+            restart_required=self._restart_required,
         )
 
     async def reload(self) -> bool:
@@ -101,7 +107,15 @@ class ConfigReloader(Generic[T]):
             self._loaded_at = time.time()
             self._last_error = ""
             self._reloads += 1
+            self._restart_required = tuple(restart_required(self._started, loaded.config))
             log.info("config reloaded: version %s", self._digest[:12])
+            if self._restart_required:
+                log.warning(
+                    "config version %s: restart needed to apply: %s (running with the values "
+                    "read at start)",
+                    self._digest[:12],
+                    ", ".join(self._restart_required),
+                )
         if self._after_swap is not None:
             await self._after_swap(built)
         return True

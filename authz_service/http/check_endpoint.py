@@ -50,6 +50,10 @@ class HttpCheckHandler:
         self._telemetry = telemetry
         self._in_flight = 0
 
+    def update(self, settings: HttpCheckSettings) -> None:
+        """Reloaded settings (trusted proxies, endpoints, limits) for the next request."""
+        self._settings = settings
+
     async def handle(self, request: web.Request) -> web.Response:
         received = ReceivedRequest(
             method=request.method,
@@ -147,6 +151,10 @@ class HttpCheckServer:
         self._handler = HttpCheckHandler(settings, checks, telemetry)
         self._runner: web.AppRunner | None = None
         self.port = 0
+
+    def update(self, settings: HttpCheckSettings) -> None:
+        """Apply a reloaded `http_check:` section; `listen` stays as bound at start."""
+        self._handler.update(settings)
 
     def app(self) -> web.Application:
         app = web.Application(
