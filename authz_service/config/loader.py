@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from authz_service.config.collector import collector_paused
 from authz_service.config.errors import ConfigError
 from authz_service.config.model import Config, FieldError
 from authz_service.config.yaml_source import LinePath, parse_yaml
@@ -84,7 +85,11 @@ def load_config(
     path: str | Path, extra_checks: Callable[[Config], None] | None = None
 ) -> LoadedConfig:
     """Load and validate `path`. Raises ConfigError with every problem found."""
-    file_path = Path(path)
+    with collector_paused():
+        return _load(Path(path), extra_checks)
+
+
+def _load(file_path: Path, extra_checks: Callable[[Config], None] | None) -> LoadedConfig:
     raw = read_file(file_path)
     try:
         text = raw.decode("utf-8")
