@@ -117,3 +117,29 @@ def test_a_port_in_use_is_one_line_naming_the_setting_and_nothing_stays_running(
     assert only_line(result.stderr) == (
         f"error: {setting} 127.0.0.1:{taken_port}: cannot listen: address already in use"
     )
+
+
+DUPLICATED_POLICY = """\
+policy_selection: {default: public}
+policies:
+  public:
+    rules: [{name: admin, match: {paths: [{prefix: /admin/}]}, allow: {roles_any: [admin]}}]
+  public:
+    rules: [{name: everything, allow: anonymous}]
+"""
+
+
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+def test_a_duplicated_policy_is_refused_by_check_config_and_serve(
+    tmp_path: Path, command: str
+) -> None:
+    path = tmp_path / "authz.yaml"
+    path.write_text(DUPLICATED_POLICY)
+    args = [command, str(path)] if command == "check-config" else [command, "--config", str(path)]
+
+    result = run_cli(*args, "--log-level", "WARNING") if command == "serve" else run_cli(*args)
+
+    assert result.returncode == 1
+    assert only_line(result.stderr) == (
+        f"error: {path}:5: policies.public: duplicate key 'public' (first at {path}:3)"
+    )
