@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from authz_service.admin_cli import add_admin_parser, run_admin
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.loader import ConfigError, load_config
+from authz_service.config.secrets import check_secrets
 from authz_service.explain_view import lockout_lines, lockout_view, quota_lines, quota_view
-from authz_service.listen_check import ListenError
+from authz_service.listen_check import ListenError, check_all
 from authz_service.model import Identity, RequestAttributes
 from authz_service.runtime import QuotaStoreHolder, build_runtime
 from authz_service.secret_digest import secret_digest
@@ -134,6 +135,7 @@ def _supervise(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s supervisor: %(message)s")
     try:
         loaded = load_config(args.config)
+        check_secrets(loaded)  # what every worker would fail on, once, before any starts
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -164,7 +166,8 @@ def _supervise(args: argparse.Namespace) -> int:
                 or (config.http_check.listen if config.http_check else None),
             },
         )
-    except ValueError as error:
+        check_all(supervisor.listens())
+    except (ValueError, ListenError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return supervisor.run(settings.grace_period_s)

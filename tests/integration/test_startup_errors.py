@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_workers import two_free_ports
 from tests.support import REPO_ROOT, free_port
 from tests.support.authz_config import open_policy, write_config
 
@@ -142,4 +143,34 @@ def test_a_duplicated_policy_is_refused_by_check_config_and_serve(
     assert result.returncode == 1
     assert only_line(result.stderr) == (
         f"error: {path}:5: policies.public: duplicate key 'public' (first at {path}:3)"
+    )
+
+
+def test_workers_with_an_unset_password_env_exit_at_once_instead_of_restarting(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path / "authz.yaml", with_unset_password_env())
+
+    result = run_cli("serve", "--config", str(path), "--workers", "2", "--log-level", "ERROR")
+
+    assert result.returncode == 1
+    line = only_line(result.stderr)
+    assert f"rate_limit.redis.password_env: environment variable {UNSET_ENV} is not set" in line
+
+
+def test_workers_name_a_taken_port_of_the_second_worker(tmp_path: Path) -> None:
+    # Worker i listens on the base port + i: the second worker's port is the taken one.
+    base = two_free_ports()
+    taken_port = base + 1
+    config = base_config(server={"listen": f"127.0.0.1:{base}", "watch_config": False})
+    path = write_config(tmp_path / "authz.yaml", config)
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", taken_port))
+        holder.listen()
+        result = run_cli("serve", "--config", str(path), "--workers", "2", "--log-level", "ERROR")
+
+    assert result.returncode == 1
+    assert only_line(result.stderr) == (
+        f"error: server.listen 127.0.0.1:{taken_port}: cannot listen: address already in use"
     )
