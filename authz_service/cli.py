@@ -250,14 +250,13 @@ def _hash_key(from_stdin: bool) -> int:
 
 
 async def _explain(args: argparse.Namespace) -> int:
+    registry = JwksRegistry()
+    stores = QuotaStoreHolder()
     try:
-        loaded = load_config(args.config)
+        runtime = build_runtime(load_config(args.config), registry, stores)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    registry = JwksRegistry()
-    stores = QuotaStoreHolder()
-    runtime = build_runtime(loaded, registry, stores)
     context = dict(item.partition("=")[::2] for item in args.context)
     request = RequestAttributes(
         method=args.method.upper(),
