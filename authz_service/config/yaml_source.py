@@ -31,9 +31,15 @@ class _Walk:
         self._source = source
         self.lines: dict[LinePath, int] = {}
         self.duplicates: list[str] = []
+        self._seen: set[int] = set()
 
     def node(self, node: yaml.Node, path: LinePath) -> None:
         self.lines.setdefault(path, node.start_mark.line + 1)
+        # An alias is the anchored node again: walked once, so that a self-referencing
+        # anchor cannot recurse forever and nested aliases cannot multiply the walk.
+        if id(node) in self._seen:
+            return
+        self._seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             self._mapping(node, path)
         elif isinstance(node, yaml.SequenceNode):
@@ -91,6 +97,8 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
         data = loader.construct_document(node)
     except yaml.YAMLError as error:
         raise _syntax_error(text, source, error) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
     finally:
         loader.dispose()
     return data, walk.lines
@@ -104,6 +112,8 @@ def _syntax_error(text: str, source: str, error: yaml.YAMLError) -> ConfigError:
             yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as python_error:
             error = python_error
+        except RecursionError:
+            pass  # the C parser's message, then
     mark = getattr(error, "problem_mark", None)
     where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
     problem = getattr(error, "problem", None) or str(error)

@@ -130,3 +130,39 @@ def test_a_duplicate_in_a_rate_limit_file_names_the_file_and_both_lines(
         f"{gateway}:7: descriptors.0.rate_limit.requests_per_unit: duplicate key "
         f"'requests_per_unit' (first at {gateway}:6)"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # An anchor that contains its own alias.
+        ("policies: &a\n  default: {rules: []}\n  loop: *a\n", "policies.loop"),
+        ("realm: &a [*a]\npolicies: {default: {rules: []}}\n", "realm"),
+        # Nesting deeper than any parser recursion allows.
+        ("realm: " + "[" * 20000 + "]" * 20000 + "\n", "invalid YAML: "),
+    ],
+)
+def test_self_referencing_or_absurdly_nested_yaml_is_an_error_not_a_crash(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "authz.yaml"
+    path.write_text(text)
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert str(raised.value).startswith(f"{path}")
+    assert expected in str(raised.value)
+
+
+def test_aliases_repeated_many_times_are_walked_once(tmp_path: Path) -> None:
+    # The "billion laughs" shape: each level names the previous one nine times.
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 10):
+        previous = f"*a{level - 1}"
+        levels.append(f"a{level}: &a{level} [{', '.join([previous] * 9)}]")
+    path = tmp_path / "authz.yaml"
+    path.write_text("x-anchors:\n" + "".join(f"  {line}\n" for line in levels) + "realm: r\n")
+
+    with pytest.raises(ConfigError, match=r"x-anchors: unknown field"):
+        load_config(path)
