@@ -103,6 +103,7 @@ class AuthzServer:
         self.certificates: ReloadingCertificates | None = None
         self._client_sans: ClientSanInterceptor | None = None
         self._admin_auth: AdminTokenInterceptor | None = None
+        self._grpc_started: set[grpc.aio.Server] = set()
 
     @property
     def runtime(self) -> Runtime:
@@ -181,32 +182,29 @@ class AuthzServer:
         reflection.enable_server_reflection(
             (*SERVED, HEALTH_SERVICE, reflection.SERVICE_NAME), self._server
         )
+        credentials = None
         if tls is not None:
             credentials, self.certificates = server_credentials(tls)
-            self.port = self._server.add_secure_port(self.listen, credentials)
-        else:
-            self.port = self._server.add_insecure_port(self.listen)
-        if self.port == 0:
-            raise ListenError(f"server.listen {self.listen}: cannot listen")
+        self.port = _bind(self._server, "server.listen", self.listen, credentials)
         if self.admin_listen is not None:
             self._admin_server = self._build_admin_server(config.admin.token_hash)
-            if config.admin.tls and tls is not None:
-                # The gRPC port's certificate and client CA, re-read alike (a credentials
-                # object of its own: gRPC's certificate fetcher serves one server).
-                admin_credentials, _ = server_credentials(tls)
-                self.admin_port = self._admin_server.add_secure_port(
-                    self.admin_listen, admin_credentials
-                )
-            else:
-                self.admin_port = self._admin_server.add_insecure_port(self.admin_listen)
-            if self.admin_port == 0:
-                raise ListenError(f"admin.listen {self.admin_listen}: cannot listen")
+            # The gRPC port's certificate and client CA, re-read alike (a credentials object
+            # of its own: gRPC's certificate fetcher serves one server).
+            admin_credentials = server_credentials(tls)[0] if config.admin.tls and tls else None
+            self.admin_port = _bind(
+                self._admin_server, "admin.listen", self.admin_listen, admin_credentials
+            )
         tracing.configure(config.telemetry)
         if self.metrics_listen is not None:
             self._observability = ObservabilityServer(
                 self.metrics, self._readiness, config.telemetry.metrics.token_hash
             )
-            await self._observability.start(self.metrics_listen)
+            try:
+                await self._observability.start(self.metrics_listen)
+            except OSError as error:
+                raise _listen_error(
+                    "telemetry.metrics.listen", self.metrics_listen, error
+                ) from None
             self.metrics_port = self._observability.port
             self._tasks.append(asyncio.create_task(self.metrics.probe_event_loop()))
         self.registry.start()
@@ -215,10 +213,15 @@ class AuthzServer:
             self.http_check = HttpCheckServer(
                 config.http_check, self.checks, self.telemetry, self.grace_period_s
             )
-            await self.http_check.start(self.http_listen)
+            try:
+                await self.http_check.start(self.http_listen)
+            except OSError as error:
+                raise _listen_error("http_check.listen", self.http_listen, error) from None
         await self._server.start()
+        self._grpc_started.add(self._server)
         if self._admin_server is not None:
             await self._admin_server.start()
+            self._grpc_started.add(self._admin_server)
         for service in ("", *SERVED):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         if config.server.watch_config:
@@ -256,11 +259,11 @@ class AuthzServer:
         self._draining = True
         self._stop_watching.set()
         if self._admin_server is not None:
-            await self._admin_server.stop(0)
+            await _release(self._admin_server, self._admin_server in self._grpc_started, 0)
         if self.http_check is not None:
             await self.http_check.stop()
         if self._server is not None:
-            await self._server.stop(grace_period_s)
+            await _release(self._server, self._server in self._grpc_started, grace_period_s)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -271,6 +274,39 @@ class AuthzServer:
         if self._observability is not None:
             await self._observability.stop()
         self.telemetry.close()
+
+
+async def _release(server: grpc.aio.Server, started: bool, grace_period_s: float) -> None:
+    """Stop a gRPC server and close its ports. gRPC listens from `add_*_port` on, and only
+    stopping a started server closes the socket: after a start that failed half-way, the
+    bound server is started and at once stopped with no grace (health never said SERVING)."""
+    if not started:
+        await server.start()
+        grace_period_s = 0
+    await server.stop(grace_period_s)
+
+
+def _bind(
+    server: grpc.aio.Server,
+    setting: str,
+    address: str,
+    credentials: grpc.ServerCredentials | None,
+) -> int:
+    """Add the port; a failure (gRPC raises RuntimeError, or answers 0) is a ListenError."""
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ListenError(f"{setting} {address}: cannot listen")
+    return int(port)
+
+
+def _listen_error(setting: str, address: str | None, error: OSError) -> ListenError:
+    return ListenError(f"{setting} {address}: cannot listen: {error.strerror or error}")
 
 
 def tune_garbage_collector() -> None:

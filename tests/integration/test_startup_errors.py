@@ -174,3 +174,27 @@ def test_workers_name_a_taken_port_of_the_second_worker(tmp_path: Path) -> None:
     assert only_line(result.stderr) == (
         f"error: server.listen 127.0.0.1:{taken_port}: cannot listen: address already in use"
     )
+
+
+@pytest.mark.parametrize(
+    "setting", ["admin.listen", "telemetry.metrics.listen", "http_check.listen"]
+)
+async def test_a_port_lost_after_the_check_stops_what_had_started(
+    tmp_path: Path, taken_port: int, setting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process takes the port between the check and the bind: the start fails with
+    # the same one line, and the gRPC port that was already bound is closed again.
+    from authz_service import server as server_module
+    from authz_service.listen_check import ListenError
+    from authz_service.server import AuthzServer
+
+    monkeypatch.setattr(server_module, "check_all", lambda listens: None)
+    path = write_config(tmp_path / "authz.yaml", _listen_at(setting, taken_port))
+    server = AuthzServer(path, "127.0.0.1:0")
+
+    with pytest.raises(ListenError, match=rf"^{setting} 127.0.0.1:{taken_port}: cannot listen"):
+        await server.start()
+
+    assert server.port != 0
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
