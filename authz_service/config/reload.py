@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -52,14 +53,28 @@ class ReloadStatus:
 _RELOAD_SWITCH_INTERVAL_S = 0.0005
 
 
+_switch_lock = threading.Lock()
+_switch_holders = 0
+_switch_previous = 0.005
+
+
 @contextlib.contextmanager
 def _requests_first() -> Iterator[None]:
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, _RELOAD_SWITCH_INTERVAL_S))
+    """The short switch interval for the block; reloads of several reloaders in one process
+    (tests) overlap safely: the last one out restores the interval the first one found."""
+    global _switch_holders, _switch_previous
+    with _switch_lock:
+        if _switch_holders == 0:
+            _switch_previous = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_previous, _RELOAD_SWITCH_INTERVAL_S))
+        _switch_holders += 1
     try:
         yield
     finally:
-        sys.setswitchinterval(previous)
+        with _switch_lock:
+            _switch_holders -= 1
+            if _switch_holders == 0:
+                sys.setswitchinterval(_switch_previous)
 
 
 class ConfigReloader(Generic[T]):
