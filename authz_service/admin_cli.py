@@ -188,6 +188,8 @@ def _render(action: str, response: Any) -> str:
             f"last error: {response.last_error or '-'}",
             f"revocation: {response.revocation_store}",
         ]
+        if response.restart_required:
+            lines.append(f"restart to apply: {', '.join(response.restart_required)}")
         for jwks in response.jwks:
             lines.append(
                 f"jwks {jwks.provider}: {len(jwks.key_ids)} keys, "
@@ -198,7 +200,10 @@ def _render(action: str, response: Any) -> str:
     if action == "reload":
         if response.error:
             return f"reload rejected, still on version {response.version}:\n{response.error}"
-        return f"{'reloaded' if response.changed else 'unchanged'}: version {response.version}"
+        done = f"{'reloaded' if response.changed else 'unchanged'}: version {response.version}"
+        if response.restart_required:
+            done += f"\nrestart needed to apply: {', '.join(response.restart_required)}"
+        return done
     if action == "revoke":
         return f"revoked until {_when(response.expires_at_unix)}"
     lines = []

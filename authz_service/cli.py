@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from authz_service.admin_cli import add_admin_parser, run_admin
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.loader import ConfigError, load_config
+from authz_service.config.secrets import check_secrets
 from authz_service.explain_view import lockout_lines, lockout_view, quota_lines, quota_view
+from authz_service.listen_check import ListenError, check_all
 from authz_service.model import Identity, RequestAttributes
 from authz_service.runtime import QuotaStoreHolder, build_runtime
 from authz_service.secret_digest import secret_digest
@@ -121,7 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         listens = (args.listen, args.admin_listen, args.metrics_listen, args.http_listen)
         asyncio.run(serve(args.config, *listens))
-    except ConfigError as error:
+    except (ConfigError, ListenError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -133,6 +135,7 @@ def _supervise(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s supervisor: %(message)s")
     try:
         loaded = load_config(args.config)
+        check_secrets(loaded)  # what every worker would fail on, once, before any starts
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -163,7 +166,8 @@ def _supervise(args: argparse.Namespace) -> int:
                 or (config.http_check.listen if config.http_check else None),
             },
         )
-    except ValueError as error:
+        check_all(supervisor.listens())
+    except (ValueError, ListenError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return supervisor.run(settings.grace_period_s)
@@ -246,14 +250,13 @@ def _hash_key(from_stdin: bool) -> int:
 
 
 async def _explain(args: argparse.Namespace) -> int:
+    registry = JwksRegistry()
+    stores = QuotaStoreHolder()
     try:
-        loaded = load_config(args.config)
+        runtime = build_runtime(load_config(args.config), registry, stores)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    registry = JwksRegistry()
-    stores = QuotaStoreHolder()
-    runtime = build_runtime(loaded, registry, stores)
     context = dict(item.partition("=")[::2] for item in args.context)
     request = RequestAttributes(
         method=args.method.upper(),

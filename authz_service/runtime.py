@@ -16,6 +16,7 @@ from authz_service.authn.replay import ReplayGuard
 from authz_service.authz.method_overrides import MethodOverrides
 from authz_service.authz.rbac import PolicySet
 from authz_service.config.loader import ConfigError, LoadedConfig
+from authz_service.config.secrets import check_secrets
 from authz_service.quota import QuotaPlan
 from authz_service.ratelimit import RateLimiter, RateLimitSettings, build_limiter, build_store
 from authz_service.ratelimit import load_config as load_rate_limit_config
@@ -84,6 +85,7 @@ def build_runtime(
 ) -> Runtime:
     """Compile a loaded config. Raises ConfigError for problems only visible when compiling."""
     config = loaded.config
+    check_secrets(loaded)
     authenticator = Authenticator(config, registry.prepare(config.jwt_providers))
     limiter = None
     quota = None

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from authz_service.admin.v1 import admin_pb2_grpc
 from authz_service.authn.jwks_registry import JwksRegistry
-from authz_service.config.model import AdminSettings, ServerSettings
+from authz_service.config.model import AdminSettings, Config, ServerSettings
 from authz_service.config.reload import ConfigReloader
 from authz_service.connection_limits import grpc_options
 from authz_service.descriptors import OpenPorts, ensure_descriptors
@@ -32,6 +32,7 @@ from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
 from authz_service.http.check_endpoint import HttpCheckServer
 from authz_service.http.guarded_listener import ConnectionStats
+from authz_service.listen_check import ListenError, check_all
 from authz_service.ratelimit import RateLimiter
 from authz_service.ratelimit.store_stats import store_stats
 from authz_service.revocation import build_revocation_store
@@ -117,13 +118,31 @@ class AuthzServer:
         self.admin_port = 0
         self.metrics_port = 0
         self.certificates: ReloadingCertificates | None = None
+        self._client_sans: ClientSanInterceptor | None = None
+        self._admin_auth: AdminTokenInterceptor | None = None
+        self._grpc_started: set[grpc.aio.Server] = set()
 
     @property
     def runtime(self) -> Runtime:
         return self.reloader.current
 
     async def _after_reload(self, runtime: Runtime) -> None:
+        self._apply_live(runtime.loaded.config)
         await self.registry.retain_only(runtime.loaded.config.jwt_providers)
+
+    def _apply_live(self, config: Config) -> None:
+        """Put a reloaded config's security settings in force on the running ports, at once
+        (no await: no request sees new policies with old settings). Start-only settings stay
+        as started and are reported by the reloader (config/reloadable.py)."""
+        pending = set(self.reloader.status().restart_required)
+        if self._admin_auth is not None and "admin.token_hash" not in pending:
+            self._admin_auth.token_hash = config.admin.token_hash
+        if self._observability is not None and "telemetry.metrics.token_hash" not in pending:
+            self._observability.token_hash = config.telemetry.metrics.token_hash
+        if self._client_sans is not None and config.server.tls is not None:
+            self._client_sans.update(config.server.tls.allowed_client_sans)
+        if self.http_check is not None and config.http_check is not None:
+            self.http_check.update(config.http_check)
 
     def _limiter(self) -> RateLimiter | None:
         return self.reloader.current.limiter
@@ -140,7 +159,26 @@ class AuthzServer:
         ready = self._server is not None and not self._draining
         return ready, {"config_version": runtime.version, "jwks_keys": jwks}
 
+    def _listens(self) -> list[tuple[str, str | None]]:
+        http = self.http_listen if self.runtime.loaded.config.http_check is not None else None
+        return [
+            ("server.listen", self.listen),
+            ("admin.listen", self.admin_listen),
+            ("telemetry.metrics.listen", self.metrics_listen),
+            ("http_check.listen", http),
+        ]
+
     async def start(self) -> None:
+        """Start every port, or none: a failure stops what had started and raises
+        ListenError (a port that cannot be bound, checked before anything starts)."""
+        check_all(self._listens())
+        try:
+            await self._start()
+        except BaseException:
+            await self._close(0)
+            raise
+
+    async def _start(self) -> None:
         config = self.runtime.loaded.config
         # Before any port opens: the caps must fit the open-file limit, or they protect nothing.
         ensure_descriptors(
@@ -152,11 +190,11 @@ class AuthzServer:
             ),
         )
         tls = config.server.tls
-        interceptors = (
-            [ClientSanInterceptor(tls.allowed_client_sans)]
-            if tls is not None and tls.allowed_client_sans
-            else []
-        )
+        # With client certificates asked for, the SAN check is in place even with an empty
+        # allow-list, so that a reload can set one (an empty list lets every call through).
+        if tls is not None and tls.client_ca_file is not None:
+            self._client_sans = ClientSanInterceptor(tls.allowed_client_sans)
+        interceptors = [self._client_sans] if self._client_sans is not None else []
         self._server = grpc.aio.server(
             options=server_options(config.server),
             maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
@@ -168,26 +206,18 @@ class AuthzServer:
         reflection.enable_server_reflection(
             (*SERVED, HEALTH_SERVICE, reflection.SERVICE_NAME), self._server
         )
+        credentials = None
         if tls is not None:
             credentials, self.certificates = server_credentials(tls)
-            self.port = self._server.add_secure_port(self.listen, credentials)
-        else:
-            self.port = self._server.add_insecure_port(self.listen)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.listen}")
+        self.port = _bind(self._server, "server.listen", self.listen, credentials)
         if self.admin_listen is not None:
             self._admin_server = self._build_admin_server(config.admin)
-            if config.admin.tls and tls is not None:
-                # The gRPC port's certificate and client CA, re-read alike (a credentials
-                # object of its own: gRPC's certificate fetcher serves one server).
-                admin_credentials, _ = server_credentials(tls)
-                self.admin_port = self._admin_server.add_secure_port(
-                    self.admin_listen, admin_credentials
-                )
-            else:
-                self.admin_port = self._admin_server.add_insecure_port(self.admin_listen)
-            if self.admin_port == 0:
-                raise OSError(f"cannot listen on {self.admin_listen} (admin)")
+            # The gRPC port's certificate and client CA, re-read alike (a credentials object
+            # of its own: gRPC's certificate fetcher serves one server).
+            admin_credentials = server_credentials(tls)[0] if config.admin.tls and tls else None
+            self.admin_port = _bind(
+                self._admin_server, "admin.listen", self.admin_listen, admin_credentials
+            )
         tracing.configure(config.telemetry)
         if self.metrics_listen is not None:
             metrics_settings = config.telemetry.metrics
@@ -198,7 +228,12 @@ class AuthzServer:
                 metrics_settings.connections,
             )
             self._connection_stats.append(self._observability.stats)
-            await self._observability.start(self.metrics_listen)
+            try:
+                await self._observability.start(self.metrics_listen)
+            except OSError as error:
+                raise _listen_error(
+                    "telemetry.metrics.listen", self.metrics_listen, error
+                ) from None
             self.metrics_port = self._observability.port
             self._tasks.append(asyncio.create_task(self.metrics.probe_event_loop()))
         self.registry.start()
@@ -208,10 +243,15 @@ class AuthzServer:
                 config.http_check, self.checks, self.telemetry, self.grace_period_s
             )
             self._connection_stats.append(self.http_check.stats)
-            await self.http_check.start(self.http_listen)
+            try:
+                await self.http_check.start(self.http_listen)
+            except OSError as error:
+                raise _listen_error("http_check.listen", self.http_listen, error) from None
         await self._server.start()
+        self._grpc_started.add(self._server)
         if self._admin_server is not None:
             await self._admin_server.start()
+            self._grpc_started.add(self._admin_server)
         for service in ("", *SERVED):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         if config.server.watch_config:
@@ -219,10 +259,10 @@ class AuthzServer:
         log.info("serving on %s (config version %s)", self.listen, self.runtime.version)
 
     def _build_admin_server(self, settings: AdminSettings) -> grpc.aio.Server:
-        token_hash = settings.token_hash
-        interceptors = [AdminTokenInterceptor(token_hash)] if token_hash else []
+        # Always in place (a pass-through without a token), so that a reload can set one.
+        self._admin_auth = AdminTokenInterceptor(settings.token_hash)
         options = [("grpc.so_reuseport", 0), *grpc_options(settings.connections)]
-        server = grpc.aio.server(interceptors=interceptors, options=options)
+        server = grpc.aio.server(interceptors=[self._admin_auth], options=options)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(
                 self.checks, self.reloader, self.revocation_store, QuotaAdmin(self._limiter)
@@ -240,13 +280,19 @@ class AuthzServer:
         if drain:
             log.info("NOT_SERVING; still answering for %.1fs before closing", drain)
             await asyncio.sleep(drain)
+        await self._close(self.grace_period_s)
+
+    async def _close(self, grace_period_s: float) -> None:
+        """Stop whatever has started (all of it after serving; part of it after a failed
+        start, so that the process exits instead of staying half up)."""
+        self._draining = True
         self._stop_watching.set()
         if self._admin_server is not None:
-            await self._admin_server.stop(0)
+            await _release(self._admin_server, self._admin_server in self._grpc_started, 0)
         if self.http_check is not None:
             await self.http_check.stop()
         if self._server is not None:
-            await self._server.stop(self.grace_period_s)
+            await _release(self._server, self._server in self._grpc_started, grace_period_s)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -257,6 +303,39 @@ class AuthzServer:
         if self._observability is not None:
             await self._observability.stop()
         self.telemetry.close()
+
+
+async def _release(server: grpc.aio.Server, started: bool, grace_period_s: float) -> None:
+    """Stop a gRPC server and close its ports. gRPC listens from `add_*_port` on, and only
+    stopping a started server closes the socket: after a start that failed half-way, the
+    bound server is started and at once stopped with no grace (health never said SERVING)."""
+    if not started:
+        await server.start()
+        grace_period_s = 0
+    await server.stop(grace_period_s)
+
+
+def _bind(
+    server: grpc.aio.Server,
+    setting: str,
+    address: str,
+    credentials: grpc.ServerCredentials | None,
+) -> int:
+    """Add the port; a failure (gRPC raises RuntimeError, or answers 0) is a ListenError."""
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ListenError(f"{setting} {address}: cannot listen")
+    return int(port)
+
+
+def _listen_error(setting: str, address: str | None, error: OSError) -> ListenError:
+    return ListenError(f"{setting} {address}: cannot listen: {error.strerror or error}")
 
 
 def tune_garbage_collector() -> None:

@@ -63,6 +63,14 @@ class Worker:
         self.started_at = time.monotonic()
 
 
+# The config setting behind each `serve` option, for error messages.
+_SETTING_OF_OPTION = {
+    "--admin-listen": "admin.listen",
+    "--metrics-listen": "telemetry.metrics.listen",
+    "--http-listen": "http_check.listen",
+}
+
+
 class Supervisor:
     def __init__(
         self,
@@ -83,7 +91,19 @@ class Supervisor:
             for option, addresses in per_option.items():
                 argv += [option, addresses[index]]
             self.workers.append(Worker(address, argv))
+        self._listens = [
+            ("server.listen", address) for address in worker_addresses(listen, workers)
+        ]
+        self._listens += [
+            (_SETTING_OF_OPTION.get(option, option), address)
+            for option, addresses in per_option.items()
+            for address in addresses
+        ]
         self._stopping = threading.Event()
+
+    def listens(self) -> list[tuple[str, str | None]]:
+        """Every (setting, address) the workers will bind, to be checked before any starts."""
+        return list(self._listens)
 
     def _signal_all(self, signum: int) -> None:
         for worker in self.workers:

@@ -9,18 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from authz_service.config.collector import collector_paused
+from authz_service.config.errors import ConfigError
 from authz_service.config.model import Config, FieldError
+from authz_service.config.yaml_source import LinePath, parse_yaml
+
+__all__ = ["ConfigError", "LinePath", "LoadedConfig", "load_config", "parse_yaml"]
 
 M = TypeVar("M", bound=BaseModel)
-
-LinePath = tuple[str | int, ...]
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used; the message names the file, line and field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,36 +28,6 @@ class LoadedConfig:
     # sha256 of the file and of the rate-limit files it points at: the config version.
     digest: str
     lines: Mapping[LinePath, int] = field(default_factory=dict)
-
-
-def _record_lines(node: yaml.Node, path: LinePath, lines: dict[LinePath, int]) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _record_lines(value_node, (*path, key), lines)
-            # Keep the key's own line for the entry, not the value's first line.
-            lines[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines)
-
-
-def parse_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
-    """Parse YAML, returning the data and a map from field path to line number."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    lines: dict[LinePath, int] = {}
-    if node is not None:
-        _record_lines(node, (), lines)
-    return data, lines
 
 
 def _line_for(loc: LinePath, lines: dict[LinePath, int]) -> int | None:
@@ -117,7 +85,11 @@ def load_config(
     path: str | Path, extra_checks: Callable[[Config], None] | None = None
 ) -> LoadedConfig:
     """Load and validate `path`. Raises ConfigError with every problem found."""
-    file_path = Path(path)
+    with collector_paused():
+        return _load(Path(path), extra_checks)
+
+
+def _load(file_path: Path, extra_checks: Callable[[Config], None] | None) -> LoadedConfig:
     raw = read_file(file_path)
     try:
         text = raw.decode("utf-8")

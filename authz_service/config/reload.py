@@ -8,22 +8,27 @@ directories, so that the atomic `..data` symlink swap of a Kubernetes ConfigMap 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from watchfiles import awatch
 
+from authz_service.config.collector import collector_paused
 from authz_service.config.loader import (
     ConfigError,
     LoadedConfig,
     included_directory,
     load_config,
 )
+from authz_service.config.reloadable import restart_required
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,38 @@ class ReloadStatus:
     last_error_at: float | None
     reloads: int
     failures: int
+    # Start-only settings the config in force changed: running with their old values.
+    restart_required: tuple[str, ...] = ()
+
+
+# While a reload parses and compiles in its worker thread, the interpreter hands the GIL back
+# to the event loop this often (the default is 5 ms): a Check waiting for the GIL several
+# times per call otherwise takes ~10 ms while a large policy reloads.
+_RELOAD_SWITCH_INTERVAL_S = 0.0005
+
+
+_switch_lock = threading.Lock()
+_switch_holders = 0
+_switch_previous = 0.005
+
+
+@contextlib.contextmanager
+def _requests_first() -> Iterator[None]:
+    """The short switch interval for the block; reloads of several reloaders in one process
+    (tests) overlap safely: the last one out restores the interval the first one found."""
+    global _switch_holders, _switch_previous
+    with _switch_lock:
+        if _switch_holders == 0:
+            _switch_previous = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_previous, _RELOAD_SWITCH_INTERVAL_S))
+        _switch_holders += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_holders -= 1
+            if _switch_holders == 0:
+                sys.setswitchinterval(_switch_previous)
 
 
 class ConfigReloader(Generic[T]):
@@ -56,6 +93,8 @@ class ConfigReloader(Generic[T]):
         self._after_swap = after_swap
         loaded = load_config(self.path)
         self._current: T = build(loaded)
+        self._started = loaded.config
+        self._restart_required: tuple[str, ...] = ()
         self._digest = loaded.digest
         self._included = included_directory(loaded.config, self.path.parent)
         self._loaded_at = time.time()
@@ -77,6 +116,7 @@ class ConfigReloader(Generic[T]):
             last_error_at=self._last_error_at,
             reloads=self._reloads,
             failures=self._failures,
+            restart_required=self._restart_required,
         )
 
     async def reload(self) -> bool:
@@ -84,12 +124,14 @@ class ConfigReloader(Generic[T]):
         async with self._lock:
             try:
                 # Off the event loop: parsing and compiling must not stall requests.
-                loaded = await asyncio.to_thread(load_config, self.path)
+                with _requests_first():
+                    loaded = await asyncio.to_thread(load_config, self.path)
                 if loaded.digest == self._digest:
                     # The running version again (e.g. a bad edit reverted): nothing is wrong.
                     self._last_error = ""
                     return False
-                built = await asyncio.to_thread(self._build, loaded)
+                with _requests_first():
+                    built = await asyncio.to_thread(self._build_paused, loaded)
             except ConfigError as error:
                 return self._failed(str(error))
             except Exception as error:  # a bug in compiling must not take the old config
@@ -101,10 +143,23 @@ class ConfigReloader(Generic[T]):
             self._loaded_at = time.time()
             self._last_error = ""
             self._reloads += 1
+            self._restart_required = tuple(restart_required(self._started, loaded.config))
             log.info("config reloaded: version %s", self._digest[:12])
+            if self._restart_required:
+                log.warning(
+                    "config version %s: restart needed to apply: %s (running with the values "
+                    "read at start)",
+                    self._digest[:12],
+                    ", ".join(self._restart_required),
+                )
         if self._after_swap is not None:
             await self._after_swap(built)
         return True
+
+    def _build_paused(self, loaded: LoadedConfig) -> T:
+        # Compiling (and the rate-limit files it reads) allocates as much as loading does.
+        with collector_paused():
+            return self._build(loaded)
 
     def _failed(self, message: str) -> bool:
         self._last_error = message

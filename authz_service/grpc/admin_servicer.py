@@ -25,16 +25,20 @@ ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 class AdminTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Refuses every admin call without `authorization: Bearer <token>` matching the hash."""
 
-    def __init__(self, token_hash: str) -> None:
-        self._expected = token_hash
+    def __init__(self, token_hash: str | None) -> None:
+        # Replaced by a reload (AuthzServer applies admin.token_hash live); None: no token.
+        self.token_hash = token_hash
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        expected = self.token_hash
+        if expected is None:
+            return await continuation(details)
         metadata = dict(details.invocation_metadata or ())
-        if bearer_matches(str(metadata.get("authorization", "")), self._expected):
+        if bearer_matches(str(metadata.get("authorization", "")), expected):
             return await continuation(details)
         return _refusal()
 
@@ -142,7 +146,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
         changed = await self._reloader.reload()
         after = self._reloader.status()
         error = after.last_error if after.failures > before.failures else ""
-        return admin_pb2.ReloadResponse(changed=changed, version=after.version, error=error)
+        return admin_pb2.ReloadResponse(
+            changed=changed,
+            version=after.version,
+            error=error,
+            restart_required=list(after.restart_required),
+        )
 
     async def Status(
         self, request: admin_pb2.StatusRequest, context: grpc.aio.ServicerContext
@@ -170,6 +179,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
             last_error_at_unix=status.last_error_at or 0.0,
             reloads=status.reloads,
             failed_reloads=status.failures,
+            restart_required=list(status.restart_required),
             jwks=jwks,
             revocation_store=self._revocations.description,
         )

@@ -99,6 +99,11 @@ class ClientSanInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, allowed: list[str]) -> None:
         self._allowed = [compile_glob(pattern) for pattern in allowed]
 
+    def update(self, allowed: list[str]) -> None:
+        """A reloaded allow-list, in force for the next call (empty: any certificate the CA
+        signed)."""
+        self._allowed = [compile_glob(pattern) for pattern in allowed]
+
     def allows(self, sans: list[str]) -> bool:
         return any(pattern.fullmatch(san) for pattern in self._allowed for san in sans)
 
@@ -108,7 +113,7 @@ class ClientSanInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None or handler.unary_unary is None or not self._allowed:
             return handler
         inner = handler.unary_unary
         interceptor = self

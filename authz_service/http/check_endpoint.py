@@ -69,6 +69,10 @@ class HttpCheckHandler:
         self._telemetry = telemetry
         self._in_flight = 0
 
+    def update(self, settings: HttpCheckSettings) -> None:
+        """Reloaded settings (trusted proxies, endpoints, limits) for the next request."""
+        self._settings = settings
+
     async def handle(self, request: web.Request) -> web.Response:
         limits = self._checks.runtime().loaded.config.request_limits
         try:
@@ -231,6 +235,10 @@ class HttpCheckServer:
         self.stats = ConnectionStats("http_check")
         self._listener = GuardedListener(settings.connections, self.stats)
         self.port = 0
+
+    def update(self, settings: HttpCheckSettings) -> None:
+        """Apply a reloaded `http_check:` section; `listen` stays as bound at start."""
+        self._handler.update(settings)
 
     def app(self) -> web.Application:
         limits = self._checks.runtime().loaded.config.request_limits

@@ -29,7 +29,8 @@ class ObservabilityServer:
     ) -> None:
         self._metrics = metrics
         self._ready = ready
-        self._expected = token_hash
+        # Replaced by a reload (AuthzServer applies telemetry.metrics.token_hash live).
+        self.token_hash = token_hash
         self._runner: web.AppRunner | None = None
         self._limits = limits or ConnectionLimits(max_connections=32)
         self.stats = ConnectionStats("metrics")
@@ -44,8 +45,9 @@ class ObservabilityServer:
         return app
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
-        if self._expected is not None and not bearer_matches(
-            request.headers.get("authorization", ""), self._expected
+        expected = self.token_hash
+        if expected is not None and not bearer_matches(
+            request.headers.get("authorization", ""), expected
         ):
             return web.Response(status=401, text="metrics token required\n")
         body = generate_latest(self._metrics.registry)

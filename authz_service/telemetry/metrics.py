@@ -139,6 +139,15 @@ class ServiceStateCollector(Collector):
         )
         loaded.add_metric([], status.loaded_at)
         yield loaded
+        restart = GaugeMetricFamily(
+            "authz_config_restart_required",
+            "1 per start-only setting the config in force changed: running with the old value "
+            "until a restart.",
+            labels=["setting"],
+        )
+        for setting in status.restart_required:
+            restart.add_metric([setting], 1)
+        yield restart
 
         fetches = CounterMetricFamily(
             "authz_jwks_fetches",

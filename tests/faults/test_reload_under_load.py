@@ -46,6 +46,8 @@ INVALID_FILES: list[Callable[[str], str]] = [
     lambda text: text.replace("policy_selection:", "policy_selektion:", 1),
     lambda text: text.replace("name: api-reads", "name: api-writes", 1),  # duplicate rule name
     lambda text: "",
+    # A second `policy_selection:` mapping: YAML alone would let it silently win.
+    lambda text: text + "\npolicy_selection: {default: internal}\n",
 ]
 
 
@@ -105,6 +107,14 @@ def wait_for_probe(stack: Stack, status: int, within_s: float = 3.0) -> None:
         time.sleep(0.05)
 
 
+def wait_for_rejection(stack: Stack, before: int, within_s: float = 5.0) -> None:
+    """Until the service has logged one more refused reload than `before`."""
+    deadline = time.monotonic() + within_s
+    while stack.authz.log().count("config reload rejected") <= before:
+        assert time.monotonic() < deadline, "the invalid file was not refused"
+        time.sleep(0.05)
+
+
 def test_reloads_under_load_never_fail_or_misdecide_a_request(reload_stack: Stack) -> None:
     stack = reload_stack
     path = stack.config_path
@@ -127,9 +137,10 @@ def test_reloads_under_load_never_fail_or_misdecide_a_request(reload_stack: Stac
                 replace_file(path, text)
                 stack.authz.popen.send_signal(signal.SIGHUP)
                 wait_for_probe(stack, expected)
+                refused = stack.authz.log().count("config reload rejected")
                 replace_file(path, INVALID_FILES[round_ % len(INVALID_FILES)](text))
                 stack.authz.popen.send_signal(signal.SIGHUP)
-                time.sleep(0.4)
+                wait_for_rejection(stack, refused)
                 assert probe(stack) == expected  # the last good config stays in force
             time.sleep(0.3)
     finally:

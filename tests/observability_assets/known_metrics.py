@@ -61,10 +61,13 @@ def service_metrics(workdir: Path) -> KnownMetrics:
                 for label, value in sample.labels.items():
                     known.values.setdefault((sample.name, label), set()).add(value)
         else:  # a labelled metric nothing has touched yet: its samples by type
-            wrapper = _wrapper(server.metrics, family.name)
+            # A collector's family (e.g. ServiceStateCollector's) knows its label names.
+            names = getattr(family, "_labelnames", None)
+            if names is None:
+                names = _wrapper(server.metrics, family.name)._labelnames
             extra = {"le"} if family.type == "histogram" else set()
             for suffix in SAMPLE_SUFFIXES[family.type]:
-                labels = set(wrapper._labelnames)
+                labels = set(names)
                 known.add(family.name + suffix, labels | (extra if suffix == "_bucket" else set()))
     known.values[("authz_check_decisions_total", "decision")] = {o.value for o in Outcome}
     known.values[("authz_check_decisions_total", "reason")] = {r.value for r in Reason}

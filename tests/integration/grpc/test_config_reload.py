@@ -97,3 +97,46 @@ async def test_reverting_a_broken_file_clears_the_reported_error(
     status = server.reloader.status()
     assert (status.version, status.last_error, status.failures) == (version, "", 1)
     await server.registry.close()
+
+
+async def test_a_reload_with_a_duplicated_policy_is_refused_and_the_old_one_stays(
+    server: AuthzServer, channel: grpc.aio.Channel, config_path: Path, idp: DevIdentityProvider
+) -> None:
+    # A second `internal:` mapping that opens everything: YAML alone would let it win.
+    good = config_path.read_text()  # noqa: ASYNC240 (a small file, read once)
+    version = server.runtime.version
+    duplicated = good + "  internal:\n    rules:\n    - name: open-now\n      allow: anonymous\n"
+    assert yaml.safe_load(duplicated)["policies"]["internal"]["rules"][0]["name"] == "open-now"
+
+    replace_file(config_path, duplicated)
+
+    await wait_until(lambda: server.reloader.status().failures >= 1, within_s=5)
+    status = server.reloader.status()
+    assert "policies.internal: duplicate key 'internal' (first at " in status.last_error
+    assert status.version == version
+    assert await internal_status(channel) == 403
+
+
+async def test_a_reload_naming_an_unset_password_env_is_refused_with_the_setting(
+    config_path_unwatched: Path,
+) -> None:
+    path = config_path_unwatched
+    server = AuthzServer(path, "127.0.0.1:0")
+    version = server.runtime.version
+    config = yaml.safe_load(path.read_text())
+    config["rate_limit"] = {
+        "store": "redis",
+        "redis": {"password_env": "AUTHZ_TEST_UNSET_PASSWORD_ENV"},
+        "domains": [{"domain": "gateway", "descriptors": []}],
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert "AUTHZ_TEST_UNSET_PASSWORD_ENV" not in os.environ
+
+    assert await server.reloader.reload() is False
+
+    status = server.reloader.status()
+    assert "rate_limit.redis.password_env: environment variable AUTHZ_TEST_UNSET_PASSWORD_ENV " in (
+        status.last_error
+    )
+    assert status.version == version
+    await server.registry.close()
