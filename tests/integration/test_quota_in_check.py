@@ -7,6 +7,7 @@ uses its own principals (and its own Redis key prefix), so counters never mix.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -359,3 +360,33 @@ async def test_requests_without_credentials_do_not_count_as_failed_attempts(
 
     assert {a.reason for a in missing} == {"authentication_required"}
     assert valid.allowed, valid
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+DEEP_HEADER = b"[" * 3000 + b"]" * 3000
+DEEP_PAYLOAD = b'{"a":' * 1000 + b"1" + b"}" * 1000
+NOT_UTF8 = b'{"alg":"\xff"}'
+UNPARSEABLE_TOKENS = {
+    "deep-header": f"{b64url(DEEP_HEADER)}.e30.c2ln",
+    "deep-payload": f"eyJhbGciOiJSUzI1NiJ9.{b64url(DEEP_PAYLOAD)}.c2ln",
+    "invalid-utf8": f"{b64url(NOT_UTF8)}.e30.c2ln",
+    "bad-base64": "eyJhbGciOiJSUzI1NiJ9=.e30.c2ln",
+}
+
+
+@pytest.mark.parametrize("token", UNPARSEABLE_TOKENS.values(), ids=UNPARSEABLE_TOKENS.keys())
+async def test_unparseable_tokens_are_401_and_count_towards_the_lockout(
+    start_server: StartServer, idp: DevIdentityProvider, store: dict[str, Any], token: str
+) -> None:
+    channel = await start_server(brute_force_config(idp, store))
+    attacker = "198.51.100.4"
+
+    failures = [await check(channel, "/api/items", token, source=attacker) for _ in range(3)]
+    locked = await check(channel, "/api/items", token, source=attacker)
+
+    assert [(a.status, a.reason) for a in failures] == [(401, "malformed_token")] * 3, failures
+    assert 'error="invalid_token"' in failures[0].headers["www-authenticate"]
+    assert (locked.status, locked.reason) == (429, "locked_out")
