@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from authz_service.ratelimit.algorithms import Verdict
 from authz_service.ratelimit.config import Limit, RateLimitConfig
+from authz_service.ratelimit.lockout_subject import lockout_subject
 from authz_service.ratelimit.model import (
     UNLIMITED_REMAINING,
     Code,
@@ -197,8 +198,9 @@ class RateLimiter:
 
     def _lockout_hit(self, client_ip: str, hits: int) -> Hit:
         settings = self._brute_force
+        subject = lockout_subject(client_ip, settings.ipv6_prefix_length)
         return Hit(
-            key=counter_base(_BRUTE_FORCE_DOMAIN, [("client_ip", client_ip)]),
+            key=counter_base(_BRUTE_FORCE_DOMAIN, [("client_ip", subject)]),
             algorithm="lockout",
             limit=settings.max_failures,
             window_s=settings.window,

@@ -91,6 +91,9 @@ class BruteForceSettings(Strict):
     max_failures: int = Field(default=10, ge=1)
     window: Duration = 60.0
     lockout: Duration = 300.0
+    # IPv6 clients are counted per network of this prefix (a host often owns a whole /64);
+    # IPv4 per address, and IPv4-mapped IPv6 as the IPv4 address.
+    ipv6_prefix_length: int = Field(default=64, ge=1, le=128)
 
 
 class RateLimitSettings(Strict):

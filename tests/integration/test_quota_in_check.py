@@ -347,6 +347,37 @@ async def test_repeated_failed_authentications_lock_the_client_address_out(
         await asyncio.sleep(0.1)
 
 
+async def test_an_ipv6_attacker_rotating_addresses_in_its_64_is_locked_out(
+    start_server: StartServer, idp: DevIdentityProvider, store: dict[str, Any]
+) -> None:
+    channel = await start_server(brute_force_config(idp, store))
+    valid = idp.mint(user(), extra_claims={"tier": "gold"})
+
+    # Every guess from a fresh address of 2001:db8:7:1::/64.
+    failures = [
+        await check(channel, "/api/items", "x.y.z", source=f"2001:db8:7:1::{n}") for n in (1, 2, 3)
+    ]
+    neighbour = await check(channel, "/api/items", valid, source="2001:db8:7:1:ffff::1")
+    next_64 = await check(channel, "/api/items", valid, source="2001:db8:7:2::1")
+
+    assert [a.status for a in failures] == [401] * 3
+    assert (neighbour.status, neighbour.reason) == (429, "locked_out")
+    assert next_64.allowed, next_64
+
+
+async def test_an_ipv4_client_is_one_client_whether_or_not_its_address_is_mapped(
+    start_server: StartServer, idp: DevIdentityProvider, store: dict[str, Any]
+) -> None:
+    channel = await start_server(brute_force_config(idp, store))
+    valid = idp.mint(user(), extra_claims={"tier": "gold"})
+
+    for source in ("198.51.100.9", "::ffff:198.51.100.9", "::ffff:198.51.100.9"):
+        assert (await check(channel, "/api/items", "x.y.z", source=source)).status == 401
+    locked = await check(channel, "/api/items", valid, source="198.51.100.9")
+
+    assert (locked.status, locked.reason) == (429, "locked_out")
+
+
 async def test_requests_without_credentials_do_not_count_as_failed_attempts(
     start_server: StartServer, idp: DevIdentityProvider
 ) -> None:

@@ -269,6 +269,44 @@ async def test_explain_shows_a_brute_force_lockout_and_the_rules_behind_it(
     assert (free.decision, free.lockout.locked, free.lockout.failures_left) == ("allow", False, 2)
 
 
+async def test_explain_shows_the_lockout_of_an_ipv6_64_and_of_a_mapped_ipv4_address(
+    tmp_path: Path, idp: DevIdentityProvider
+) -> None:
+    """Explain reads the lockout under the same key Check counts it under."""
+    config = admin_config(idp)
+    config["rate_limit"]["brute_force"] = {"enabled": True, "max_failures": 2, "lockout": "2m"}
+    async with (
+        running_server(write_config(tmp_path / "lockout6.yaml", config)) as authz,
+        grpc.aio.insecure_channel(f"127.0.0.1:{authz.port}") as data,
+        grpc.aio.insecure_channel(f"127.0.0.1:{authz.admin_port}") as admin_channel,
+    ):
+        admin = admin_pb2_grpc.AdminServiceStub(admin_channel)
+        stub = external_auth_pb2_grpc.AuthorizationStub(data)
+        for source in ("2001:db8:66::1", "2001:db8:66::2", "192.0.2.70", "::ffff:192.0.2.70"):
+            refused = check_request("/api/items", "not-a-token")
+            refused.attributes.source.address.socket_address.address = source
+            assert (await stub.Check(refused, timeout=5)).denied_response.status.code == 401
+
+        async def locked(source: str) -> bool:
+            request = admin_pb2.ExplainRequest(
+                path="/api/items", token=idp.mint("mallory"), source_address=source
+            )
+            answer = await admin.Explain(request, metadata=AUTHORIZED, timeout=5)
+            return bool(answer.lockout.locked)
+
+        views = {
+            source: await locked(source)
+            for source in ("2001:db8:66::ab", "2001:db8:67::1", "192.0.2.70", "::ffff:192.0.2.70")
+        }
+
+    assert views == {
+        "2001:db8:66::ab": True,  # same /64 as the two failures
+        "2001:db8:67::1": False,
+        "192.0.2.70": True,  # one failure as IPv4, one as IPv4-mapped IPv6
+        "::ffff:192.0.2.70": True,
+    }
+
+
 # -- Reload and Status -----------------------------------------------------------------------
 
 

@@ -331,3 +331,29 @@ descriptors:
     assert limit == CurrentLimit(3, "minute", window_s=300.0)  # Envoy's API says MINUTE...
     # ...but the headers Check writes itself say 3 per 300 s, not 3 per minute.
     assert rate_limit_headers(result)["x-ratelimit-limit"] == "3, 3;w=300"
+
+
+async def test_failures_across_one_ipv6_64_lock_out_the_whole_64() -> None:
+    rl = limiter(brute_force=BRUTE)
+    for host in range(1, 4):  # a new address of the same /64 for every guess
+        await rl.record_auth_failure(f"2001:db8:1:2::{host}", NOW)
+    assert await rl.is_locked_out("2001:db8:1:2::99", NOW)
+    assert (await rl.lockout_state("2001:db8:1:2:abcd::1", NOW)).locked
+    assert not await rl.is_locked_out("2001:db8:1:3::1", NOW)
+
+
+async def test_ipv4_mapped_addresses_count_with_their_ipv4_address() -> None:
+    rl = limiter(brute_force=BRUTE)
+    await rl.record_auth_failure("198.51.100.7", NOW)
+    await rl.record_auth_failure("::ffff:198.51.100.7", NOW)
+    await rl.record_auth_failure("::ffff:c633:6407", NOW)
+    assert await rl.is_locked_out("198.51.100.7", NOW)
+    await rl.reset_lockout("::ffff:198.51.100.7", NOW)  # the admin names either spelling
+    assert not await rl.is_locked_out("198.51.100.7", NOW)
+
+
+async def test_the_ipv6_prefix_length_is_configurable() -> None:
+    rl = limiter(brute_force=BRUTE.model_copy(update={"ipv6_prefix_length": 128}))
+    for host in range(1, 4):
+        await rl.record_auth_failure(f"2001:db8:1:2::{host}", NOW)
+    assert not await rl.is_locked_out("2001:db8:1:2::1", NOW)
