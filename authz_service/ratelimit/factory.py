@@ -26,9 +26,12 @@ def build_store(settings: RateLimitSettings) -> QuotaStore:
         breaker = CircuitBreaker(
             settings.circuit_breaker.failure_threshold, settings.circuit_breaker.open_for
         )
-        # Concurrent RPCs share a round trip (one script run applies all their hits).
-        batched = BatchingStore(RedisStore.from_settings(settings.redis))
-        store = ResilientStore(batched, settings.redis.timeout_ms / 1000, breaker)
+        timeout_s = settings.redis.timeout_ms / 1000
+        # Concurrent RPCs share a round trip (one script run applies all their hits). The
+        # breaker sits inside the batching, so it counts round trips, not the callers that
+        # shared one; every caller's wait stays bounded by the same timeout.
+        resilient = ResilientStore(RedisStore.from_settings(settings.redis), timeout_s, breaker)
+        store = BatchingStore(resilient, timeout_s=timeout_s)
     else:
         store = MemoryStore(settings.redis.key_prefix)
     if settings.local_over_limit_cache:
