@@ -64,6 +64,7 @@ class HangingStore:
     def __init__(self) -> None:
         self.calls = 0
         self.ended = 0  # calls given up on (timed out or cancelled)
+        self.one_ended = asyncio.Event()
 
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
         self.calls += 1
@@ -71,6 +72,7 @@ class HangingStore:
             await asyncio.sleep(3600)
         finally:
             self.ended += 1
+            self.one_ended.set()
         return []
 
     async def reset(self, hits: Sequence[Hit], now: float) -> None:
@@ -217,7 +219,8 @@ async def round_trips_ended(inner: HangingStore, count: int) -> None:
     """Wait until `count` round trips have ended: callers can give up before theirs does."""
     async with asyncio.timeout(2.0):  # a round trip nobody bounds never ends: fail, not hang
         while inner.ended < count:
-            await asyncio.sleep(0.001)
+            inner.one_ended.clear()
+            await inner.one_ended.wait()
 
 
 async def test_one_slow_round_trip_shared_by_five_callers_is_one_breaker_failure(
