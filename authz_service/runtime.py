@@ -58,6 +58,7 @@ def _store_identity(settings: RateLimitSettings) -> tuple[object, ...]:
         settings.circuit_breaker,
         settings.local_over_limit_cache,
         settings.local_cache_max_entries,
+        settings.memory_max_keys,
     )
 
 

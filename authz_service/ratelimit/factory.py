@@ -33,7 +33,7 @@ def build_store(settings: RateLimitSettings) -> QuotaStore:
         resilient = ResilientStore(RedisStore.from_settings(settings.redis), timeout_s, breaker)
         store = BatchingStore(resilient, timeout_s=timeout_s)
     else:
-        store = MemoryStore(settings.redis.key_prefix)
+        store = MemoryStore(settings.redis.key_prefix, settings.memory_max_keys)
     if settings.local_over_limit_cache:
         store = CachingStore(store, OverLimitCache(settings.local_cache_max_entries))
     return store

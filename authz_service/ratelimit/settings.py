@@ -124,6 +124,9 @@ class RateLimitSettings(Strict):
     # answered in-process instead of reaching Redis.
     local_over_limit_cache: bool = True
     local_cache_max_entries: int = Field(default=100_000, ge=1)
+    # `store: memory` only: the most counters it holds (~200 B each). When full of live
+    # counters, a request needing a new one meets `failure_mode`; known ones keep counting.
+    memory_max_keys: int = Field(default=1_000_000, ge=1)
     brute_force: BruteForceSettings = BruteForceSettings()
 
     @model_validator(mode="after")
