@@ -83,7 +83,9 @@ class AuthzServer:
         self.http_listen = http_listen or (config.http_check.listen if config.http_check else None)
         self.grace_period_s = config.server.grace_period_s
         self.metrics = Metrics()
-        self.metrics.add_state_collector(ServiceStateCollector(self.reloader, self._store_stats))
+        self.metrics.add_state_collector(
+            ServiceStateCollector(self.reloader, self._store_stats, self.stores.outages.counts)
+        )
         self.telemetry = Telemetry(config.telemetry, self.metrics)
         self._observability: ObservabilityServer | None = None
         self.http_check: HttpCheckServer | None = None  # http_check: (authz_service/http/)

@@ -12,6 +12,7 @@ from authz_service.ratelimit.config import RateLimitConfig, load_rate_limit_conf
 from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.local_cache import CachingStore, OverLimitCache
 from authz_service.ratelimit.memory_store import MemoryStore
+from authz_service.ratelimit.outages import StoreOutages
 from authz_service.ratelimit.resilient_store import ResilientStore
 from authz_service.ratelimit.settings import RateLimitSettings
 from authz_service.ratelimit.store import QuotaStore
@@ -59,6 +60,7 @@ def build_limiter(
     settings: RateLimitSettings,
     config: RateLimitConfig,
     store: QuotaStore | None = None,
+    outages: StoreOutages | None = None,
 ) -> RateLimiter:
     return RateLimiter(
         config,
@@ -66,4 +68,5 @@ def build_limiter(
         shadow_mode=settings.shadow_mode,
         failure_mode=settings.failure_mode,
         brute_force=settings.brute_force,
+        outages=outages,
     )

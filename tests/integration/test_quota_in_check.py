@@ -421,3 +421,38 @@ async def test_unparseable_tokens_are_401_and_count_towards_the_lockout(
     assert [(a.status, a.reason) for a in failures] == [(401, "malformed_token")] * 3, failures
     assert 'error="invalid_token"' in failures[0].headers["www-authenticate"]
     assert (locked.status, locked.reason) == (429, "locked_out")
+
+
+async def test_with_redis_down_the_lockout_logs_the_outage_once_not_per_request(
+    start_server: StartServer,
+    idp: DevIdentityProvider,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    redis = RedisServer(find_binary("redis-server"), tmp_path / "redis")
+    redis.start()
+    try:
+        config = brute_force_config(idp, redis_store(redis.url))
+        config["check_quota"] = None  # only the lockout uses the store here
+        config["rate_limit"]["circuit_breaker"] = {"failure_threshold": 3, "open_for": "100ms"}
+        channel = await start_server(config)
+        token = idp.mint(user(), extra_claims={"tier": "gold"})
+        assert (await check(channel, "/api/items", token)).allowed
+        caplog.set_level("INFO", logger="authz_service")
+
+        redis.kill()
+        down = [await check(channel, "/api/items", token) for _ in range(200)]
+        down_lines = [r for r in caplog.records if r.levelname == "WARNING"]
+        redis.start()  # the same port
+        deadline = time.monotonic() + 10
+        while not any("answers lockout again" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "no recovery line"
+            assert (await check(channel, "/api/items", token)).allowed
+    finally:
+        redis.kill()
+
+    assert all(answer.allowed for answer in down)  # lockout is defence in depth: fail open
+    assert len(down_lines) == 1, [r.getMessage() for r in down_lines]
+    assert "lockout not enforced" in down_lines[0].getMessage()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "answers lockout again" in warnings[1], warnings
