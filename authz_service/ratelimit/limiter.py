@@ -163,14 +163,36 @@ class RateLimiter:
         )
         return await self.should_rate_limit(request, now)
 
-    async def reset(self, domain: str, entries: Sequence[Entry], now: float | None = None) -> None:
-        """Forget the counters of every limit matching this descriptor (admin API)."""
+    async def reset(
+        self, domain: str, entries: Sequence[Entry], now: float | None = None
+    ) -> tuple[Limit, ...]:
+        """Forget the counters of every limit matching this descriptor (admin API); returns
+        the limits whose counters were reset."""
         found = self._config.match(domain, entries)
         if found is None:
-            return
+            return ()
         base = counter_base(domain, found.counter_entries)
-        hits = [_hit(base, limit, 0) for limit in found.limits if not limit.unlimited]
-        await self._store.reset(hits, self._clock() if now is None else now)
+        limits = tuple(limit for limit in found.limits if not limit.unlimited)
+        await self._store.reset([_hit(base, limit, 0) for limit in limits], self._now(now))
+        return limits
+
+    async def limit_counters(
+        self, domain: str, entries: Sequence[Entry], now: float | None = None
+    ) -> list[tuple[Limit, Verdict]]:
+        """Every limit this descriptor is counted against, each with its own verdict, charging
+        nothing (admin quota). A ShouldRateLimit status shows only the tightest of them.
+        Raises StoreUnavailable."""
+        found = self._config.match(domain, entries)
+        if found is None:
+            return []
+        base = counter_base(domain, found.counter_entries)
+        limits = [limit for limit in found.limits if not limit.unlimited]
+        hits = [_hit(base, limit, 0) for limit in limits]
+        verdicts = await self._store.apply(hits, self._now(now)) if hits else []
+        return list(zip(limits, verdicts, strict=True))
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
 
     async def record_auth_failure(self, client_ip: str, now: float | None = None) -> LockoutState:
         """Count a failed authentication; returns whether the client is now locked out."""

@@ -64,7 +64,16 @@ def admin_config(idp: DevIdentityProvider, listen: str = "127.0.0.1:0") -> dict[
                             "requests_per_unit": 5,
                             "name": "per-user",
                         },
-                    }
+                    },
+                    {
+                        # Several limits on one descriptor: admin quota shows each of them.
+                        "key": "tenant",
+                        "rate_limits": [
+                            {"unit": "second", "requests_per_unit": 10, "name": "per-second"},
+                            {"unit": "day", "requests_per_unit": 1000, "name": "per-day"},
+                            {"window": "30s", "requests_per_unit": 50, "name": "per-30s"},
+                        ],
+                    },
                 ],
             }
         ],
@@ -424,6 +433,46 @@ async def test_get_quota_reads_counters_and_reset_quota_clears_them(
     assert other.used == 0
 
 
+async def tenant_quota(admin: Any, tenant: str, *, reset: bool = False) -> list[Any]:
+    request = admin_pb2.QuotaRequest(
+        domain="api", entries=[admin_pb2.DescriptorEntry(key="tenant", value=tenant)]
+    )
+    method = admin.ResetQuota if reset else admin.GetQuota
+    return list((await method(request, metadata=AUTHORIZED, timeout=5)).counters)
+
+
+async def test_get_quota_shows_every_limit_of_a_descriptor_and_reset_clears_them_all(
+    admin: Any, data_channel: grpc.aio.Channel
+) -> None:
+    stub = rls_pb2_grpc.RateLimitServiceStub(data_channel)
+    request = rls_pb2.RateLimitRequest(domain="api")
+    request.descriptors.add().entries.add(key="tenant", value="acme")
+    for _ in range(3):
+        await stub.ShouldRateLimit(request, timeout=5)
+
+    counters = await tenant_quota(admin, "acme")
+    cleared = await tenant_quota(admin, "acme", reset=True)
+    after = await stub.ShouldRateLimit(request, timeout=5)
+
+    shown = [
+        (c.limit_name, c.requests_per_unit, c.unit, c.window_seconds, c.used, c.remaining)
+        for c in counters
+    ]
+    # Three in the same second is not enough to be sure; allow the second to have rolled over.
+    assert shown[1:] == [
+        ("per-day", 1000, "day", 86400.0, 3, 997),
+        ("per-30s", 50, "second", 30.0, 3, 47),
+    ], shown
+    assert shown[0][:4] == ("per-second", 10, "second", 1.0)
+    assert 0 < counters[1].reset_in_seconds <= 86400 and 0 < counters[2].reset_in_seconds <= 30
+    assert [(c.limit_name, c.used) for c in cleared] == [
+        ("per-second", 0),
+        ("per-day", 0),
+        ("per-30s", 0),
+    ]
+    assert after.statuses[0].limit_remaining == 9  # the per-second one, the tightest, fresh
+
+
 async def test_reset_quota_lets_a_caller_over_its_limit_in_again_at_once(
     admin: Any, data_channel: grpc.aio.Channel, idp: DevIdentityProvider
 ) -> None:
@@ -767,6 +816,23 @@ def test_cli_quota_reads_and_resets_counters(
     assert read.stdout.startswith("per-user: 2/5 per minute, 3 left, resets in ")
     assert json.loads(as_json.stdout)["counters"][0]["used"] == "2"  # uint64 as JSON string
     assert reset.stdout.startswith("per-user: 0/5 per minute, 5 left")
+    assert reset.stdout.rstrip().endswith("reset 1 limit: per-user")
+
+
+def test_cli_quota_lists_every_limit_of_a_descriptor_and_says_which_it_reset(
+    admin_cli: Callable[..., CliResult],
+) -> None:
+    read = admin_cli("quota", "--domain", "api", "--entry", "tenant=globex")
+    reset = admin_cli("quota", "--domain", "api", "--entry", "tenant=globex", "--reset")
+
+    assert read.code == 0, read.stderr
+    lines = read.stdout.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "per-second: 0/10 per second",
+        "per-day: 0/1000 per day",
+        "per-30s: 0/50 per 30s",
+    ], lines
+    assert reset.stdout.splitlines()[-1] == "reset 3 limits: per-second, per-day, per-30s"
 
 
 @pytest.mark.parametrize("token", ["not-the-admin-token", None], ids=["wrong", "missing"])
