@@ -20,7 +20,9 @@ from typing import Any
 MAX_DEPTH = 32
 
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A string, or an unterminated one to the end: one left-to-right pass, never a rescan from
+# each quote (which made `"\"\"\"...` quadratic).
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
 # An innermost array or object: no bracket inside (strings already removed).
 _INNERMOST = re.compile(r"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
 _BRACKETS = re.compile(r"[\[\]{}]")
