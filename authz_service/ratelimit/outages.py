@@ -10,7 +10,9 @@ config reload neither repeats the "unavailable" line nor resets the counts.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +20,18 @@ log = logging.getLogger(__name__)
 USES = ("rate_limit", "lockout", "replay")
 
 
+# A store that flaps (a full memory store failing new keys and answering known ones, a
+# breaker probe that succeeds once) would otherwise log a pair of lines per request.
+MIN_LOG_INTERVAL_S = 10.0
+
+
 class StoreOutages:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._counts: Counter[str] = Counter()
         self._down_since: dict[str, int] = {}  # use -> its count when the outage began
+        self._logged: set[str] = set()  # uses whose current outage was logged
+        self._last_logged: dict[str, float] = {}
 
     def unavailable(self, use: str) -> int:
         """Calls of this use answered without the store, since the process started."""
@@ -32,19 +42,26 @@ class StoreOutages:
 
     def failed(self, use: str, consequence: str, error: object) -> None:
         self._counts[use] += 1
-        if use not in self._down_since:
-            self._down_since[use] = self._counts[use] - 1
-            log.warning(
-                "quota store unavailable for %s (%s): %s until it answers again; "
-                "further failures are only counted in authz_quota_store_unavailable_total",
-                use,
-                error,
-                consequence,
-            )
+        if use in self._down_since:
+            return
+        self._down_since[use] = self._counts[use] - 1
+        now = self._clock()
+        if now - self._last_logged.get(use, -MIN_LOG_INTERVAL_S) < MIN_LOG_INTERVAL_S:
+            return  # flapping: counted only, and its recovery is not logged either
+        self._last_logged[use] = now
+        self._logged.add(use)
+        log.warning(
+            "quota store unavailable for %s (%s): %s until it answers again; "
+            "further failures are only counted in authz_quota_store_unavailable_total",
+            use,
+            error,
+            consequence,
+        )
 
     def answered(self, use: str) -> None:
         began = self._down_since.pop(use, None)
-        if began is not None:
+        if began is not None and use in self._logged:
+            self._logged.discard(use)
             log.warning(
                 "quota store answers %s again, after %d calls answered without it",
                 use,
