@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
 from authz_service.explain_view import View, lockout_lines, quota_lines
 from authz_service.grpc.tls import client_channel
+from authz_service.ratelimit.schema import UNIT_SECONDS
 
 
 def add_admin_parser(commands: Any) -> None:
@@ -77,7 +78,8 @@ def run_admin(args: argparse.Namespace) -> int:
     if args.json:
         print(json_format.MessageToJson(response, preserving_proto_field_name=True))
     else:
-        print(_render(args.action, response))
+        reset = args.action == "quota" and args.reset
+        print(_render("quota-reset" if reset else args.action, response))
     return 0
 
 
@@ -208,12 +210,27 @@ def _render(action: str, response: Any) -> str:
         return f"revoked until {_when(response.expires_at_unix)}"
     lines = []
     for counter in response.counters:
-        name = counter.limit_name or "(unnamed)"
         lines.append(
-            f"{name}: {counter.used}/{counter.requests_per_unit} per {counter.unit}, "
-            f"{counter.remaining} left, resets in {counter.reset_in_seconds:.1f}s"
+            f"{_limit_name(counter)}: {counter.used}/{counter.requests_per_unit} "
+            f"per {_period(counter)}, {counter.remaining} left, "
+            f"resets in {counter.reset_in_seconds:.1f}s"
         )
+    if action == "quota-reset":
+        names = [_limit_name(counter) for counter in response.counters]
+        lines.append(f"reset {len(names)} limit{'s' * (len(names) != 1)}: {', '.join(names)}")
     return "\n".join(lines) or "(no counters)"
+
+
+def _limit_name(counter: Any) -> str:
+    return str(counter.limit_name) or "(unnamed)"
+
+
+def _period(counter: Any) -> str:
+    """`minute`, or the limit's own window (`30s`) when it is not one unit long."""
+    window = counter.window_seconds
+    if not window or UNIT_SECONDS.get(counter.unit) == window:
+        return str(counter.unit)
+    return f"{window:g}s"
 
 
 __all__ = ["add_admin_parser", "run_admin"]

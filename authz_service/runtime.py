@@ -20,6 +20,7 @@ from authz_service.config.secrets import check_secrets
 from authz_service.quota import QuotaPlan
 from authz_service.ratelimit import RateLimiter, RateLimitSettings, build_limiter, build_store
 from authz_service.ratelimit import load_config as load_rate_limit_config
+from authz_service.ratelimit.outages import StoreOutages
 from authz_service.ratelimit.store import QuotaStore
 from authz_service.response_policy import ResponsePolicy
 
@@ -36,6 +37,8 @@ class QuotaStoreHolder:
     def __init__(self) -> None:
         self.store: QuotaStore | None = None
         self._settings: RateLimitSettings | None = None
+        # As long-lived as the store: outage log lines and counts survive reloads.
+        self.outages = StoreOutages()
 
     def store_for(self, settings: RateLimitSettings) -> QuotaStore:
         if self.store is None:
@@ -60,6 +63,7 @@ def _store_identity(settings: RateLimitSettings) -> tuple[object, ...]:
         settings.circuit_breaker,
         settings.local_over_limit_cache,
         settings.local_cache_max_entries,
+        settings.memory_max_keys,
     )
 
 
@@ -94,8 +98,8 @@ def build_runtime(
         limits = load_rate_limit_config(
             settings, loaded.path.parent, str(loaded.path), loaded.lines
         )
-        store = (stores or QuotaStoreHolder()).store_for(settings)
-        limiter = build_limiter(settings, limits, store)
+        holder = stores or QuotaStoreHolder()
+        limiter = build_limiter(settings, limits, holder.store_for(settings), holder.outages)
         if config.check_quota is not None:
             if not limits.has_domain(config.check_quota.domain):
                 line = loaded.lines.get(("check_quota", "domain"))
@@ -110,7 +114,7 @@ def build_runtime(
         # The quota store (Redis: shared by replicas); without rate_limit, a memory store.
         holder = stores or QuotaStoreHolder()
         store = holder.store_for(config.rate_limit or RateLimitSettings())
-        replay = ReplayGuard.for_providers(config.jwt_providers, store)
+        replay = ReplayGuard.for_providers(config.jwt_providers, store, outages=holder.outages)
     return Runtime(
         loaded=loaded,
         authenticator=authenticator,

@@ -100,7 +100,9 @@ class AuthzServer:
         self.http_listen = http_listen or (config.http_check.listen if config.http_check else None)
         self.grace_period_s = config.server.grace_period_s
         self.metrics = Metrics()
-        self.metrics.add_state_collector(ServiceStateCollector(self.reloader, self._store_stats))
+        self.metrics.add_state_collector(
+            ServiceStateCollector(self.reloader, self._store_stats, self.stores.outages.counts)
+        )
         self._connection_stats: list[ConnectionStats] = []
         self.metrics.add_state_collector(ConnectionCollector(self._connection_stats))
         self.telemetry = Telemetry(config.telemetry, self.metrics)

@@ -6,6 +6,7 @@ A credential that is presented and fails is a failure; we never fall back to a w
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from authz_service.authz.globs import compile_glob
 from authz_service.config.model import ApiKeySettings, Config, MtlsSettings, TokenSource
 from authz_service.model import AuthMethod, AuthnFailure, Identity, Reason, RequestAttributes
 from authz_service.secret_digest import secret_digest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,8 @@ class Authenticator:
             return cached
         inspected = peek(presented.value, self._max_token_bytes)
         if isinstance(inspected, AuthnFailure):
+            # One line, what was wrong and never the token: hostile tokens are routine.
+            log.info("bearer token refused before verification: %s", inspected.message)
             return inspected
         verifier = self._verifiers.get(inspected.issuer)
         if verifier is None:

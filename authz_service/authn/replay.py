@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal, Protocol
 
 from authz_service.config.strict import Strict
 from authz_service.model import Identity
+from authz_service.ratelimit.outages import StoreOutages
 from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
-
-log = logging.getLogger(__name__)
 
 KEY_PREFIX = "jti:"
 
@@ -81,11 +79,13 @@ class ReplayGuard:
         settings: Mapping[str, tuple[ReplayProtection, float]],
         store: QuotaStore,
         wall_clock: Callable[[], float] = time.time,
+        outages: StoreOutages | None = None,
     ) -> None:
         """`settings`: issuer -> (its replay protection, its leeway in seconds)."""
         self._settings = {issuer: value for issuer, value in settings.items() if value[0].enabled}
         self._store = store
         self._wall_clock = wall_clock
+        self._outages = outages if outages is not None else StoreOutages()
 
     @classmethod
     def for_providers(
@@ -93,11 +93,12 @@ class ReplayGuard:
         providers: Iterable[ProviderLike],
         store: QuotaStore,
         wall_clock: Callable[[], float] = time.time,
+        outages: StoreOutages | None = None,
     ) -> ReplayGuard | None:
         settings = {p.issuer: (p.replay_protection, p.leeway_s) for p in providers}
         if not any(protection.enabled for protection, _ in settings.values()):
             return None
-        return cls(settings, store, wall_clock)
+        return cls(settings, store, wall_clock, outages)
 
     def tracks(self, issuer: str) -> bool:
         return issuer in self._settings
@@ -125,8 +126,14 @@ class ReplayGuard:
         try:
             (verdict,) = await self._store.apply([hit], now)
         except StoreUnavailable as error:
+            consequence = (
+                "one-time tokens accepted untracked"
+                if protection.failure_mode == "allow"
+                else "one-time tokens refused (503)"
+            )
+            self._outages.failed("replay", consequence, error)
             if protection.failure_mode == "allow":
-                log.warning("replay store unavailable (%s); token accepted untracked", error)
                 return ReplayVerdict.FIRST_USE
             return ReplayVerdict.STORE_UNAVAILABLE
+        self._outages.answered("replay")
         return ReplayVerdict.FIRST_USE if verdict.allowed else ReplayVerdict.REPLAYED

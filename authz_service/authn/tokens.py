@@ -6,13 +6,11 @@ and rejects tokens that no provider could accept. Nothing read here is ever trus
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from authz_service.authn.strict_json import SegmentError, decode_segment
 from authz_service.model import AuthnFailure, Reason
 
 # Header parameters that let a token choose its own verification key: never honoured.
@@ -40,26 +38,6 @@ class TokenPeek:
         return value if isinstance(value, str) else ""
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            # Parsers disagree on which duplicate wins; an ambiguous token is a forged token.
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def _b64_json(segment: str) -> Any:
-    padded = segment + "=" * (-len(segment) % 4)
-    raw = base64.urlsafe_b64decode(padded.encode("ascii"))
-    return json.loads(raw, object_pairs_hook=_no_duplicates)
-
-
 def _malformed(message: str) -> AuthnFailure:
     return AuthnFailure(Reason.MALFORMED_TOKEN, message)
 
@@ -76,12 +54,10 @@ def peek(token: str, max_bytes: int) -> TokenPeek | AuthnFailure:
     if not parts[2]:
         return AuthnFailure(Reason.UNSUPPORTED_ALGORITHM, "unsigned tokens are not accepted")
     try:
-        header = _b64_json(parts[0])
-        payload = _b64_json(parts[1])
-    except _DuplicateKey as error:
-        return _malformed(f"duplicate member {str(error)!r} in token")
-    except (ValueError, UnicodeError, binascii.Error):
-        return _malformed("token segments are not base64url-encoded JSON")
+        header = decode_segment(parts[0])
+        payload = decode_segment(parts[1])
+    except SegmentError as error:
+        return _malformed(str(error))
     if not isinstance(header, dict) or not isinstance(payload, dict):
         return _malformed("token header and payload must be JSON objects")
     forbidden = KEY_SELECTING_HEADERS.intersection(header)

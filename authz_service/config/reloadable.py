@@ -48,6 +48,7 @@ START_ONLY: tuple[str, ...] = (
     "rate_limit.circuit_breaker",
     "rate_limit.local_over_limit_cache",
     "rate_limit.local_cache_max_entries",
+    "rate_limit.memory_max_keys",
     "http_check.listen",
 )
 

@@ -227,6 +227,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
                     limit_name=counter.limit_name,
                     requests_per_unit=counter.requests_per_unit,
                     unit=counter.unit,
+                    window_seconds=counter.window_seconds,
                     used=counter.used,
                     remaining=counter.remaining,
                     reset_in_seconds=counter.reset_in_seconds,

@@ -5,6 +5,10 @@ cost one EVALSHA through redis-py (~250 us of Python per call here). Now at most
 `max_in_flight` round trips run at once; calls that arrive meanwhile wait and then share the
 next one: one script run applies all their hits atomically, so "exactly N admitted" still
 holds. Under light load a call goes out at once; under heavy load batches grow by themselves.
+
+It sits outside `ResilientStore`, so the circuit breaker counts round trips, not the callers
+that shared one ("consecutive store failures"). `timeout_s` bounds each caller's whole wait,
+queueing behind a slow round trip included, without counting anything against the store.
 """
 
 from __future__ import annotations
@@ -13,15 +17,18 @@ import asyncio
 from collections.abc import Sequence
 
 from authz_service.ratelimit.algorithms import Verdict
-from authz_service.ratelimit.store import Hit, QuotaStore
+from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
 
 _Waiter = tuple[Sequence[Hit], float, "asyncio.Future[list[Verdict]]"]
 
 
 class BatchingStore:
-    def __init__(self, inner: QuotaStore, max_in_flight: int = 1) -> None:
+    def __init__(
+        self, inner: QuotaStore, max_in_flight: int = 1, timeout_s: float | None = None
+    ) -> None:
         self._inner = inner
         self._max_in_flight = max_in_flight
+        self._timeout = timeout_s
         self._pending: list[_Waiter] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -36,10 +43,22 @@ class BatchingStore:
         self._pending.append((hits, now, future))
         if self._in_flight < self._max_in_flight:
             self._send_pending()
-        return await future
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await future
+        except TimeoutError:
+            # The round trip's own timeout is counted by the breaker below; this caller's
+            # wait is not a store failure of its own.
+            raise StoreUnavailable(f"store timed out after {self._timeout_ms} ms") from None
+
+    @property
+    def _timeout_ms(self) -> str:
+        return f"{(self._timeout or 0) * 1000:.0f}"
 
     def _send_pending(self) -> None:
-        batch, self._pending = self._pending, []
+        # Callers that gave up (timed out, cancelled) while queued need no round trip.
+        batch = [waiter for waiter in self._pending if not waiter[2].done()]
+        self._pending = []
         if not batch:
             return
         self._in_flight += 1

@@ -12,6 +12,7 @@ from authz_service.ratelimit.config import RateLimitConfig, load_rate_limit_conf
 from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.local_cache import CachingStore, OverLimitCache
 from authz_service.ratelimit.memory_store import MemoryStore
+from authz_service.ratelimit.outages import StoreOutages
 from authz_service.ratelimit.resilient_store import ResilientStore
 from authz_service.ratelimit.settings import RateLimitSettings
 from authz_service.ratelimit.store import QuotaStore
@@ -26,11 +27,14 @@ def build_store(settings: RateLimitSettings) -> QuotaStore:
         breaker = CircuitBreaker(
             settings.circuit_breaker.failure_threshold, settings.circuit_breaker.open_for
         )
-        # Concurrent RPCs share a round trip (one script run applies all their hits).
-        batched = BatchingStore(RedisStore.from_settings(settings.redis))
-        store = ResilientStore(batched, settings.redis.timeout_ms / 1000, breaker)
+        timeout_s = settings.redis.timeout_ms / 1000
+        # Concurrent RPCs share a round trip (one script run applies all their hits). The
+        # breaker sits inside the batching, so it counts round trips, not the callers that
+        # shared one; every caller's wait stays bounded by the same timeout.
+        resilient = ResilientStore(RedisStore.from_settings(settings.redis), timeout_s, breaker)
+        store = BatchingStore(resilient, timeout_s=timeout_s)
     else:
-        store = MemoryStore(settings.redis.key_prefix)
+        store = MemoryStore(settings.redis.key_prefix, settings.memory_max_keys)
     if settings.local_over_limit_cache:
         store = CachingStore(store, OverLimitCache(settings.local_cache_max_entries))
     return store
@@ -56,6 +60,7 @@ def build_limiter(
     settings: RateLimitSettings,
     config: RateLimitConfig,
     store: QuotaStore | None = None,
+    outages: StoreOutages | None = None,
 ) -> RateLimiter:
     return RateLimiter(
         config,
@@ -63,4 +68,5 @@ def build_limiter(
         shadow_mode=settings.shadow_mode,
         failure_mode=settings.failure_mode,
         brute_force=settings.brute_force,
+        outages=outages,
     )

@@ -7,7 +7,6 @@ the same call (`check_descriptors`), and for brute-force defence (`record_auth_f
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -16,6 +15,7 @@ from urllib.parse import quote
 
 from authz_service.ratelimit.algorithms import Verdict
 from authz_service.ratelimit.config import Limit, RateLimitConfig
+from authz_service.ratelimit.lockout_subject import lockout_subject
 from authz_service.ratelimit.model import (
     UNLIMITED_REMAINING,
     Code,
@@ -27,11 +27,10 @@ from authz_service.ratelimit.model import (
     RateLimitRequestData,
     RateLimitResult,
 )
+from authz_service.ratelimit.outages import StoreOutages
 from authz_service.ratelimit.schema import UNIT_SECONDS
 from authz_service.ratelimit.settings import BruteForceSettings
 from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
-
-log = logging.getLogger(__name__)
 
 FailureMode = Literal["unavailable", "allow", "deny"]
 
@@ -70,6 +69,7 @@ class RateLimiter:
         failure_mode: FailureMode = "unavailable",
         brute_force: BruteForceSettings | None = None,
         clock: Callable[[], float] = time.time,
+        outages: StoreOutages | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -77,6 +77,8 @@ class RateLimiter:
         self._failure_mode = failure_mode
         self._brute_force = brute_force or BruteForceSettings()
         self._clock = clock
+        # Shared with the store's other users and kept across reloads (see build_runtime).
+        self._outages = outages if outages is not None else StoreOutages()
 
     @property
     def config(self) -> RateLimitConfig:
@@ -86,10 +88,15 @@ class RateLimiter:
     def store(self) -> QuotaStore:
         return self._store
 
+    @property
+    def outages(self) -> StoreOutages:
+        return self._outages
+
     def with_config(self, config: RateLimitConfig) -> RateLimiter:
         """A limiter on the same store (counters, connections) with a reloaded config."""
         clone = RateLimiter.__new__(RateLimiter)
-        for name in ("_store", "_shadow_mode", "_failure_mode", "_brute_force", "_clock"):
+        kept = ("_store", "_shadow_mode", "_failure_mode", "_brute_force", "_clock", "_outages")
+        for name in kept:
             setattr(clone, name, getattr(self, name))
         clone._config = config
         return clone
@@ -119,13 +126,17 @@ class RateLimiter:
         at = self._clock() if now is None else now
         planned = self._plan(request)
         hits = [hit for p in planned for hit in p.hits]
-        try:
-            verdicts = await self._store.apply(hits, at) if hits else []
-        except StoreUnavailable:
-            if self._failure_mode == "unavailable":
-                raise
-            log.warning("rate-limit store unavailable; answering %s", self._failure_mode)
-            return self._degraded(planned)
+        if not hits:
+            verdicts = []
+        else:
+            try:
+                verdicts = await self._store.apply(hits, at)
+            except StoreUnavailable as error:
+                self._outages.failed("rate_limit", f"answering {self._failure_mode}", error)
+                if self._failure_mode == "unavailable":
+                    raise
+                return self._degraded(planned)
+            self._outages.answered("rate_limit")
         if preview:
             # Charged nothing: the next request is refused where nothing is left.
             verdicts = [replace(v, allowed=v.allowed and v.remaining >= 1) for v in verdicts]
@@ -152,14 +163,36 @@ class RateLimiter:
         )
         return await self.should_rate_limit(request, now)
 
-    async def reset(self, domain: str, entries: Sequence[Entry], now: float | None = None) -> None:
-        """Forget the counters of every limit matching this descriptor (admin API)."""
+    async def reset(
+        self, domain: str, entries: Sequence[Entry], now: float | None = None
+    ) -> tuple[Limit, ...]:
+        """Forget the counters of every limit matching this descriptor (admin API); returns
+        the limits whose counters were reset."""
         found = self._config.match(domain, entries)
         if found is None:
-            return
+            return ()
         base = counter_base(domain, found.counter_entries)
-        hits = [_hit(base, limit, 0) for limit in found.limits if not limit.unlimited]
-        await self._store.reset(hits, self._clock() if now is None else now)
+        limits = tuple(limit for limit in found.limits if not limit.unlimited)
+        await self._store.reset([_hit(base, limit, 0) for limit in limits], self._now(now))
+        return limits
+
+    async def limit_counters(
+        self, domain: str, entries: Sequence[Entry], now: float | None = None
+    ) -> list[tuple[Limit, Verdict]]:
+        """Every limit this descriptor is counted against, each with its own verdict, charging
+        nothing (admin quota). A ShouldRateLimit status shows only the tightest of them.
+        Raises StoreUnavailable."""
+        found = self._config.match(domain, entries)
+        if found is None:
+            return []
+        base = counter_base(domain, found.counter_entries)
+        limits = [limit for limit in found.limits if not limit.unlimited]
+        hits = [_hit(base, limit, 0) for limit in limits]
+        verdicts = await self._store.apply(hits, self._now(now)) if hits else []
+        return list(zip(limits, verdicts, strict=True))
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
 
     async def record_auth_failure(self, client_ip: str, now: float | None = None) -> LockoutState:
         """Count a failed authentication; returns whether the client is now locked out."""
@@ -187,18 +220,20 @@ class RateLimiter:
         hit = self._lockout_hit(client_ip, hits)
         try:
             (verdict,) = await self._store.apply([hit], self._clock() if now is None else now)
-        except StoreUnavailable:
+        except StoreUnavailable as error:
             # Defence in depth only: with the store down, do not lock every client out.
-            log.warning("rate-limit store unavailable; brute-force lockout not enforced")
+            self._outages.failed("lockout", "brute-force lockout not enforced", error)
             return LockoutState(False)
+        self._outages.answered("lockout")
         if verdict.allowed:
             return LockoutState(False, 0.0, verdict.remaining)
         return LockoutState(True, verdict.reset_after, 0)
 
     def _lockout_hit(self, client_ip: str, hits: int) -> Hit:
         settings = self._brute_force
+        subject = lockout_subject(client_ip, settings.ipv6_prefix_length)
         return Hit(
-            key=counter_base(_BRUTE_FORCE_DOMAIN, [("client_ip", client_ip)]),
+            key=counter_base(_BRUTE_FORCE_DOMAIN, [("client_ip", subject)]),
             algorithm="lockout",
             limit=settings.max_failures,
             window_s=settings.window,

@@ -8,6 +8,7 @@ rejections are not charged to the store (as in envoyproxy/ratelimit's local cach
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from authz_service.ratelimit.algorithms import Verdict
@@ -15,9 +16,15 @@ from authz_service.ratelimit.store import Hit, QuotaStore
 
 
 class OverLimitCache:
+    """Key -> blocked-until, bounded: when full, the least recently remembered key goes.
+
+    O(1) per call (an OrderedDict kept in LRU order). Dropping an entry is always safe: that
+    key's next request just asks the store again.
+    """
+
     def __init__(self, max_entries: int = 100_000) -> None:
         self._max = max_entries
-        self._until: dict[str, float] = {}
+        self._until: OrderedDict[str, float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._until)
@@ -32,19 +39,14 @@ class OverLimitCache:
         return until
 
     def remember(self, key: str, until: float, now: float) -> None:
-        if len(self._until) >= self._max and key not in self._until:
-            self._evict(now)
+        if key in self._until:
+            self._until.move_to_end(key)
+        elif len(self._until) >= self._max:
+            self._until.popitem(last=False)
         self._until[key] = until
 
     def forget(self, key: str) -> None:
         self._until.pop(key, None)
-
-    def _evict(self, now: float) -> None:
-        expired = [k for k, until in self._until.items() if until <= now]
-        for key in expired:
-            del self._until[key]
-        if len(self._until) >= self._max:  # still full: drop the oldest entry
-            del self._until[next(iter(self._until))]
 
 
 class CachingStore:

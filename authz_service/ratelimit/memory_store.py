@@ -1,32 +1,49 @@
 """An in-process QuotaStore with the same semantics as Redis, for a single process.
 
 A batch is applied without awaiting, so on one event loop it is atomic like the Lua script.
+
+Bounded work per call: each call examines at most `_SWEEP_STEP` keys for expiry, oldest
+examined first (a round robin through an OrderedDict), instead of pausing the event loop
+for a sweep of the whole table. The table holds at most about `max_keys` keys: when it is
+full, a larger bounded step looks for expired keys to drop, and if there are none a hit
+that needs a new key raises StoreUnavailable, so the limiter's `failure_mode` decides for
+that caller (503 by default). Known keys keep counting: a full store never forgets a
+counter, so it never admits more than a limit allows.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from authz_service.ratelimit import algorithms
 from authz_service.ratelimit.algorithms import Verdict
-from authz_service.ratelimit.store import Hit, plan
+from authz_service.ratelimit.store import Hit, StoreUnavailable, plan
 
-_SWEEP_EVERY = 4096  # calls between sweeps of expired keys
+_SWEEP_STEP = 16  # keys examined for expiry on every call
+_ROOM_STEP = 1024  # keys examined when the table is full, before refusing a new key
 
 
 class MemoryStore:
-    def __init__(self, key_prefix: str = "") -> None:
+    def __init__(self, key_prefix: str = "", max_keys: int = 1_000_000) -> None:
         self._prefix = key_prefix
-        self._values: dict[str, tuple[float, float]] = {}  # key -> (value, expires_at)
-        self._calls = 0
+        self._max_keys = max_keys
+        # key -> (value, expires_at), in the order the sweep will next examine them
+        self._values: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._values)
 
+    @property
+    def max_keys(self) -> int:
+        return self._max_keys
+
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
-        self._calls += 1
-        if self._calls % _SWEEP_EVERY == 0:
-            self.sweep(now)
+        self._sweep_step(now, _SWEEP_STEP)
+        if len(self._values) >= self._max_keys and self._needs_new_key(hits, now):
+            self._sweep_step(now, _ROOM_STEP)
+            if len(self._values) >= self._max_keys:
+                raise StoreUnavailable(f"memory store full ({self._max_keys} keys)")
         return [self._apply_one(hit, now) for hit in hits]
 
     async def reset(self, hits: Sequence[Hit], now: float) -> None:
@@ -37,10 +54,15 @@ class MemoryStore:
     async def close(self) -> None:
         self._values.clear()
 
-    def sweep(self, now: float) -> None:
-        expired = [key for key, (_, expires) in self._values.items() if expires <= now]
-        for key in expired:
-            del self._values[key]
+    def _sweep_step(self, now: float, budget: int) -> None:
+        values = self._values
+        for _ in range(min(budget, len(values))):
+            key, item = values.popitem(last=False)
+            if item[1] > now:
+                values[key] = item  # still live: to the back of the round robin
+
+    def _needs_new_key(self, hits: Sequence[Hit], now: float) -> bool:
+        return any(self._prefix + plan(hit, now).keys[0] not in self._values for hit in hits)
 
     def _get(self, key: str, now: float) -> float | None:
         item = self._values.get(key)

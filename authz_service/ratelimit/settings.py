@@ -91,6 +91,9 @@ class BruteForceSettings(Strict):
     max_failures: int = Field(default=10, ge=1)
     window: Duration = 60.0
     lockout: Duration = 300.0
+    # IPv6 clients are counted per network of this prefix (a host often owns a whole /64);
+    # IPv4 per address, and IPv4-mapped IPv6 as the IPv4 address.
+    ipv6_prefix_length: int = Field(default=64, ge=1, le=128)
 
 
 class RateLimitSettings(Strict):
@@ -121,6 +124,9 @@ class RateLimitSettings(Strict):
     # answered in-process instead of reaching Redis.
     local_over_limit_cache: bool = True
     local_cache_max_entries: int = Field(default=100_000, ge=1)
+    # `store: memory` only: the most counters it holds (~200 B each). When full of live
+    # counters, a request needing a new one meets `failure_mode`; known ones keep counting.
+    memory_max_keys: int = Field(default=1_000_000, ge=1)
     brute_force: BruteForceSettings = BruteForceSettings()
 
     @model_validator(mode="after")

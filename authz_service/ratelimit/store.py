@@ -3,9 +3,10 @@
     QuotaStore.apply(hits, now) -> one Verdict per hit, in order
     QuotaStore.reset(hits, now) -> forget those counters
 
-Implementations: `MemoryStore` (one process), `RedisStore` (shared by every replica), and two
-wrappers that compose around either: `ResilientStore` (timeout + circuit breaker) and
-`CachingStore` (local over-limit cache). Errors raise `StoreUnavailable`.
+Implementations: `MemoryStore` (one process), `RedisStore` (shared by every replica), and
+wrappers: `ResilientStore` (timeout + circuit breaker), `BatchingStore` (concurrent calls share
+a round trip; it wraps ResilientStore, so the breaker counts round trips) and `CachingStore`
+(local over-limit cache, outermost). Errors raise `StoreUnavailable`.
 """
 
 from __future__ import annotations

@@ -5,12 +5,14 @@ from __future__ import annotations
 from authz_service.ratelimit.batching_store import BatchingStore
 from authz_service.ratelimit.circuit import BreakerState
 from authz_service.ratelimit.local_cache import CachingStore
+from authz_service.ratelimit.memory_store import MemoryStore
 from authz_service.ratelimit.resilient_store import ResilientStore
 from authz_service.ratelimit.store import QuotaStore
 
 
 def store_stats(store: QuotaStore | None) -> list[tuple[str, float]]:
-    """(name, value) pairs: breaker state, local over-limit cache size, Redis pool use."""
+    """(name, value) pairs: breaker state, local over-limit cache size, Redis pool use,
+    memory store size and cap."""
     stats: list[tuple[str, float]] = []
     current: object = store
     while current is not None:
@@ -20,6 +22,10 @@ def store_stats(store: QuotaStore | None) -> list[tuple[str, float]]:
         elif isinstance(current, BatchingStore):
             stats.append(("redis_round_trips", float(current.round_trips)))
             current = current.inner
+        elif isinstance(current, MemoryStore):
+            stats.append(("memory_keys", float(len(current))))
+            stats.append(("memory_max_keys", float(current.max_keys)))
+            current = None
         elif isinstance(current, ResilientStore):
             stats.append(("breaker_open", float(current.breaker.state is BreakerState.OPEN)))
             current = current.inner

@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from authz_service.ratelimit.limiter import RateLimiter
-from authz_service.ratelimit.model import Descriptor, RateLimitRequestData
 from authz_service.ratelimit.store import StoreUnavailable
 
 
@@ -19,6 +18,7 @@ class QuotaCounter:
     limit_name: str
     requests_per_unit: int
     unit: str
+    window_seconds: float
     used: int
     remaining: int
     reset_in_seconds: float
@@ -31,6 +31,9 @@ class QuotaAdmin:
     async def counters(
         self, domain: str, entries: Sequence[tuple[str, str]], *, reset: bool = False
     ) -> list[QuotaCounter]:
+        """One counter per limit of the descriptor (a per-second AND a per-day limit: both).
+        With `reset`, every one of them is cleared first, and the counters returned are those
+        reset."""
         limiter = self._limiter()
         if limiter is None:
             raise QuotaUnavailable("rate limiting is not configured")
@@ -39,24 +42,18 @@ class QuotaAdmin:
         try:
             if reset:
                 await limiter.reset(domain, entries)
-            # hits_addend 0 on the descriptor: look without charging.
-            request = RateLimitRequestData(domain, (Descriptor(tuple(entries), hits_addend=0),))
-            result = await limiter.should_rate_limit(request)
+            counted = await limiter.limit_counters(domain, entries)
         except StoreUnavailable as error:
             raise QuotaUnavailable(f"quota store unavailable: {error}") from None
-        counters = []
-        for status in result.statuses:
-            limit = status.current_limit
-            if limit is None:
-                continue
-            counters.append(
-                QuotaCounter(
-                    limit_name=limit.name,
-                    requests_per_unit=limit.requests_per_unit,
-                    unit=str(limit.unit),
-                    used=max(0, limit.requests_per_unit - status.limit_remaining),
-                    remaining=status.limit_remaining,
-                    reset_in_seconds=status.duration_until_reset,
-                )
+        return [
+            QuotaCounter(
+                limit_name=limit.name,
+                requests_per_unit=limit.requests_per_unit,
+                unit=str(limit.unit),
+                window_seconds=limit.window_s,
+                used=max(0, limit.requests_per_unit - verdict.remaining),
+                remaining=verdict.remaining,
+                reset_in_seconds=verdict.reset_after,
             )
-        return counters
+            for limit, verdict in counted
+        ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
@@ -118,9 +118,11 @@ class ServiceStateCollector(Collector):
         self,
         reloader: ConfigReloader[Runtime],
         store_stats: Callable[[], Iterable[tuple[str, float]]] = lambda: (),
+        store_outages: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self._reloader = reloader
         self._store_stats = store_stats
+        self._store_outages = store_outages
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily | InfoMetricFamily]:
         runtime = self._reloader.current
@@ -194,6 +196,15 @@ class ServiceStateCollector(Collector):
         for name, value in self._store_stats():
             store.add_metric([name], value)
         yield store
+        unavailable = CounterMetricFamily(
+            "authz_quota_store_unavailable",
+            "Calls answered without the quota store (it failed or its breaker was open), by use:"
+            " rate_limit, lockout, replay. Only the start and end of an outage are logged.",
+            labels=["use"],
+        )
+        for use, count in sorted(self._store_outages().items()):
+            unavailable.add_metric([use], count)
+        yield unavailable
 
 
 class AuditLogCollector(Collector):

@@ -7,6 +7,7 @@ uses its own principals (and its own Redis key prefix), so counters never mix.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -346,6 +347,37 @@ async def test_repeated_failed_authentications_lock_the_client_address_out(
         await asyncio.sleep(0.1)
 
 
+async def test_an_ipv6_attacker_rotating_addresses_in_its_64_is_locked_out(
+    start_server: StartServer, idp: DevIdentityProvider, store: dict[str, Any]
+) -> None:
+    channel = await start_server(brute_force_config(idp, store))
+    valid = idp.mint(user(), extra_claims={"tier": "gold"})
+
+    # Every guess from a fresh address of 2001:db8:7:1::/64.
+    failures = [
+        await check(channel, "/api/items", "x.y.z", source=f"2001:db8:7:1::{n}") for n in (1, 2, 3)
+    ]
+    neighbour = await check(channel, "/api/items", valid, source="2001:db8:7:1:ffff::1")
+    next_64 = await check(channel, "/api/items", valid, source="2001:db8:7:2::1")
+
+    assert [a.status for a in failures] == [401] * 3
+    assert (neighbour.status, neighbour.reason) == (429, "locked_out")
+    assert next_64.allowed, next_64
+
+
+async def test_an_ipv4_client_is_one_client_whether_or_not_its_address_is_mapped(
+    start_server: StartServer, idp: DevIdentityProvider, store: dict[str, Any]
+) -> None:
+    channel = await start_server(brute_force_config(idp, store))
+    valid = idp.mint(user(), extra_claims={"tier": "gold"})
+
+    for source in ("198.51.100.9", "::ffff:198.51.100.9", "::ffff:198.51.100.9"):
+        assert (await check(channel, "/api/items", "x.y.z", source=source)).status == 401
+    locked = await check(channel, "/api/items", valid, source="198.51.100.9")
+
+    assert (locked.status, locked.reason) == (429, "locked_out")
+
+
 async def test_requests_without_credentials_do_not_count_as_failed_attempts(
     start_server: StartServer, idp: DevIdentityProvider
 ) -> None:
@@ -359,3 +391,68 @@ async def test_requests_without_credentials_do_not_count_as_failed_attempts(
 
     assert {a.reason for a in missing} == {"authentication_required"}
     assert valid.allowed, valid
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+DEEP_HEADER = b"[" * 3000 + b"]" * 3000
+DEEP_PAYLOAD = b'{"a":' * 1000 + b"1" + b"}" * 1000
+NOT_UTF8 = b'{"alg":"\xff"}'
+UNPARSEABLE_TOKENS = {
+    "deep-header": f"{b64url(DEEP_HEADER)}.e30.c2ln",
+    "deep-payload": f"eyJhbGciOiJSUzI1NiJ9.{b64url(DEEP_PAYLOAD)}.c2ln",
+    "invalid-utf8": f"{b64url(NOT_UTF8)}.e30.c2ln",
+    "bad-base64": "eyJhbGciOiJSUzI1NiJ9=.e30.c2ln",
+}
+
+
+@pytest.mark.parametrize("token", UNPARSEABLE_TOKENS.values(), ids=UNPARSEABLE_TOKENS.keys())
+async def test_unparseable_tokens_are_401_and_count_towards_the_lockout(
+    start_server: StartServer, idp: DevIdentityProvider, store: dict[str, Any], token: str
+) -> None:
+    channel = await start_server(brute_force_config(idp, store))
+    attacker = "198.51.100.4"
+
+    failures = [await check(channel, "/api/items", token, source=attacker) for _ in range(3)]
+    locked = await check(channel, "/api/items", token, source=attacker)
+
+    assert [(a.status, a.reason) for a in failures] == [(401, "malformed_token")] * 3, failures
+    assert 'error="invalid_token"' in failures[0].headers["www-authenticate"]
+    assert (locked.status, locked.reason) == (429, "locked_out")
+
+
+async def test_with_redis_down_the_lockout_logs_the_outage_once_not_per_request(
+    start_server: StartServer,
+    idp: DevIdentityProvider,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    redis = RedisServer(find_binary("redis-server"), tmp_path / "redis")
+    redis.start()
+    try:
+        config = brute_force_config(idp, redis_store(redis.url))
+        config["check_quota"] = None  # only the lockout uses the store here
+        config["rate_limit"]["circuit_breaker"] = {"failure_threshold": 3, "open_for": "100ms"}
+        channel = await start_server(config)
+        token = idp.mint(user(), extra_claims={"tier": "gold"})
+        assert (await check(channel, "/api/items", token)).allowed
+        caplog.set_level("INFO", logger="authz_service")
+
+        redis.kill()
+        down = [await check(channel, "/api/items", token) for _ in range(200)]
+        down_lines = [r for r in caplog.records if r.levelname == "WARNING"]
+        redis.start()  # the same port
+        deadline = time.monotonic() + 10
+        while not any("answers lockout again" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "no recovery line"
+            assert (await check(channel, "/api/items", token)).allowed
+    finally:
+        redis.kill()
+
+    assert all(answer.allowed for answer in down)  # lockout is defence in depth: fail open
+    assert len(down_lines) == 1, [r.getMessage() for r in down_lines]
+    assert "lockout not enforced" in down_lines[0].getMessage()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "answers lockout again" in warnings[1], warnings

@@ -100,7 +100,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetQuota(self, request, context):
-        """Current counters of a rate-limit descriptor, and resetting them.
+        """Current counters of a rate-limit descriptor, one per limit it has (per second AND per
+        day: both), and resetting them (all of them; the response lists each one reset).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

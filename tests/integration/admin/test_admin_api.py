@@ -64,7 +64,16 @@ def admin_config(idp: DevIdentityProvider, listen: str = "127.0.0.1:0") -> dict[
                             "requests_per_unit": 5,
                             "name": "per-user",
                         },
-                    }
+                    },
+                    {
+                        # Several limits on one descriptor: admin quota shows each of them.
+                        "key": "tenant",
+                        "rate_limits": [
+                            {"unit": "second", "requests_per_unit": 10, "name": "per-second"},
+                            {"unit": "day", "requests_per_unit": 1000, "name": "per-day"},
+                            {"window": "30s", "requests_per_unit": 50, "name": "per-30s"},
+                        ],
+                    },
                 ],
             }
         ],
@@ -269,6 +278,44 @@ async def test_explain_shows_a_brute_force_lockout_and_the_rules_behind_it(
     assert (free.decision, free.lockout.locked, free.lockout.failures_left) == ("allow", False, 2)
 
 
+async def test_explain_shows_the_lockout_of_an_ipv6_64_and_of_a_mapped_ipv4_address(
+    tmp_path: Path, idp: DevIdentityProvider
+) -> None:
+    """Explain reads the lockout under the same key Check counts it under."""
+    config = admin_config(idp)
+    config["rate_limit"]["brute_force"] = {"enabled": True, "max_failures": 2, "lockout": "2m"}
+    async with (
+        running_server(write_config(tmp_path / "lockout6.yaml", config)) as authz,
+        grpc.aio.insecure_channel(f"127.0.0.1:{authz.port}") as data,
+        grpc.aio.insecure_channel(f"127.0.0.1:{authz.admin_port}") as admin_channel,
+    ):
+        admin = admin_pb2_grpc.AdminServiceStub(admin_channel)
+        stub = external_auth_pb2_grpc.AuthorizationStub(data)
+        for source in ("2001:db8:66::1", "2001:db8:66::2", "192.0.2.70", "::ffff:192.0.2.70"):
+            refused = check_request("/api/items", "not-a-token")
+            refused.attributes.source.address.socket_address.address = source
+            assert (await stub.Check(refused, timeout=5)).denied_response.status.code == 401
+
+        async def locked(source: str) -> bool:
+            request = admin_pb2.ExplainRequest(
+                path="/api/items", token=idp.mint("mallory"), source_address=source
+            )
+            answer = await admin.Explain(request, metadata=AUTHORIZED, timeout=5)
+            return bool(answer.lockout.locked)
+
+        views = {
+            source: await locked(source)
+            for source in ("2001:db8:66::ab", "2001:db8:67::1", "192.0.2.70", "::ffff:192.0.2.70")
+        }
+
+    assert views == {
+        "2001:db8:66::ab": True,  # same /64 as the two failures
+        "2001:db8:67::1": False,
+        "192.0.2.70": True,  # one failure as IPv4, one as IPv4-mapped IPv6
+        "::ffff:192.0.2.70": True,
+    }
+
+
 # -- Reload and Status -----------------------------------------------------------------------
 
 
@@ -384,6 +431,46 @@ async def test_get_quota_reads_counters_and_reset_quota_clears_them(
     assert response.statuses[0].limit_remaining == 4
     (other,) = await get_quota(admin, "erin")
     assert other.used == 0
+
+
+async def tenant_quota(admin: Any, tenant: str, *, reset: bool = False) -> list[Any]:
+    request = admin_pb2.QuotaRequest(
+        domain="api", entries=[admin_pb2.DescriptorEntry(key="tenant", value=tenant)]
+    )
+    method = admin.ResetQuota if reset else admin.GetQuota
+    return list((await method(request, metadata=AUTHORIZED, timeout=5)).counters)
+
+
+async def test_get_quota_shows_every_limit_of_a_descriptor_and_reset_clears_them_all(
+    admin: Any, data_channel: grpc.aio.Channel
+) -> None:
+    stub = rls_pb2_grpc.RateLimitServiceStub(data_channel)
+    request = rls_pb2.RateLimitRequest(domain="api")
+    request.descriptors.add().entries.add(key="tenant", value="acme")
+    for _ in range(3):
+        await stub.ShouldRateLimit(request, timeout=5)
+
+    counters = await tenant_quota(admin, "acme")
+    cleared = await tenant_quota(admin, "acme", reset=True)
+    after = await stub.ShouldRateLimit(request, timeout=5)
+
+    shown = [
+        (c.limit_name, c.requests_per_unit, c.unit, c.window_seconds, c.used, c.remaining)
+        for c in counters
+    ]
+    # Three in the same second is not enough to be sure; allow the second to have rolled over.
+    assert shown[1:] == [
+        ("per-day", 1000, "day", 86400.0, 3, 997),
+        ("per-30s", 50, "second", 30.0, 3, 47),
+    ], shown
+    assert shown[0][:4] == ("per-second", 10, "second", 1.0)
+    assert 0 < counters[1].reset_in_seconds <= 86400 and 0 < counters[2].reset_in_seconds <= 30
+    assert [(c.limit_name, c.used) for c in cleared] == [
+        ("per-second", 0),
+        ("per-day", 0),
+        ("per-30s", 0),
+    ]
+    assert after.statuses[0].limit_remaining == 9  # the per-second one, the tightest, fresh
 
 
 async def test_reset_quota_lets_a_caller_over_its_limit_in_again_at_once(
@@ -729,6 +816,23 @@ def test_cli_quota_reads_and_resets_counters(
     assert read.stdout.startswith("per-user: 2/5 per minute, 3 left, resets in ")
     assert json.loads(as_json.stdout)["counters"][0]["used"] == "2"  # uint64 as JSON string
     assert reset.stdout.startswith("per-user: 0/5 per minute, 5 left")
+    assert reset.stdout.rstrip().endswith("reset 1 limit: per-user")
+
+
+def test_cli_quota_lists_every_limit_of_a_descriptor_and_says_which_it_reset(
+    admin_cli: Callable[..., CliResult],
+) -> None:
+    read = admin_cli("quota", "--domain", "api", "--entry", "tenant=globex")
+    reset = admin_cli("quota", "--domain", "api", "--entry", "tenant=globex", "--reset")
+
+    assert read.code == 0, read.stderr
+    lines = read.stdout.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "per-second: 0/10 per second",
+        "per-day: 0/1000 per day",
+        "per-30s: 0/50 per 30s",
+    ], lines
+    assert reset.stdout.splitlines()[-1] == "reset 3 limits: per-second, per-day, per-30s"
 
 
 @pytest.mark.parametrize("token", ["not-the-admin-token", None], ids=["wrong", "missing"])

@@ -510,3 +510,118 @@ async def test_token_without_kid_is_refused_when_the_jwks_has_several_keys(
     target.publish()
     token = jwt.encode(target.claims(), target.idp.keys[1].private_key, "RS256")
     assert await target.reason(token) is Reason.UNKNOWN_KEY
+
+
+# -- unparseable tokens --------------------------------------------------------------------------
+# Each is signed with the IdP's real key over exactly these bytes, so only parsing can refuse it.
+# A token that cannot be parsed is a 401 invalid_token like any bad token: never an exception
+# (which Check turned into a 503 with a stack trace and no brute-force count).
+
+KID = b'"kid":"KID"'
+DEEP = 5000  # far past Python's recursion limit; the roomy target accepts tokens this large
+
+
+def nested(depth: int, opener: bytes, closer: bytes, core: bytes = b"1") -> bytes:
+    return opener * depth + core + closer * depth
+
+
+UNPARSEABLE_HEADERS = {
+    "deep-array": nested(DEEP, b"[", b"]"),
+    "deep-object": nested(DEEP, b'{"a":', b"}"),
+    "deep-member": b'{"alg":"RS256",' + KID + b',"x":' + nested(DEEP, b"[", b"]") + b"}",
+    "deep-mixed": b'{"alg":"RS256","x":' + nested(DEEP // 2, b'[{"b":', b"}]") + b"}",
+    "moderately-deep-member": b'{"alg":"RS256",' + KID + b',"x":' + nested(40, b"[", b"]") + b"}",
+    "huge-integer": b'{"alg":"RS256",' + KID + b',"x":' + b"9" * 5000 + b"}",
+    "nan-literal": b'{"alg":"RS256",' + KID + b',"x":NaN}',
+    "infinity-literal": b'{"alg":"RS256",' + KID + b',"x":-Infinity}',
+    "invalid-utf8": b'{"alg":"RS256","kid":"\xff\xfe"}',
+    "overlong-utf8": b'{"alg":"RS256","kid":"\xc0\xaf"}',
+    "lone-surrogate-escape": b'{"alg":"RS256","kid":"\\ud800"}',
+    "utf16": '{"alg":"RS256","kid":"KID"}'.encode("utf-16"),
+    "utf8-bom": b'\xef\xbb\xbf{"alg":"RS256",' + KID + b"}",
+    "trailing-garbage": b'{"alg":"RS256",' + KID + b"}x",
+    "two-objects": b'{"alg":"RS256",' + KID + b"}{}",
+    "array": b'["RS256"]',
+    "string": b'"RS256"',
+    "number": b"256",
+    "null": b"null",
+    "empty": b"",
+    "binary": bytes(range(256)),
+}
+
+
+@pytest.fixture
+async def roomy(idp: DevIdentityProvider) -> AsyncIterator[Target]:
+    """A provider that accepts tokens of up to 64 KiB, room for deep nesting."""
+    built = Target(idp, max_token_bytes=65536)
+    yield built
+    await built.jwks.close()
+
+
+def with_kid(raw: bytes, target: Target) -> bytes:
+    return raw.replace(b"KID", target.idp.signing_key.kid.encode())
+
+
+async def assert_unparseable(target: Target, token: str) -> None:
+    result = await target.bearer(token)
+    assert isinstance(result, AuthnFailure), result
+    assert (result.reason, result.bearer_error) == (Reason.MALFORMED_TOKEN, "invalid_token")
+    assert target.idp.requests == 0  # refused before any key lookup
+
+
+@pytest.mark.parametrize("header", UNPARSEABLE_HEADERS.values(), ids=UNPARSEABLE_HEADERS.keys())
+async def test_unparseable_header_is_a_malformed_token_not_an_error(
+    roomy: Target, header: bytes
+) -> None:
+    payload = json.dumps(roomy.claims()).encode()
+    await assert_unparseable(roomy, roomy.signed_raw(with_kid(header, roomy), payload))
+
+
+UNPARSEABLE_PAYLOADS = {
+    **UNPARSEABLE_HEADERS,
+    "deep-member": b'{"iss":"ISS","sub":' + nested(DEEP, b"[", b"]") + b"}",
+    "huge-integer": b'{"iss":"ISS","exp":' + b"9" * 5000 + b"}",
+}
+
+
+@pytest.mark.parametrize("payload", UNPARSEABLE_PAYLOADS.values(), ids=UNPARSEABLE_PAYLOADS.keys())
+async def test_unparseable_payload_is_a_malformed_token_not_an_error(
+    roomy: Target, payload: bytes
+) -> None:
+    head = json.dumps({"alg": "RS256", "kid": roomy.idp.signing_key.kid}).encode()
+    payload = payload.replace(b"ISS", roomy.idp.issuer.encode())
+    await assert_unparseable(roomy, roomy.signed_raw(head, with_kid(payload, roomy)))
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda h: h[:5] + "+" + h[5:],  # the standard alphabet, not base64url
+        lambda h: h[:5] + "/" + h[5:],
+        lambda h: h + "==",  # padding: RFC 7515 compact serialisation has none
+        lambda h: h[:5] + " " + h[5:],  # whitespace that a lenient decoder skips
+        lambda h: h[:5] + "\x00" + h[5:],
+        lambda h: h[:5] + "é" + h[5:],
+        lambda h: h + "A",  # a length no base64 encoding has
+        lambda h: h[:5] + "%3D" + h[5:],
+    ],
+    ids=["plus", "slash", "padding", "space", "nul", "non-ascii", "bad-length", "percent"],
+)
+async def test_header_outside_the_base64url_alphabet_is_a_malformed_token(
+    target: Target, spoil: Any
+) -> None:
+    header, payload, signature = target.signed(target.claims()).split(".")
+    await assert_unparseable(target, f"{spoil(header)}.{payload}.{signature}")
+
+
+async def test_an_unparseable_token_is_logged_in_one_line_without_the_token(
+    roomy: Target, caplog: pytest.LogCaptureFixture
+) -> None:
+    header = with_kid(UNPARSEABLE_HEADERS["deep-member"], roomy)
+    token = roomy.signed_raw(header, json.dumps(roomy.claims()).encode())
+    with caplog.at_level("DEBUG", logger="authz_service"):
+        await assert_unparseable(roomy, token)
+    lines = [r for r in caplog.records if r.name.startswith("authz_service")]
+    assert len(lines) == 1, lines
+    assert lines[0].exc_info is None and "\n" not in lines[0].getMessage()
+    assert token.split(".")[0][:16] not in lines[0].getMessage()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
@@ -126,3 +127,26 @@ def test_token_longer_than_the_limit_is_an_invalid_request() -> None:
 )
 def test_garbage_is_a_malformed_token(value: str) -> None:
     assert failure(value).reason is Reason.MALFORMED_TOKEN
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        # escaped quotes: each quote starts an unterminated string
+        b"[" * 40 + b'"' + b'\\"' * 2700,
+        b"[" * 40 + b'"\\' * 2700,
+        b"[" * 3000,
+        b"[" + b'{"a":[1]},' * 500 + b"1]",
+    ],
+    ids=["escaped-quotes", "quote-backslash", "deep", "many-shallow-objects"],
+)
+def test_hostile_nesting_is_judged_in_linear_time(header: bytes) -> None:
+    """The nesting-depth check ran a regex that rescanned from every quote: 54 ms for one
+    5 kB header. Best of five, so a busy machine does not fail it; linear is ~0.1 ms."""
+    value = f"{b64(header)}.{segment(PAYLOAD)}.c2ln"
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        failure(value)
+        timings.append(time.perf_counter() - started)
+    assert min(timings) < 0.005, timings

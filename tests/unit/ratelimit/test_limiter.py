@@ -331,3 +331,88 @@ descriptors:
     assert limit == CurrentLimit(3, "minute", window_s=300.0)  # Envoy's API says MINUTE...
     # ...but the headers Check writes itself say 3 per 300 s, not 3 per minute.
     assert rate_limit_headers(result)["x-ratelimit-limit"] == "3, 3;w=300"
+
+
+async def test_failures_across_one_ipv6_64_lock_out_the_whole_64() -> None:
+    rl = limiter(brute_force=BRUTE)
+    for host in range(1, 4):  # a new address of the same /64 for every guess
+        await rl.record_auth_failure(f"2001:db8:1:2::{host}", NOW)
+    assert await rl.is_locked_out("2001:db8:1:2::99", NOW)
+    assert (await rl.lockout_state("2001:db8:1:2:abcd::1", NOW)).locked
+    assert not await rl.is_locked_out("2001:db8:1:3::1", NOW)
+
+
+async def test_ipv4_mapped_addresses_count_with_their_ipv4_address() -> None:
+    rl = limiter(brute_force=BRUTE)
+    await rl.record_auth_failure("198.51.100.7", NOW)
+    await rl.record_auth_failure("::ffff:198.51.100.7", NOW)
+    await rl.record_auth_failure("::ffff:c633:6407", NOW)
+    assert await rl.is_locked_out("198.51.100.7", NOW)
+    await rl.reset_lockout("::ffff:198.51.100.7", NOW)  # the admin names either spelling
+    assert not await rl.is_locked_out("198.51.100.7", NOW)
+
+
+async def test_the_ipv6_prefix_length_is_configurable() -> None:
+    rl = limiter(brute_force=BRUTE.model_copy(update={"ipv6_prefix_length": 128}))
+    for host in range(1, 4):
+        await rl.record_auth_failure(f"2001:db8:1:2::{host}", NOW)
+    assert not await rl.is_locked_out("2001:db8:1:2::1", NOW)
+
+
+# -- the store down: log the change of state, count the rest ------------------------------
+
+
+class SwitchableStore(MemoryStore):
+    """A memory store that can be taken down and brought back."""
+
+    down = False
+
+    async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
+        if self.down:
+            raise StoreUnavailable("connection refused")
+        return await super().apply(hits, now)
+
+
+def store_log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("authz_service")]
+
+
+async def test_a_store_outage_is_logged_when_it_starts_and_ends_not_per_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = SwitchableStore()
+    rl = RateLimiter(make_config(), store, brute_force=BRUTE)
+    caplog.set_level("INFO", logger="authz_service")
+
+    store.down = True
+    for _ in range(500):
+        assert not (await rl.lockout_state("198.51.100.7", NOW)).locked
+    down_lines = store_log_lines(caplog)
+    store.down = False
+    for _ in range(3):
+        await rl.lockout_state("198.51.100.7", NOW)
+    lines = store_log_lines(caplog)
+
+    assert len(down_lines) == 1 and "unavailable" in down_lines[0], down_lines
+    assert "not enforced" in down_lines[0]
+    assert len(lines) == 2 and "again" in lines[1] and "500" in lines[1], lines
+    assert rl.outages.unavailable("lockout") == 500
+
+
+async def test_degraded_rate_limit_answers_are_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = SwitchableStore()
+    store.down = True
+    rl = RateLimiter(make_config(), store, failure_mode="allow")
+    caplog.set_level("INFO", logger="authz_service")
+    for _ in range(50):
+        result = await rl.should_rate_limit(request(one("client_ip", "a")), NOW)
+        assert result.degraded
+    assert len(store_log_lines(caplog)) == 1
+    assert rl.outages.unavailable("rate_limit") == 50
+    # A reloaded limiter (same store) keeps the state: no second "unavailable" line.
+    reloaded = rl.with_config(make_config())
+    await reloaded.should_rate_limit(request(one("client_ip", "a")), NOW)
+    assert len(store_log_lines(caplog)) == 1
+    assert reloaded.outages.unavailable("rate_limit") == 51

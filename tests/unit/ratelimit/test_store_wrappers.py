@@ -18,6 +18,11 @@ from authz_service.ratelimit import (
     StoreUnavailable,
     Verdict,
 )
+from authz_service.ratelimit.factory import build_store
+from authz_service.ratelimit.redis_store import RedisStore
+from authz_service.ratelimit.settings import RateLimitSettings
+from authz_service.ratelimit.store import QuotaStore
+from authz_service.ratelimit.store_stats import store_stats
 
 
 def state(breaker: CircuitBreaker) -> BreakerState:
@@ -58,10 +63,16 @@ def test_a_success_resets_the_failure_count() -> None:
 class HangingStore:
     def __init__(self) -> None:
         self.calls = 0
+        self.ended = 0  # calls given up on (timed out or cancelled)
+        self.one_ended = asyncio.Event()
 
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
         self.calls += 1
-        await asyncio.sleep(3600)
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            self.ended += 1
+            self.one_ended.set()
         return []
 
     async def reset(self, hits: Sequence[Hit], now: float) -> None:
@@ -181,3 +192,96 @@ def test_cache_stays_within_its_size_bound() -> None:
         cache.remember(f"k{index}", 100.0, 0.0)
     assert len(cache) == 2
     assert cache.blocked_until("k4", 0.0) == 100.0
+
+
+# -- the Redis chain as the factory builds it: the breaker counts round trips ----------------
+
+
+def redis_chain(monkeypatch: pytest.MonkeyPatch, inner: QuotaStore, threshold: int) -> QuotaStore:
+    """build_store's Redis chain (batching, timeout, breaker) around `inner` instead of Redis."""
+    monkeypatch.setattr(RedisStore, "from_settings", staticmethod(lambda _settings: inner))
+    settings = RateLimitSettings.model_validate(
+        {
+            "store": "redis",
+            "redis": {"timeout_ms": 20},
+            "circuit_breaker": {"failure_threshold": threshold, "open_for": "60s"},
+            "local_over_limit_cache": False,
+        }
+    )
+    return build_store(settings)
+
+
+def breaker_open(store: QuotaStore) -> bool:
+    return dict(store_stats(store))["breaker_open"] == 1.0
+
+
+async def round_trips_ended(inner: HangingStore, count: int) -> None:
+    """Wait until `count` round trips have ended: callers can give up before theirs does."""
+    async with asyncio.timeout(2.0):  # a round trip nobody bounds never ends: fail, not hang
+        while inner.ended < count:
+            inner.one_ended.clear()
+            await inner.one_ended.wait()
+
+
+async def test_one_slow_round_trip_shared_by_five_callers_is_one_breaker_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inner = HangingStore()
+    store = redis_chain(monkeypatch, inner, threshold=3)
+    first = asyncio.create_task(store.apply([HIT], 0.0))
+    await asyncio.sleep(0.01)  # its round trip is half way: the next five queue and share one
+
+    results = await asyncio.gather(
+        first, *(store.apply([HIT], 0.0) for _ in range(5)), return_exceptions=True
+    )
+    await round_trips_ended(inner, 2)
+
+    assert all(isinstance(result, StoreUnavailable) for result in results), results
+    assert inner.calls == 2  # two round trips...
+    assert not breaker_open(store)  # ...are two failures, below the threshold of 3
+
+
+async def test_consecutive_failed_round_trips_open_the_breaker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inner = HangingStore()
+    store = redis_chain(monkeypatch, inner, threshold=2)
+    for count in (1, 2):
+        with pytest.raises(StoreUnavailable, match="timed out"):
+            await store.apply([HIT], 0.0)
+        await round_trips_ended(inner, count)
+    assert breaker_open(store)
+    with pytest.raises(StoreUnavailable, match="circuit breaker open"):
+        await store.apply([HIT], 0.0)
+    assert inner.calls == 2
+
+
+async def test_a_caller_queued_behind_a_slow_round_trip_still_answers_within_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inner = HangingStore()
+    store = redis_chain(monkeypatch, inner, threshold=5)
+    first = asyncio.create_task(store.apply([HIT], 0.0))
+    await asyncio.sleep(0.015)  # the first round trip is 15 ms into its 20 ms
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(StoreUnavailable):
+        await store.apply([HIT], 0.0)
+    waited = asyncio.get_running_loop().time() - started
+    await asyncio.gather(first, return_exceptions=True)
+    assert waited < 0.035  # its own bound (20 ms) plus scheduling, not two round trips (40 ms)
+
+
+async def test_callers_that_gave_up_while_queued_cost_no_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inner = HangingStore()
+    store = redis_chain(monkeypatch, inner, threshold=5)
+    first = asyncio.create_task(store.apply([HIT], 0.0))
+    await asyncio.sleep(0)
+    queued = [asyncio.create_task(store.apply([HIT], 0.0)) for _ in range(3)]
+    await asyncio.sleep(0)
+    for call in queued:
+        call.cancel()
+    await asyncio.gather(first, *queued, return_exceptions=True)
+    await round_trips_ended(inner, 1)
+    assert inner.calls == 1
