@@ -20,9 +20,9 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
-from authz_service.config.model import AuditSettings
-from authz_service.model import Decision, RequestAttributes
-from authz_service.ratelimit.model import Descriptor, RateLimitResult
+from authz_service.decisions import Decision, RequestAttributes
+from authz_service.ratelimit.results import Descriptor, RateLimitResult
+from authz_service.schema import AuditSettings
 from authz_service.telemetry.audit import CheckRecord, RateLimitRecord
 
 log = logging.getLogger(__name__)

@@ -10,16 +10,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from authz_service.admin_cli import add_admin_parser, run_admin
 from authz_service.authn.jwks_registry import JwksRegistry
-from authz_service.config.loader import ConfigError, load_config
+from authz_service.cli.admin import add_admin_parser, run_admin
+from authz_service.cli.explain_lines import lockout_lines, quota_lines
+from authz_service.config.loader import ConfigError, load_config_file
 from authz_service.config.secrets import check_secrets
-from authz_service.explain_view import lockout_lines, lockout_view, quota_lines, quota_view
-from authz_service.listen_check import ListenError, check_all
-from authz_service.model import Identity, RequestAttributes
-from authz_service.runtime import QuotaStoreHolder, build_runtime
-from authz_service.secret_digest import secret_digest
+from authz_service.decisions import Identity, RequestAttributes
+from authz_service.preflight.ports import ListenError, check_all
+from authz_service.schema.secret_digest import secret_digest
 from authz_service.services.check import CheckService, Explanation
+from authz_service.services.compiled_config import QuotaStoreHolder, compile_config
+from authz_service.services.explain_view import lockout_view, quota_view
 
 
 def _parse_header(text: str) -> tuple[str, str]:
@@ -134,7 +135,7 @@ def _supervise(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s supervisor: %(message)s")
     try:
-        loaded = load_config(args.config)
+        loaded = load_config_file(args.config)
         check_secrets(loaded)  # what every worker would fail on, once, before any starts
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -196,21 +197,29 @@ def _health(args: argparse.Namespace) -> int:
 def _check_descriptors(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from authz_service.envoy_descriptors import EnvoyConfigError, descriptor_shapes, load_bootstrap
-    from authz_service.ratelimit import load_config as load_limits
-    from authz_service.ratelimit.config import load_rate_limit_config
+    from authz_service.cli.envoy_descriptors import (
+        EnvoyConfigError,
+        descriptor_shapes,
+        load_bootstrap,
+    )
     from authz_service.ratelimit.coverage import check_coverage
+    from authz_service.ratelimit.rules import load_rate_limit_rules
 
     try:
         if args.limits:
-            limits = load_rate_limit_config(Path(args.limits))
+            limits = load_rate_limit_rules(Path(args.limits))
         else:
-            loaded = load_config(args.config)
-            if loaded.config.rate_limit is None:
+            loaded = load_config_file(args.config)
+            settings = loaded.config.rate_limit
+            if settings is None:
                 print(f"error: {args.config}: no rate_limit section", file=sys.stderr)
                 return 1
-            limits = load_limits(
-                loaded.config.rate_limit, loaded.path.parent, str(loaded.path), loaded.lines
+            limits = load_rate_limit_rules(
+                settings.config_dir,
+                settings.domains,
+                str(loaded.path),
+                loaded.lines,
+                base_dir=loaded.path.parent,
             )
         shapes = descriptor_shapes(load_bootstrap(Path(args.envoy)))
     except (ConfigError, EnvoyConfigError) as error:
@@ -227,8 +236,8 @@ def _check_descriptors(args: argparse.Namespace) -> int:
 
 def _check_config(path: str) -> int:
     try:
-        loaded = load_config(path)
-        build_runtime(loaded, JwksRegistry())
+        loaded = load_config_file(path)
+        compile_config(loaded, JwksRegistry())
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -253,7 +262,7 @@ async def _explain(args: argparse.Namespace) -> int:
     registry = JwksRegistry()
     stores = QuotaStoreHolder()
     try:
-        runtime = build_runtime(load_config(args.config), registry, stores)
+        compiled = compile_config(load_config_file(args.config), registry, stores)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -268,7 +277,7 @@ async def _explain(args: argparse.Namespace) -> int:
         context=context,
     )
     try:
-        explanation = await CheckService(lambda: runtime).explain(request)
+        explanation = await CheckService(lambda: compiled).explain(request)
     finally:
         await registry.close()
         await stores.close()
