@@ -5,7 +5,7 @@ the headers); formatting the JSON and the write happen off the event loop. When 
 stalls (a log collector that stops reading) or fails (a full disk), the queue is what would
 grow: it is bounded by `max_queue_bytes`, and every record lost is counted, by reason.
 
-`when_full: refuse` fails closed instead: the observer refuses a request whose record does not
+`when_full: refuse` fails closed instead: the reporter refuses a request whose record does not
 fit, and failed writes are retried rather than dropped, so a broken output fills the queue and
 refuses too. Retried lines may then appear twice: at least once, never silently lost.
 """
