@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,8 @@ from authz_service.grpc.authorization_servicer import (
     AuthorizationServicer,
     add_authorization_servicer,
 )
-from authz_service.grpc.connection_limits import grpc_options
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
+from authz_service.grpc.server_options import grpc_options, server_options
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
 from authz_service.http.check_endpoint import HttpCheckServer
 from authz_service.http.observability_server import ObservabilityServer
@@ -37,7 +36,7 @@ from authz_service.preflight.open_files import OpenPorts, ensure_descriptors
 from authz_service.preflight.ports import ListenError, check_all
 from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.store_stats import store_stats
-from authz_service.schema import AdminSettings, Config, RedisSettings, ServerSettings
+from authz_service.schema import AdminSettings, Config, RedisSettings
 from authz_service.services.check import CheckService
 from authz_service.services.compiled_config import CompiledConfig, QuotaStoreHolder, compile_config
 from authz_service.services.quota_admin import QuotaAdmin
@@ -52,24 +51,6 @@ AUTHORIZATION_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authoriza
 RATELIMIT_SERVICE = rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SERVED = (AUTHORIZATION_SERVICE, RATELIMIT_SERVICE)
-
-# Keep-alive settings that let Envoy's long-lived HTTP/2 connections stay up.
-SERVER_OPTIONS: Sequence[tuple[str, int]] = (
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-    # A port already in use is an error, not a silent share with another process.
-    ("grpc.so_reuseport", 0),
-)
-
-
-def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
-    """SERVER_OPTIONS with the configured receive limit and connection limits."""
-    options = dict(SERVER_OPTIONS)
-    options["grpc.max_receive_message_length"] = settings.max_receive_message_bytes
-    options.update(grpc_options(settings.connections))
-    return list(options.items())
 
 
 class AuthzServer:

@@ -24,10 +24,10 @@ import grpc
 from envoy.service.ratelimit.v3 import rls_pb2
 
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
+from authz_service.grpc.server_options import SERVER_OPTIONS
 from authz_service.ratelimit.factory import build_limiter
 from authz_service.ratelimit.rules import compile_rules, parse_domain_document
 from authz_service.schema import RateLimitSettings
-from authz_service.server import SERVER_OPTIONS
 from tests.support import free_port, wait_for_port
 
 PATH = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"

@@ -5,22 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import json
 import logging
 import sys
 from collections.abc import Sequence
 
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.cli.admin import add_admin_parser, run_admin
-from authz_service.cli.explain_lines import lockout_lines, quota_lines
+from authz_service.cli.explain_output import explanation_json, explanation_text
 from authz_service.config.loader import ConfigError, load_config_file
 from authz_service.config.secrets import check_secrets
-from authz_service.decisions import Identity, RequestAttributes
+from authz_service.decisions import RequestAttributes
 from authz_service.preflight.ports import ListenError, check_all
 from authz_service.schema.secret_digest import secret_digest
-from authz_service.services.check import CheckService, Explanation
+from authz_service.services.check import CheckService
 from authz_service.services.compiled_config import QuotaStoreHolder, compile_config
-from authz_service.services.explain_view import lockout_view, quota_view
 
 
 def _parse_header(text: str) -> tuple[str, str]:
@@ -281,70 +279,5 @@ async def _explain(args: argparse.Namespace) -> int:
     finally:
         await registry.close()
         await stores.close()
-    print(_render_json(explanation) if args.json else _render_text(explanation))
+    print(explanation_json(explanation) if args.json else explanation_text(explanation))
     return 0
-
-
-def _identity_view(identity: Identity | None) -> dict[str, object] | None:
-    if identity is None:
-        return None
-    return {
-        "principal": identity.principal,
-        "method": identity.method.value,
-        "issuer": identity.issuer,
-        "roles": sorted(identity.roles),
-        "scopes": sorted(identity.scopes),
-        "tier": identity.tier,
-    }
-
-
-def _render_json(explanation: Explanation) -> str:
-    decision = explanation.decision
-    return json.dumps(
-        {
-            "decision": decision.outcome.value,
-            "reason": decision.reason.value,
-            "message": decision.message,
-            "policy": decision.policy,
-            "rule": decision.rule,
-            "credential": explanation.credential,
-            "identity": _identity_view(decision.identity),
-            "path": explanation.trace.path,
-            "rules": [
-                {"rule": r.rule, "matched": r.matched, "decided": r.decided, "why": r.why}
-                for r in explanation.trace.rules
-            ],
-            "lockout": lockout_view(explanation.lockout),
-            "quota": quota_view(explanation.quota),
-        },
-        indent=2,
-    )
-
-
-def _render_text(explanation: Explanation) -> str:
-    decision = explanation.decision
-    lines = [
-        f"decision:   {decision.outcome.value.upper()} ({decision.reason.value})",
-        f"policy:     {decision.policy or '-'}",
-        f"rule:       {decision.rule or '-'}",
-        f"why:        {decision.message}",
-        f"credential: {explanation.credential}",
-    ]
-    identity = _identity_view(decision.identity)
-    if identity:
-        lines.append(
-            f"identity:   {identity['principal']} via {identity['method']}, "
-            f"roles {identity['roles']}, scopes {identity['scopes']}"
-        )
-    if explanation.trace.path:
-        lines.append(f"path:       {explanation.trace.path} (canonical)")
-    lines.append("rules evaluated, in order:")
-    for rule in explanation.trace.rules:
-        mark = "=>" if rule.decided else "  "
-        state = "matched" if rule.matched else "skipped"
-        lines.append(f"  {mark} {rule.rule}: {state}: {rule.why}")
-    if not explanation.trace.rules:
-        lines.append("  (none)")
-    lines.extend(lockout_lines(lockout_view(explanation.lockout)))
-    lines.extend(quota_lines(quota_view(explanation.quota)))
-    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Explain's lockout and quota parts as plain data.
 
 The admin API's explain answers from these views, and `authz-service explain` prints them
-(cli/explain_lines.py), so that both CLIs print the same thing the same way.
+(cli/explain_output.py), so that both CLIs print the same thing the same way.
 """
 
 from __future__ import annotations
