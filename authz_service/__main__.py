@@ -1,5 +1,5 @@
 import sys
 
-from authz_service.cli import main
+from authz_service.cli.main import main
 
 sys.exit(main())

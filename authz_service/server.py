@@ -7,8 +7,8 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2
@@ -18,32 +18,32 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from authz_service.admin.v1 import admin_pb2_grpc
+from authz_service.authn.jwks import JwksCache
 from authz_service.authn.jwks_registry import JwksRegistry
-from authz_service.config.model import AdminSettings, Config, ServerSettings
+from authz_service.authn.revocation import build_revocation_store
 from authz_service.config.reload import ConfigReloader
-from authz_service.connection_limits import grpc_options
-from authz_service.descriptors import OpenPorts, ensure_descriptors
 from authz_service.grpc.admin_servicer import ADMIN_SERVICE, AdminServicer, AdminTokenInterceptor
 from authz_service.grpc.authorization_servicer import (
     AuthorizationServicer,
     add_authorization_servicer,
 )
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
+from authz_service.grpc.server_options import grpc_options, server_options
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
 from authz_service.http.check_endpoint import HttpCheckServer
-from authz_service.http.guarded_listener import ConnectionStats
-from authz_service.listen_check import ListenError, check_all
-from authz_service.ratelimit import RateLimiter
+from authz_service.http.observability_server import ObservabilityServer
+from authz_service.preflight.open_files import OpenPorts, ensure_descriptors
+from authz_service.preflight.ports import ListenError, check_all
+from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.store_stats import store_stats
-from authz_service.revocation import build_revocation_store
-from authz_service.runtime import QuotaStoreHolder, Runtime, build_runtime
+from authz_service.schema import AdminSettings, Config, RedisSettings
 from authz_service.services.check import CheckService
+from authz_service.services.compiled_config import CompiledConfig, QuotaStoreHolder, compile_config
 from authz_service.services.quota_admin import QuotaAdmin
 from authz_service.telemetry import tracing
-from authz_service.telemetry.connection_metrics import ConnectionCollector
-from authz_service.telemetry.http_server import ObservabilityServer
+from authz_service.telemetry.connection_metrics import ConnectionCollector, ConnectionStats
 from authz_service.telemetry.metrics import Metrics, ServiceStateCollector
-from authz_service.telemetry.observer import Telemetry
+from authz_service.telemetry.reporter import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +51,6 @@ AUTHORIZATION_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authoriza
 RATELIMIT_SERVICE = rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SERVED = (AUTHORIZATION_SERVICE, RATELIMIT_SERVICE)
-
-# Keep-alive settings that let Envoy's long-lived HTTP/2 connections stay up.
-SERVER_OPTIONS: Sequence[tuple[str, int]] = (
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-    # A port already in use is an error, not a silent share with another process.
-    ("grpc.so_reuseport", 0),
-)
-
-
-def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
-    """SERVER_OPTIONS with the configured receive limit and connection limits."""
-    options = dict(SERVER_OPTIONS)
-    options["grpc.max_receive_message_length"] = settings.max_receive_message_bytes
-    options.update(grpc_options(settings.connections))
-    return list(options.items())
 
 
 class AuthzServer:
@@ -88,9 +70,9 @@ class AuthzServer:
     ) -> None:
         self.registry = JwksRegistry()
         self.stores = QuotaStoreHolder()
-        self.reloader: ConfigReloader[Runtime] = ConfigReloader(
+        self.reloader: ConfigReloader[CompiledConfig] = ConfigReloader(
             config_path,
-            lambda loaded: build_runtime(loaded, self.registry, self.stores),
+            lambda loaded: compile_config(loaded, self.registry, self.stores),
             self._after_reload,
         )
         config = self.reloader.current.loaded.config
@@ -101,15 +83,21 @@ class AuthzServer:
         self.grace_period_s = config.server.grace_period_s
         self.metrics = Metrics()
         self.metrics.add_state_collector(
-            ServiceStateCollector(self.reloader, self._store_stats, self.stores.outages.counts)
+            ServiceStateCollector(
+                self.reloader.status,
+                self._jwks_caches,
+                lambda: self.reloader.current.authenticator.token_cache,
+                self._store_stats,
+                self.stores.outages.counts,
+            )
         )
         self._connection_stats: list[ConnectionStats] = []
         self.metrics.add_state_collector(ConnectionCollector(self._connection_stats))
-        self.telemetry = Telemetry(config.telemetry, self.metrics)
+        self.telemetry = Reporter(config.telemetry, self.metrics)
         self._observability: ObservabilityServer | None = None
         self.http_check: HttpCheckServer | None = None  # http_check: (authz_service/http/)
         self._draining = False
-        self.revocation_store = build_revocation_store(config.revocation)
+        self.revocation_store = build_revocation_store(config.revocation, _redis_client)
         self.checks = CheckService(lambda: self.reloader.current, self.revocation_store.revocations)
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -125,12 +113,12 @@ class AuthzServer:
         self._grpc_started: set[grpc.aio.Server] = set()
 
     @property
-    def runtime(self) -> Runtime:
+    def compiled_config(self) -> CompiledConfig:
         return self.reloader.current
 
-    async def _after_reload(self, runtime: Runtime) -> None:
-        self._apply_live(runtime.loaded.config)
-        await self.registry.retain_only(runtime.loaded.config.jwt_providers)
+    async def _after_reload(self, compiled: CompiledConfig) -> None:
+        self._apply_live(compiled.loaded.config)
+        await self.registry.retain_only(compiled.loaded.config.jwt_providers)
 
     def _apply_live(self, config: Config) -> None:
         """Put a reloaded config's security settings in force on the running ports, at once
@@ -149,20 +137,26 @@ class AuthzServer:
     def _limiter(self) -> RateLimiter | None:
         return self.reloader.current.limiter
 
+    def _jwks_caches(self) -> list[tuple[str, JwksCache]]:
+        verifiers = self.reloader.current.authenticator.verifiers.values()
+        return [(verifier.provider.name, verifier.jwks) for verifier in verifiers]
+
     def _store_stats(self) -> list[tuple[str, float]]:
         return store_stats(self.stores.store)
 
     def _readiness(self) -> tuple[bool, dict[str, object]]:
-        runtime = self.reloader.current
+        compiled = self.reloader.current
         jwks = {
             verifier.provider.name: len(verifier.jwks.keys)
-            for verifier in runtime.authenticator.verifiers.values()
+            for verifier in compiled.authenticator.verifiers.values()
         }
         ready = self._server is not None and not self._draining
-        return ready, {"config_version": runtime.version, "jwks_keys": jwks}
+        return ready, {"config_version": compiled.version, "jwks_keys": jwks}
 
     def _listens(self) -> list[tuple[str, str | None]]:
-        http = self.http_listen if self.runtime.loaded.config.http_check is not None else None
+        http = (
+            self.http_listen if self.compiled_config.loaded.config.http_check is not None else None
+        )
         return [
             ("server.listen", self.listen),
             ("admin.listen", self.admin_listen),
@@ -181,7 +175,7 @@ class AuthzServer:
             raise
 
     async def _start(self) -> None:
-        config = self.runtime.loaded.config
+        config = self.compiled_config.loaded.config
         # Before any port opens: the caps must fit the open-file limit, or they protect nothing.
         ensure_descriptors(
             config,
@@ -258,7 +252,7 @@ class AuthzServer:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         if config.server.watch_config:
             self._tasks.append(asyncio.create_task(self.reloader.watch(self._stop_watching)))
-        log.info("serving on %s (config version %s)", self.listen, self.runtime.version)
+        log.info("serving on %s (config version %s)", self.listen, self.compiled_config.version)
 
     def _build_admin_server(self, settings: AdminSettings) -> grpc.aio.Server:
         # Always in place (a pass-through without a token), so that a reload can set one.
@@ -278,7 +272,7 @@ class AuthzServer:
         """NOT_SERVING first (so health checks steer traffic away), then drain, then exit."""
         self._draining = True
         await self.health.enter_graceful_shutdown()
-        drain = self.runtime.loaded.config.server.drain_delay_s
+        drain = self.compiled_config.loaded.config.server.drain_delay_s
         if drain:
             log.info("NOT_SERVING; still answering for %.1fs before closing", drain)
             await asyncio.sleep(drain)
@@ -338,6 +332,13 @@ def _bind(
 
 def _listen_error(setting: str, address: str | None, error: OSError) -> ListenError:
     return ListenError(f"{setting} {address}: cannot listen: {error.strerror or error}")
+
+
+def _redis_client(settings: RedisSettings) -> Any:
+    """The quota store's client factory, imported only when a Redis is configured."""
+    from authz_service.ratelimit.redis_store import create_client
+
+    return create_client(settings)
 
 
 def tune_garbage_collector() -> None:

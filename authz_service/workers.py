@@ -21,14 +21,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from authz_service.schema import split_listen
+
 log = logging.getLogger(__name__)
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"listen address {listen!r} must be host:port")
-    return host, int(port)
 
 
 def worker_addresses(listen: str, workers: int) -> list[str]:

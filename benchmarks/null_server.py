@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from authz_service.server import SERVER_OPTIONS
+from authz_service.grpc.server_options import SERVER_OPTIONS
 
 OK_CHECK = external_auth_pb2.CheckResponse(
     status=status_pb2.Status(code=code_pb2.OK), ok_response=external_auth_pb2.OkHttpResponse()

@@ -24,9 +24,10 @@ import grpc
 from envoy.service.ratelimit.v3 import rls_pb2
 
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
-from authz_service.ratelimit import RateLimitSettings, build_limiter
-from authz_service.ratelimit.config import compile_config, parse_domain_document
-from authz_service.server import SERVER_OPTIONS
+from authz_service.grpc.server_options import SERVER_OPTIONS
+from authz_service.ratelimit.factory import build_limiter
+from authz_service.ratelimit.rules import compile_rules, parse_domain_document
+from authz_service.schema import RateLimitSettings
 from tests.support import free_port, wait_for_port
 
 PATH = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
@@ -57,7 +58,7 @@ async def serve(listen: str, redis_url: str) -> None:
             "local_over_limit_cache": False,
         }
     )
-    limiter = build_limiter(settings, compile_config([parse_domain_document(CONFIG, "b")]))
+    limiter = build_limiter(settings, compile_rules([parse_domain_document(CONFIG, "b")]))
     server = grpc.aio.server(options=list(SERVER_OPTIONS))
     add_ratelimit_servicer(server, lambda: limiter)
     server.add_insecure_port(listen)

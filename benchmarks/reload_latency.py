@@ -75,12 +75,12 @@ async def loop_lag(rules: int, workdir: Path) -> tuple[float, list[float]]:
     over; its overshoot while the reload runs is the event loop's lag."""
     from authz_service.authn.jwks_registry import JwksRegistry
     from authz_service.config.reload import ConfigReloader
-    from authz_service.runtime import build_runtime
+    from authz_service.services.compiled_config import compile_config
 
     path = workdir / "in-process.yaml"
     path.write_text(yaml.safe_dump(policy_config(rules, 0, 0), sort_keys=False))
     registry = JwksRegistry()
-    reloader = ConfigReloader(path, lambda loaded: build_runtime(loaded, registry))
+    reloader = ConfigReloader(path, lambda loaded: compile_config(loaded, registry))
     path.write_text(yaml.safe_dump(policy_config(rules, 0, 1), sort_keys=False))
     lags: list[float] = []
     done = asyncio.Event()

@@ -6,5 +6,7 @@ scripts/setup-venv.sh
 .venv/bin/ruff check authz_service tests tools benchmarks
 .venv/bin/ruff format --check authz_service tests tools benchmarks
 .venv/bin/mypy
+# The layers of docs/architecture.md ([tool.importlinter] in pyproject.toml).
+.venv/bin/lint-imports
 scripts/gen-protos.sh --check
 .venv/bin/python -m pytest -q "$@"

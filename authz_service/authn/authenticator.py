@@ -17,9 +17,9 @@ from authz_service.authn.jwt_provider import JwtProviderVerifier
 from authz_service.authn.token_cache import TokenCache
 from authz_service.authn.tokens import peek
 from authz_service.authz.globs import compile_glob
-from authz_service.config.model import ApiKeySettings, Config, MtlsSettings, TokenSource
-from authz_service.model import AuthMethod, AuthnFailure, Identity, Reason, RequestAttributes
-from authz_service.secret_digest import secret_digest
+from authz_service.decisions import AuthMethod, AuthnFailure, Identity, Reason, RequestAttributes
+from authz_service.schema import ApiKeySettings, Config, MtlsSettings, TokenSource
+from authz_service.schema.secret_digest import secret_digest
 
 log = logging.getLogger(__name__)
 

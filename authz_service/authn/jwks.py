@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import jwt
 
-from authz_service.config.model import JwksSettings
+from authz_service.schema import JwksSettings
 from authz_service.telemetry import tracing
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from authz_service.authn.jwks import JwksCache
-from authz_service.config.model import JwksSettings, JwtProvider
+from authz_service.schema import JwksSettings, JwtProvider
 
 CacheKey = tuple[str, str | None, JwksSettings]
 

@@ -11,8 +11,8 @@ import jwt
 from authz_service.authn.claims import claim_at, collect, header_safe
 from authz_service.authn.jwks import JwksCache
 from authz_service.authn.tokens import TokenPeek
-from authz_service.config.model import JwtProvider
-from authz_service.model import AuthMethod, AuthnFailure, Identity, Reason
+from authz_service.decisions import AuthMethod, AuthnFailure, Identity, Reason
+from authz_service.schema import JwtProvider
 
 WallClock = Callable[[], float]
 

@@ -22,27 +22,14 @@ import enum
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Literal, Protocol
+from typing import Protocol
 
-from authz_service.config.strict import Strict
-from authz_service.model import Identity
+from authz_service.decisions import Identity
 from authz_service.ratelimit.outages import StoreOutages
 from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
+from authz_service.schema import ReplayProtection
 
 KEY_PREFIX = "jti:"
-
-
-class ReplayProtection(Strict):
-    """`jwt_providers[].replay_protection`. Example (YAML):
-
-    replay_protection: {enabled: true, require_jti: true, failure_mode: unavailable}
-    """
-
-    enabled: bool = False
-    # A token without a `jti` cannot be tracked: refuse it (default) or let it through.
-    require_jti: bool = True
-    # Store down: "unavailable" answers 503 (fail closed); "allow" accepts the token untracked.
-    failure_mode: Literal["unavailable", "allow"] = "unavailable"
 
 
 class ProviderLike(Protocol):

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from authz_service.model import Identity
+from authz_service.decisions import Identity
 
 
 class TokenCache:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authz_service.authn.strict_json import SegmentError, decode_segment
-from authz_service.model import AuthnFailure, Reason
+from authz_service.decisions import AuthnFailure, Reason
 
 # Header parameters that let a token choose its own verification key: never honoured.
 KEY_SELECTING_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c"})

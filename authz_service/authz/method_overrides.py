@@ -19,38 +19,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from urllib.parse import unquote_plus
 
-from pydantic import Field, field_validator
-
-from authz_service.config.strict import Strict, header_name
-from authz_service.model import Decision, Outcome, Reason, RequestAttributes
-
-DEFAULT_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
-DEFAULT_QUERY_PARAMETERS = ("_method",)
+from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
+from authz_service.schema import MethodOverrideSettings
 
 _METHOD = re.compile(r"^[A-Z][A-Z0-9_-]{0,31}$")
-
-
-class MethodOverrideSettings(Strict):
-    """The `method_overrides:` section. Reloadable."""
-
-    # Request headers that name another method; removed before the upstream when `strip`.
-    headers: list[str] = Field(default_factory=lambda: list(DEFAULT_HEADERS))
-    # Query parameters that name another method (decided on; the query is left as sent).
-    query_parameters: list[str] = Field(default_factory=lambda: list(DEFAULT_QUERY_PARAMETERS))
-    # false: pass the override headers on (the app relies on them); they are still decided on.
-    strip: bool = True
-
-    @field_validator("headers")
-    @classmethod
-    def _lower(cls, value: list[str]) -> list[str]:
-        return [header_name(item) for item in value]
-
-    @field_validator("query_parameters")
-    @classmethod
-    def _not_empty(cls, value: list[str]) -> list[str]:
-        if any(not item or any(ch in item for ch in "&=;# ") for item in value):
-            raise ValueError("query parameter names must be non-empty, without & = ; # or space")
-        return value
 
 
 class UnreadableOverride(ValueError):

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from authz_service.authz.globs import compile_glob
 from authz_service.authz.hosts import AmbiguousHost, canonical_host
 from authz_service.authz.paths import AmbiguousPath, canonical_path, without_parameters
-from authz_service.config.model import PathMatch, Policy, PolicySelection, Requirement, Rule
-from authz_service.model import (
+from authz_service.decisions import (
     AuthnFailure,
     Decision,
     Identity,
@@ -22,6 +21,7 @@ from authz_service.model import (
     Reason,
     RequestAttributes,
 )
+from authz_service.schema import PathMatch, Policy, PolicySelection, Requirement, Rule
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,10 @@ from pydantic import BaseModel, ValidationError
 
 from authz_service.config.collector import collector_paused
 from authz_service.config.errors import ConfigError
-from authz_service.config.model import Config, FieldError
 from authz_service.config.yaml_source import LinePath, parse_yaml
+from authz_service.schema import Config, FieldError
 
-__all__ = ["ConfigError", "LinePath", "LoadedConfig", "load_config", "parse_yaml"]
+__all__ = ["ConfigError", "LinePath", "LoadedConfig", "load_config_file", "parse_yaml"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,7 +81,7 @@ def read_file(path: Path) -> bytes:
         raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
 
 
-def load_config(
+def load_config_file(
     path: str | Path, extra_checks: Callable[[Config], None] | None = None
 ) -> LoadedConfig:
     """Load and validate `path`. Raises ConfigError with every problem found."""

@@ -26,7 +26,7 @@ from authz_service.config.loader import (
     ConfigError,
     LoadedConfig,
     included_directory,
-    load_config,
+    load_config_file,
 )
 from authz_service.config.reloadable import restart_required
 
@@ -91,7 +91,7 @@ class ConfigReloader(Generic[T]):
         self._home = Path(os.path.abspath(self.path)).parent
         self._build = build
         self._after_swap = after_swap
-        loaded = load_config(self.path)
+        loaded = load_config_file(self.path)
         self._current: T = build(loaded)
         self._started = loaded.config
         self._restart_required: tuple[str, ...] = ()
@@ -125,7 +125,7 @@ class ConfigReloader(Generic[T]):
             try:
                 # Off the event loop: parsing and compiling must not stall requests.
                 with _requests_first():
-                    loaded = await asyncio.to_thread(load_config, self.path)
+                    loaded = await asyncio.to_thread(load_config_file, self.path)
                 if loaded.digest == self._digest:
                     # The running version again (e.g. a bad edit reverted): nothing is wrong.
                     self._last_error = ""

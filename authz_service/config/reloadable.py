@@ -15,7 +15,7 @@ from typing import Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from authz_service.config.model import Config
+from authz_service.schema import Config
 
 # Bound, built or opened once at start; a reload that changes them is reported, not applied.
 START_ONLY: tuple[str, ...] = (

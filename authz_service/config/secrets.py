@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from authz_service.config.errors import ConfigError
 from authz_service.config.yaml_source import LinePath
-from authz_service.ratelimit.settings import RedisSettings
+from authz_service.schema import RedisSettings
 
 if TYPE_CHECKING:  # the loader imports the model, which imports our settings
     from authz_service.config.loader import LoadedConfig

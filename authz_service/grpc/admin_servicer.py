@@ -9,14 +9,14 @@ from typing import Any
 import grpc
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
+from authz_service.authn.revocation import RevocationStore
 from authz_service.config.reload import ConfigReloader
-from authz_service.explain_view import lockout_view, quota_view
-from authz_service.model import Identity, RequestAttributes
-from authz_service.ratelimit import LockoutState
-from authz_service.revocation import RevocationStore
-from authz_service.runtime import Runtime
-from authz_service.secret_digest import bearer_matches
+from authz_service.decisions import Identity, RequestAttributes
+from authz_service.ratelimit.results import LockoutState
+from authz_service.schema.secret_digest import bearer_matches
 from authz_service.services.check import CheckService, QuotaPreview
+from authz_service.services.compiled_config import CompiledConfig
+from authz_service.services.explain_view import lockout_view, quota_view
 from authz_service.services.quota_admin import QuotaAdmin, QuotaUnavailable
 
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
@@ -106,7 +106,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
     def __init__(
         self,
         checks: CheckService,
-        reloader: ConfigReloader[Runtime],
+        reloader: ConfigReloader[CompiledConfig],
         revocations: RevocationStore,
         quotas: QuotaAdmin,
     ) -> None:
@@ -157,9 +157,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
         self, request: admin_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.StatusResponse:
         status = self._reloader.status()
-        runtime = self._reloader.current
+        compiled = self._reloader.current
         jwks = []
-        for issuer, verifier in runtime.authenticator.verifiers.items():
+        for issuer, verifier in compiled.authenticator.verifiers.items():
             state = verifier.jwks.state()
             jwks.append(
                 admin_pb2.JwksStatus(

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from envoy.service.auth.v3 import external_auth_pb2
 
+from authz_service.decisions import Decision, RequestAttributes
 from authz_service.grpc.check_translate import allow_response
-from authz_service.model import Decision, RequestAttributes
-from authz_service.runtime import Runtime
+from authz_service.services.compiled_config import CompiledConfig
 
 _Entry = tuple[object, str, str, external_auth_pb2.CheckResponse]
 
@@ -22,16 +22,16 @@ _Entry = tuple[object, str, str, external_auth_pb2.CheckResponse]
 class AllowResponseCache:
     def __init__(self, max_entries: int = 20_000) -> None:
         self._max_entries = max_entries
-        self._runtime: Runtime | None = None
+        self._compiled_config: CompiledConfig | None = None
         self._entries: dict[int, _Entry] = {}
 
     def response(
-        self, runtime: Runtime, decision: Decision, request: RequestAttributes
+        self, compiled: CompiledConfig, decision: Decision, request: RequestAttributes
     ) -> external_auth_pb2.CheckResponse:
-        if runtime.responses.rewrites_cookies(request):
-            return allow_response(runtime.responses.allow(decision, request))
-        if runtime is not self._runtime:  # a reload may change headers: start afresh
-            self._runtime = runtime
+        if compiled.responses.rewrites_cookies(request):
+            return allow_response(compiled.responses.allow(decision, request))
+        if compiled is not self._compiled_config:  # a reload may change headers: start afresh
+            self._compiled_config = compiled
             self._entries = {}
         identity = decision.identity
         key = id(identity)
@@ -44,7 +44,7 @@ class AllowResponseCache:
             and entry[2] == decision.policy
         ):
             return entry[3]
-        response = allow_response(runtime.responses.allow(decision))
+        response = allow_response(compiled.responses.allow(decision))
         if len(self._entries) >= self._max_entries:
             self._entries.clear()
         self._entries[key] = (identity, decision.rule, decision.policy, response)

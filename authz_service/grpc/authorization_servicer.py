@@ -9,18 +9,18 @@ import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from google.protobuf.message import DecodeError
 
-from authz_service.config.model import AuditSettings, TelemetrySettings
+from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
 from authz_service.grpc.allow_cache import AllowResponseCache
 from authz_service.grpc.check_translate import (
     deny_response,
     refused_request_attributes,
     request_attributes,
 )
-from authz_service.model import Decision, Outcome, Reason, RequestAttributes
-from authz_service.request_limits import RequestLimits, RequestTooLarge
+from authz_service.schema import AuditSettings, RequestLimits, TelemetrySettings
 from authz_service.services.check import CheckService
+from authz_service.services.request_limits import RequestTooLarge
 from authz_service.telemetry import tracing
-from authz_service.telemetry.observer import UNREADABLE_REQUEST, Telemetry
+from authz_service.telemetry.reporter import UNREADABLE_REQUEST, Reporter
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,10 @@ SERVICE_NAME = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].fu
 
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
-    def __init__(self, checks: CheckService, telemetry: Telemetry | None = None):
+    def __init__(self, checks: CheckService, telemetry: Reporter | None = None):
         self._checks = checks
         self._allow_responses = AllowResponseCache()
-        self._telemetry = telemetry or Telemetry(
+        self._telemetry = telemetry or Reporter(
             TelemetrySettings(audit=AuditSettings(enabled=False))
         )
 
@@ -47,21 +47,21 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             metrics.check_in_flight.inc()
         try:
             with tracing.server_span(SERVICE_NAME, "Check", metadata) as span:
-                limits = self._checks.runtime().loaded.config.request_limits
+                limits = self._checks.compiled_config().loaded.config.request_limits
                 attributes, refusal = _read(request, limits)
                 if refusal is not None:
                     # Denied like any other answer: counted, audited, traced.
-                    decision, runtime = refusal, self._checks.runtime()
+                    decision, compiled = refusal, self._checks.compiled_config()
                 else:
-                    decision, runtime = await self._checks.check(attributes)
+                    decision, compiled = await self._checks.check(attributes)
                 # Recorded before answering: the audit log may turn an allow into a refusal.
                 decision = telemetry.check_done(
                     attributes, decision, time.perf_counter() - started, span, metadata
                 )
                 if decision.allowed:
-                    response = self._allow_responses.response(runtime, decision, attributes)
+                    response = self._allow_responses.response(compiled, decision, attributes)
                 else:
-                    response = deny_response(decision.outcome, runtime.responses.deny(decision))
+                    response = deny_response(decision.outcome, compiled.responses.deny(decision))
                 if span.is_recording():
                     span.set_attribute("rpc.grpc.status_code", 0)  # denials are answers too
                 return response

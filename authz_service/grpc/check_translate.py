@@ -10,13 +10,10 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
-from authz_service.model import Outcome, RequestAttributes
-from authz_service.request_limits import (
-    RequestLimits,
-    check_head_size,
-    check_header_count,
-)
-from authz_service.response_policy import AllowResponse, DenyResponse
+from authz_service.decisions import Outcome, RequestAttributes
+from authz_service.schema import RequestLimits
+from authz_service.services.request_limits import check_head_size, check_header_count
+from authz_service.services.response_policy import AllowResponse, DenyResponse
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _RPC_CODE = {

@@ -7,7 +7,8 @@ from typing import Any
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 
-from authz_service.ratelimit.model import (
+from authz_service.ratelimit.response import JSON_CONTENT_TYPE, over_limit_body, reset_seconds
+from authz_service.ratelimit.results import (
     Code,
     Descriptor,
     DescriptorStatus,
@@ -15,8 +16,7 @@ from authz_service.ratelimit.model import (
     RateLimitRequestData,
     RateLimitResult,
 )
-from authz_service.ratelimit.response import JSON_CONTENT_TYPE, over_limit_body, reset_seconds
-from authz_service.ratelimit.schema import Unit
+from authz_service.schema import Unit
 
 _UNITS: dict[int, Unit] = {
     rls_pb2.RateLimitResponse.RateLimit.SECOND: "second",

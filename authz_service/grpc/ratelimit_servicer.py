@@ -11,10 +11,10 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from authz_service.grpc.ratelimit_messages import BadRequest, request_from_proto, response_to_proto
 from authz_service.ratelimit.limiter import RateLimiter
-from authz_service.ratelimit.model import RateLimitRequestData, RateLimitResult
+from authz_service.ratelimit.results import RateLimitRequestData, RateLimitResult
 from authz_service.ratelimit.store import StoreUnavailable
 from authz_service.telemetry import tracing
-from authz_service.telemetry.observer import Telemetry
+from authz_service.telemetry.reporter import Reporter
 
 LimiterProvider = Callable[[], RateLimiter | None]
 _Error = tuple[grpc.StatusCode, str]
@@ -25,7 +25,7 @@ SERVICE_NAME = rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
 
 class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
     def __init__(
-        self, limiter_provider: LimiterProvider, telemetry: Telemetry | None = None
+        self, limiter_provider: LimiterProvider, telemetry: Reporter | None = None
     ) -> None:
         # Looked up per call, so a config reload swaps the limiter under live traffic.
         self._limiter_provider = limiter_provider
@@ -46,8 +46,8 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
                 data, result, error = await self._decide(request)
                 if telemetry is not None:
                     elapsed = time.perf_counter() - started
-                    code = error[0].name if error is not None else ""
-                    telemetry.rate_limit_done(data, result, elapsed, span, metadata, code)
+                    code, status = (error[0].name, error[0].value[0]) if error else ("", 0)
+                    telemetry.rate_limit_done(data, result, elapsed, span, metadata, code, status)
                 if error is not None:
                     await context.abort(*error)
                 assert result is not None
@@ -81,7 +81,7 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
 
 
 def add_ratelimit_servicer(
-    server: grpc.aio.Server, limiter_provider: LimiterProvider, telemetry: Telemetry | None = None
+    server: grpc.aio.Server, limiter_provider: LimiterProvider, telemetry: Reporter | None = None
 ) -> RateLimitServicer:
     servicer = RateLimitServicer(limiter_provider, telemetry)
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)

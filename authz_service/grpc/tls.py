@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from authz_service.authz.globs import compile_glob
-from authz_service.config.model import ServerTls
+from authz_service.schema import ServerTls
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from aiohttp import web
 from opentelemetry.trace import Span
 
+from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
 from authz_service.http.check_translate import (
     REQUEST_TRANSLATORS,
     HttpReply,
@@ -26,19 +27,17 @@ from authz_service.http.check_translate import (
     endpoint_for,
     join_headers,
 )
-from authz_service.http.guarded_listener import ConnectionStats, GuardedListener
-from authz_service.http.settings import HttpCheckSettings, Integration
-from authz_service.model import Decision, Outcome, Reason, RequestAttributes
-from authz_service.request_limits import (
-    RequestLimits,
+from authz_service.http.guarded_listener import GuardedListener
+from authz_service.schema import HttpCheckSettings, Integration, RequestLimits, split_listen
+from authz_service.services.check import CheckService
+from authz_service.services.request_limits import (
     RequestTooLarge,
     check_head_size,
     check_header_count,
 )
-from authz_service.services.check import CheckService
 from authz_service.telemetry import tracing
-from authz_service.telemetry.observer import UNREADABLE_REQUEST, Telemetry
-from authz_service.workers import split_listen
+from authz_service.telemetry.connection_metrics import ConnectionStats
+from authz_service.telemetry.reporter import UNREADABLE_REQUEST, Reporter
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ class HttpCheckHandler:
     """Thin, like the gRPC servicer: received request -> RequestAttributes -> Decision -> reply."""
 
     def __init__(
-        self, settings: HttpCheckSettings, checks: CheckService, telemetry: Telemetry
+        self, settings: HttpCheckSettings, checks: CheckService, telemetry: Reporter
     ) -> None:
         self._settings = settings
         self._checks = checks
@@ -74,7 +73,7 @@ class HttpCheckHandler:
         self._settings = settings
 
     async def handle(self, request: web.Request) -> web.Response:
-        limits = self._checks.runtime().loaded.config.request_limits
+        limits = self._checks.compiled_config().loaded.config.request_limits
         try:
             # Measured on what the parser kept (bounded by parser_max_headers), before the
             # header map is built: the gRPC path's check, for the same 431 deny.
@@ -145,16 +144,16 @@ class HttpCheckHandler:
                     log.exception("%s check request could not be read; denying", integration)
                     message = "request could not be read"
                     return self._bad_request(received, integration, message, span, started)
-                decision, runtime = await self._checks.check(attributes)
+                decision, compiled = await self._checks.check(attributes)
                 # Recorded before answering: the audit log may turn an allow into a refusal.
                 decision = telemetry.check_done(
                     attributes, decision, time.perf_counter() - started, span, metadata
                 )
                 if decision.allowed:
-                    reply = allow_reply(integration, runtime.responses.allow(decision, attributes))
+                    reply = allow_reply(integration, compiled.responses.allow(decision, attributes))
                 else:
                     reply = deny_reply(
-                        integration, runtime.responses.deny(decision), deny_body_header
+                        integration, compiled.responses.deny(decision), deny_body_header
                     )
                 if span.is_recording():
                     span.set_attribute("http.response.status_code", reply.status)
@@ -201,7 +200,7 @@ class HttpCheckHandler:
         return self._deny(integration, decision)
 
     def _deny(self, integration: Integration, decision: Decision) -> HttpReply:
-        deny = self._checks.runtime().responses.deny(decision)
+        deny = self._checks.compiled_config().responses.deny(decision)
         return deny_reply(integration, deny, self._settings.nginx.deny_body_header)
 
 
@@ -224,7 +223,7 @@ class HttpCheckServer:
         self,
         settings: HttpCheckSettings,
         checks: CheckService,
-        telemetry: Telemetry,
+        telemetry: Reporter,
         grace_period_s: float = 5.0,
     ) -> None:
         self.settings = settings
@@ -241,7 +240,7 @@ class HttpCheckServer:
         self._handler.update(settings)
 
     def app(self) -> web.Application:
-        limits = self._checks.runtime().loaded.config.request_limits
+        limits = self._checks.compiled_config().loaded.config.request_limits
         app = web.Application(
             middlewares=[self._listener.middleware],
             handler_args={

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
-from authz_service.http.settings import Endpoint, HttpCheckSettings, Integration
-from authz_service.model import RequestAttributes
-from authz_service.response_policy import AllowResponse, DenyResponse
+from authz_service.decisions import RequestAttributes
+from authz_service.schema import Endpoint, HttpCheckSettings, Integration
+from authz_service.services.response_policy import AllowResponse, DenyResponse
 
 Network = IPv4Network | IPv6Network
 

@@ -20,21 +20,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from authz_service.connection_limits import ConnectionLimits
+from authz_service.schema import ConnectionLimits
+from authz_service.telemetry.connection_metrics import ConnectionStats
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ConnectionStats:
-    """What a listener counts, read at scrape time (telemetry/connection_metrics.py)."""
-
-    def __init__(self, port_name: str) -> None:
-        self.port_name = port_name
-        self.open = 0
-        self.refused = 0
-        self.timed_out = 0
 
 
 class _GuardedConnection(asyncio.Protocol):

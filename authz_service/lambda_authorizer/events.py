@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from authz_service.model import RequestAttributes
+from authz_service.decisions import RequestAttributes
 
 PayloadVersion = Literal["1.0", "2.0"]
 

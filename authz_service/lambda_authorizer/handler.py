@@ -2,7 +2,7 @@
 
 The same config file and decision engine as the server: JWT/JWKS, API keys, RBAC, and quota
 in Check (`check_quota`, with the Redis store so that every Lambda instance shares one
-budget). One runtime and one event loop per Lambda instance, built on the first invocation
+budget). One compiled config and one event loop per Lambda instance, built on the first invocation
 and reused by the next ones (JWKS keys, verified tokens, Redis connections stay warm).
 
 Environment:
@@ -28,7 +28,8 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from authz_service.authn.jwks_registry import JwksRegistry
-from authz_service.config.loader import load_config
+from authz_service.config.loader import load_config_file
+from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
 from authz_service.lambda_authorizer.events import (
     UnreadableEvent,
     authorizer_request,
@@ -41,12 +42,11 @@ from authz_service.lambda_authorizer.responses import (
     context_from_text,
     deny_response,
 )
-from authz_service.model import Decision, Outcome, Reason, RequestAttributes
-from authz_service.runtime import QuotaStoreHolder, build_runtime
 from authz_service.services.check import CheckService
+from authz_service.services.compiled_config import QuotaStoreHolder, compile_config
 from authz_service.telemetry import tracing
 from authz_service.telemetry.audit import audit_line
-from authz_service.telemetry.observer import UNREADABLE_REQUEST
+from authz_service.telemetry.reporter import UNREADABLE_REQUEST
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,14 @@ class LambdaAuthorizer:
         context: Mapping[str, str] | None = None,
         v2_format: V2Format = "simple",
     ) -> None:
-        loaded = load_config(config_path)
+        loaded = load_config_file(config_path)
         self.config = loaded.config
         tracing.set_principal_hashing(self.config.telemetry.tracing.hash_principal)
         self.registry = JwksRegistry()
         self.stores = QuotaStoreHolder()
-        runtime = build_runtime(loaded, self.registry, self.stores)
-        self.runtime = runtime
-        self.checks = CheckService(lambda: runtime)
+        compiled = compile_config(loaded, self.registry, self.stores)
+        self.compiled_config = compiled
+        self.checks = CheckService(lambda: compiled)
         self.context = dict(context or {})
         self.v2_format = v2_format
 
@@ -96,18 +96,18 @@ class LambdaAuthorizer:
             refused = Decision(Outcome.UNAVAILABLE, Reason.BAD_REQUEST, "event could not be read")
             self._audit(UNREADABLE_REQUEST, refused, time.perf_counter() - started)
             raise AuthorizerUnavailable(str(error)) from None
-        decision, runtime = await self.checks.check(request.attributes)
+        decision, compiled = await self.checks.check(request.attributes)
         self._audit(request.attributes, decision, time.perf_counter() - started)
         version, resource = request.version, request.resource_arn
         if decision.allowed:
-            allow = runtime.responses.allow(decision)
+            allow = compiled.responses.allow(decision)
             principal = decision.identity.principal if decision.identity else ""
             return allow_response(version, self.v2_format, resource, principal, allow)
         if decision.outcome is Outcome.UNAVAILABLE:
             raise AuthorizerUnavailable(decision.reason.value)
         if decision.outcome is Outcome.UNAUTHENTICATED and version == "1.0":
             raise Unauthorized
-        return deny_response(version, self.v2_format, resource, runtime.responses.deny(decision))
+        return deny_response(version, self.v2_format, resource, compiled.responses.deny(decision))
 
     def _audit(self, request: RequestAttributes, decision: Decision, duration_s: float) -> None:
         """The line the server writes for the same decision (principal hashed alike)."""
@@ -129,7 +129,7 @@ _authorizer: LambdaAuthorizer | None = None
 
 
 def handler(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
-    """What Lambda calls. The runtime and loop live as long as the Lambda instance."""
+    """What Lambda calls. The compiled config and loop live as long as the Lambda instance."""
     global _loop, _authorizer
     if _loop is None:
         _loop = asyncio.new_event_loop()
@@ -140,7 +140,8 @@ def handler(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
 
 
 def reset() -> None:
-    """Forget the instance's runtime and loop (tests; a config change needs a new instance)."""
+    """Forget the instance's compiled config and loop (tests; a config change needs a new
+    instance)."""
     global _loop, _authorizer
     if _loop is not None:
         if _authorizer is not None:

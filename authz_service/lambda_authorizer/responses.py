@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from authz_service.response_policy import AllowResponse, DenyResponse
+from authz_service.services.response_policy import AllowResponse, DenyResponse
 
 V2Format = Literal["simple", "iam"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from authz_service.ratelimit.config import RateLimitConfig
+from authz_service.ratelimit.rules import RateLimitRules
 
 # A value known only per request: probed with a value no config would name.
 ANY = None
@@ -46,7 +46,7 @@ class Finding:
         return f"{self.severity}: {self.shape.where}: [{self.shape.describe()}] {self.message}"
 
 
-def check_coverage(shapes: Iterable[DescriptorShape], limits: RateLimitConfig) -> list[Finding]:
+def check_coverage(shapes: Iterable[DescriptorShape], limits: RateLimitRules) -> list[Finding]:
     findings: list[Finding] = []
     seen: set[tuple[str, tuple[ShapeEntry, ...]]] = set()
     for shape in shapes:
@@ -77,7 +77,7 @@ def check_coverage(shapes: Iterable[DescriptorShape], limits: RateLimitConfig) -
 
 
 def _explicit_values(
-    limits: RateLimitConfig, domain: str, entries: Sequence[ShapeEntry]
+    limits: RateLimitRules, domain: str, entries: Sequence[ShapeEntry]
 ) -> list[tuple[str, set[str]]]:
     """For each per-request entry, the explicit values under which the descriptor has a limit."""
     found: list[tuple[str, set[str]]] = []

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
 from authz_service.ratelimit.batching_store import BatchingStore
 from authz_service.ratelimit.circuit import CircuitBreaker
-from authz_service.ratelimit.config import RateLimitConfig, load_rate_limit_config
 from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.local_cache import CachingStore, OverLimitCache
 from authz_service.ratelimit.memory_store import MemoryStore
 from authz_service.ratelimit.outages import StoreOutages
 from authz_service.ratelimit.resilient_store import ResilientStore
-from authz_service.ratelimit.settings import RateLimitSettings
+from authz_service.ratelimit.rules import RateLimitRules
 from authz_service.ratelimit.store import QuotaStore
+from authz_service.schema import RateLimitSettings
 
 
 def build_store(settings: RateLimitSettings) -> QuotaStore:
@@ -40,25 +36,9 @@ def build_store(settings: RateLimitSettings) -> QuotaStore:
     return store
 
 
-def load_config(
-    settings: RateLimitSettings,
-    base_dir: Path | None = None,
-    source: str = "<config>",
-    lines: Mapping[Any, int] | None = None,
-) -> RateLimitConfig:
-    """Compile `config_dir` (relative to `base_dir`) and the inline `domains`.
-
-    `source`/`lines` are the main config file's name and line map, for error messages.
-    """
-    config_dir = settings.config_dir
-    if config_dir is not None and base_dir is not None and not config_dir.is_absolute():
-        config_dir = base_dir / config_dir
-    return load_rate_limit_config(config_dir, settings.domains, source, lines)
-
-
 def build_limiter(
     settings: RateLimitSettings,
-    config: RateLimitConfig,
+    config: RateLimitRules,
     store: QuotaStore | None = None,
     outages: StoreOutages | None = None,
 ) -> RateLimiter:

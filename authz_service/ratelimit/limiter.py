@@ -14,9 +14,9 @@ from typing import Literal
 from urllib.parse import quote
 
 from authz_service.ratelimit.algorithms import Verdict
-from authz_service.ratelimit.config import Limit, RateLimitConfig
 from authz_service.ratelimit.lockout_subject import lockout_subject
-from authz_service.ratelimit.model import (
+from authz_service.ratelimit.outages import StoreOutages
+from authz_service.ratelimit.results import (
     UNLIMITED_REMAINING,
     Code,
     CurrentLimit,
@@ -27,10 +27,9 @@ from authz_service.ratelimit.model import (
     RateLimitRequestData,
     RateLimitResult,
 )
-from authz_service.ratelimit.outages import StoreOutages
-from authz_service.ratelimit.schema import UNIT_SECONDS
-from authz_service.ratelimit.settings import BruteForceSettings
+from authz_service.ratelimit.rules import Limit, RateLimitRules
 from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
+from authz_service.schema import UNIT_SECONDS, BruteForceSettings
 
 FailureMode = Literal["unavailable", "allow", "deny"]
 
@@ -51,7 +50,7 @@ def counter_base(domain: str, entries: Iterable[Entry]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Planned:
+class _DescriptorHits:
     """One descriptor: its limits after `replaces`/`unlimited`, and their hits."""
 
     limits: tuple[Limit, ...]
@@ -62,7 +61,7 @@ class _Planned:
 class RateLimiter:
     def __init__(
         self,
-        config: RateLimitConfig,
+        config: RateLimitRules,
         store: QuotaStore,
         *,
         shadow_mode: bool = False,
@@ -77,11 +76,11 @@ class RateLimiter:
         self._failure_mode = failure_mode
         self._brute_force = brute_force or BruteForceSettings()
         self._clock = clock
-        # Shared with the store's other users and kept across reloads (see build_runtime).
+        # Shared with the store's other users and kept across reloads (see compile_config).
         self._outages = outages if outages is not None else StoreOutages()
 
     @property
-    def config(self) -> RateLimitConfig:
+    def config(self) -> RateLimitRules:
         return self._config
 
     @property
@@ -92,7 +91,7 @@ class RateLimiter:
     def outages(self) -> StoreOutages:
         return self._outages
 
-    def with_config(self, config: RateLimitConfig) -> RateLimiter:
+    def with_config(self, config: RateLimitRules) -> RateLimiter:
         """A limiter on the same store (counters, connections) with a reloaded config."""
         clone = RateLimiter.__new__(RateLimiter)
         kept = ("_store", "_shadow_mode", "_failure_mode", "_brute_force", "_clock", "_outages")
@@ -124,8 +123,8 @@ class RateLimiter:
         self, request: RateLimitRequestData, now: float | None, *, preview: bool
     ) -> RateLimitResult:
         at = self._clock() if now is None else now
-        planned = self._plan(request)
-        hits = [hit for p in planned for hit in p.hits]
+        per_descriptor = self._hits_per_descriptor(request)
+        hits = [hit for p in per_descriptor for hit in p.hits]
         if not hits:
             verdicts = []
         else:
@@ -135,14 +134,14 @@ class RateLimiter:
                 self._outages.failed("rate_limit", f"answering {self._failure_mode}", error)
                 if self._failure_mode == "unavailable":
                     raise
-                return self._degraded(planned)
+                return self._degraded(per_descriptor)
             self._outages.answered("rate_limit")
         if preview:
             # Charged nothing: the next request is refused where nothing is left.
             verdicts = [replace(v, allowed=v.allowed and v.remaining >= 1) for v in verdicts]
         statuses: list[DescriptorStatus] = []
         offset = 0
-        for p in planned:
+        for p in per_descriptor:
             statuses.append(_status(p, verdicts[offset : offset + len(p.hits)]))
             offset += len(p.hits)
         over = any(s.code is Code.OVER_LIMIT for s in statuses)
@@ -241,20 +240,22 @@ class RateLimiter:
             lockout_s=settings.lockout,
         )
 
-    def _plan(self, request: RateLimitRequestData) -> list[_Planned]:
+    def _hits_per_descriptor(self, request: RateLimitRequestData) -> list[_DescriptorHits]:
         found = [self._limits_for(request.domain, d) for d in request.descriptors]
         # `replaces` works across the request's descriptors, unlimited ones included.
         replaced = {name for limits, _ in found for limit in limits for name in limit.replaces}
-        planned: list[_Planned] = []
+        per_descriptor: list[_DescriptorHits] = []
         for descriptor, (limits, entries) in zip(request.descriptors, found, strict=True):
             if any(limit.unlimited for limit in limits):
-                planned.append(_Planned((), (), unlimited=True))
+                per_descriptor.append(_DescriptorHits((), (), unlimited=True))
                 continue
             kept = tuple(lim for lim in limits if not lim.name or lim.name not in replaced)
             base = counter_base(request.domain, entries)
             hits = request.hits_for(descriptor)
-            planned.append(_Planned(kept, tuple(_hit(base, lim, hits) for lim in kept)))
-        return planned
+            per_descriptor.append(
+                _DescriptorHits(kept, tuple(_hit(base, lim, hits) for lim in kept))
+            )
+        return per_descriptor
 
     def _limits_for(
         self, domain: str, descriptor: Descriptor
@@ -269,24 +270,24 @@ class RateLimiter:
             return (), descriptor.entries
         return found.limits, found.counter_entries
 
-    def _degraded(self, planned: Sequence[_Planned]) -> RateLimitResult:
+    def _degraded(self, per_descriptor: Sequence[_DescriptorHits]) -> RateLimitResult:
         deny = self._failure_mode == "deny"
         statuses = tuple(
             DescriptorStatus(Code.OVER_LIMIT if deny and p.hits else Code.OK, None, 0)
-            for p in planned
+            for p in per_descriptor
         )
         overall = Code.OVER_LIMIT if any(s.code is Code.OVER_LIMIT for s in statuses) else Code.OK
         return RateLimitResult(overall, statuses, degraded=True)
 
 
-def _status(planned: _Planned, verdicts: Sequence[Verdict]) -> DescriptorStatus:
-    if planned.unlimited:
+def _status(descriptor: _DescriptorHits, verdicts: Sequence[Verdict]) -> DescriptorStatus:
+    if descriptor.unlimited:
         return _UNLIMITED_STATUS
-    if not planned.limits:
+    if not descriptor.limits:
         return _UNMATCHED_STATUS
     candidates = [
         (limit, verdict, not verdict.allowed and not limit.shadow_mode)
-        for limit, verdict in zip(planned.limits, verdicts, strict=True)
+        for limit, verdict in zip(descriptor.limits, verdicts, strict=True)
     ]
     blocking = [c for c in candidates if c[2]]
     if blocking:

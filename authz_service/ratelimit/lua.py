@@ -1,6 +1,6 @@
 """The Redis side of `algorithms.py`: the same math, in one atomic script for a whole batch.
 
-KEYS: the keys of every hit, in order (see `store.plan`: 1 or 2 per hit).
+KEYS: the keys of every hit, in order (see `store.key_layout`: 1 or 2 per hit).
 ARGV: now, then 8 values per hit: algorithm code, limit, window, hits, charge_rejected,
 elapsed, ttl_ms, lockout_s. Returns one {allowed, remaining, reset_after} per hit, the float
 formatted with %.17g so it round-trips exactly (Lua numbers would be truncated to integers).

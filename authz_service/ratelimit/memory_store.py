@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from authz_service.ratelimit import algorithms
 from authz_service.ratelimit.algorithms import Verdict
-from authz_service.ratelimit.store import Hit, StoreUnavailable, plan
+from authz_service.ratelimit.store import Hit, StoreUnavailable, key_layout
 
 _SWEEP_STEP = 16  # keys examined for expiry on every call
 _ROOM_STEP = 1024  # keys examined when the table is full, before refusing a new key
@@ -48,7 +48,7 @@ class MemoryStore:
 
     async def reset(self, hits: Sequence[Hit], now: float) -> None:
         for hit in hits:
-            for key in plan(hit, now).keys:
+            for key in key_layout(hit, now).keys:
                 self._values.pop(self._prefix + key, None)
 
     async def close(self) -> None:
@@ -62,7 +62,7 @@ class MemoryStore:
                 values[key] = item  # still live: to the back of the round robin
 
     def _needs_new_key(self, hits: Sequence[Hit], now: float) -> bool:
-        return any(self._prefix + plan(hit, now).keys[0] not in self._values for hit in hits)
+        return any(self._prefix + key_layout(hit, now).keys[0] not in self._values for hit in hits)
 
     def _get(self, key: str, now: float) -> float | None:
         item = self._values.get(key)
@@ -74,16 +74,16 @@ class MemoryStore:
         self._values[key] = (value, now + ttl_ms / 1000)
 
     def _apply_one(self, hit: Hit, now: float) -> Verdict:
-        p = plan(hit, now)
-        keys = [self._prefix + key for key in p.keys]
-        elapsed, window = p.position.elapsed, hit.window_s
+        layout = key_layout(hit, now)
+        keys = [self._prefix + key for key in layout.keys]
+        elapsed, window = layout.position.elapsed, hit.window_s
         if hit.algorithm == "fixed_window":
             count = int(self._get(keys[0], now) or 0)
             new, verdict = algorithms.fixed_window(
                 count, hit.hits, hit.limit, hit.charge_rejected, elapsed, window
             )
             if new != count:
-                self._set(keys[0], new, now, p.ttl_ms)
+                self._set(keys[0], new, now, layout.ttl_ms)
             return verdict
         if hit.algorithm == "sliding_window":
             current = int(self._get(keys[0], now) or 0)
@@ -92,7 +92,7 @@ class MemoryStore:
                 previous, current, hit.hits, hit.limit, hit.charge_rejected, elapsed, window
             )
             if new != current:
-                self._set(keys[0], new, now, p.ttl_ms)
+                self._set(keys[0], new, now, layout.ttl_ms)
             return verdict
         if hit.algorithm == "token_bucket":
             tat = self._get(keys[0], now)
@@ -109,5 +109,5 @@ class MemoryStore:
             self._set(keys[1], new_locked, now, hit.lockout_s * 1000)
             self._values.pop(keys[0], None)
         elif new_failures != failures:
-            self._set(keys[0], new_failures, now, p.ttl_ms)
+            self._set(keys[0], new_failures, now, layout.ttl_ms)
         return verdict

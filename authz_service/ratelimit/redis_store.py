@@ -26,8 +26,8 @@ from redis.retry import Retry
 
 from authz_service.ratelimit.algorithms import Verdict
 from authz_service.ratelimit.lua import ALGORITHM_CODES, SCRIPT
-from authz_service.ratelimit.settings import RedisSettings
-from authz_service.ratelimit.store import Hit, StoreUnavailable, plan
+from authz_service.ratelimit.store import Hit, StoreUnavailable, key_layout
+from authz_service.schema import RedisSettings
 
 _SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
@@ -75,16 +75,16 @@ def _arguments(hits: Sequence[Hit], now: float, prefix: str) -> tuple[list[str],
     keys: list[str] = []
     args: list[str] = [repr(float(now))]
     for hit in hits:
-        p = plan(hit, now)
-        keys.extend(prefix + key for key in p.keys)
+        layout = key_layout(hit, now)
+        keys.extend(prefix + key for key in layout.keys)
         args += [
             ALGORITHM_CODES[hit.algorithm],
             str(hit.limit),
             repr(float(hit.window_s)),
             str(hit.hits),
             "1" if hit.charge_rejected else "0",
-            repr(float(p.position.elapsed)),
-            str(p.ttl_ms),
+            repr(float(layout.position.elapsed)),
+            str(layout.ttl_ms),
             repr(float(hit.lockout_s)),
         ]
     return keys, args
@@ -119,7 +119,7 @@ class RedisStore:
             raise StoreUnavailable(f"redis: {error}") from error
 
     async def reset(self, hits: Sequence[Hit], now: float) -> None:
-        keys = [self._prefix + key for hit in hits for key in plan(hit, now).keys]
+        keys = [self._prefix + key for hit in hits for key in key_layout(hit, now).keys]
         if not keys:
             return
         try:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 
-from authz_service.ratelimit.model import RateLimitResult
-from authz_service.ratelimit.schema import UNIT_SECONDS
+from authz_service.ratelimit.results import RateLimitResult
+from authz_service.schema import UNIT_SECONDS
 
 JSON_CONTENT_TYPE = "application/json"
 

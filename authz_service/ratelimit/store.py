@@ -46,7 +46,7 @@ class QuotaStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class KeyLayout:
     """The keys one hit touches and how long they live: the same for every store."""
 
     keys: tuple[str, ...]
@@ -54,7 +54,7 @@ class Plan:
     ttl_ms: int
 
 
-def plan(hit: Hit, now: float) -> Plan:
+def key_layout(hit: Hit, now: float) -> KeyLayout:
     window = hit.window_s
     position = WindowPosition.at(now, window)
     left = window - position.elapsed
@@ -68,4 +68,4 @@ def plan(hit: Hit, now: float) -> Plan:
     else:
         keys = (f"{hit.key}:{position.index}", f"{hit.key}:lock")
     # A second of slack: expiry only collects garbage, the window index decides the count.
-    return Plan(keys, position, math.ceil(left * 1000) + 1000)
+    return KeyLayout(keys, position, math.ceil(left * 1000) + 1000)

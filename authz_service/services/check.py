@@ -12,20 +12,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from authz_service.authn.replay import ReplayVerdict
+from authz_service.authn.revocation import RevocationList
 from authz_service.authz.method_overrides import decide_with_overrides
 from authz_service.authz.rbac import Trace
-from authz_service.model import AuthnFailure, Decision, Identity, Outcome, Reason, RequestAttributes
-from authz_service.quota import Entry, QuotaPlan
-from authz_service.ratelimit import (
-    LockoutState,
-    RateLimiter,
-    RateLimitResult,
-    StoreUnavailable,
-    over_limit_body,
-    rate_limit_headers,
+from authz_service.decisions import (
+    AuthnFailure,
+    Decision,
+    Identity,
+    Outcome,
+    Reason,
+    RequestAttributes,
 )
-from authz_service.revocation import RevocationList
-from authz_service.runtime import Runtime
+from authz_service.ratelimit.limiter import RateLimiter
+from authz_service.ratelimit.response import over_limit_body, rate_limit_headers
+from authz_service.ratelimit.results import LockoutState, RateLimitResult
+from authz_service.ratelimit.store import StoreUnavailable
+from authz_service.services.check_quota import CheckQuotaDescriptors, Entry
+from authz_service.services.compiled_config import CompiledConfig
 from authz_service.telemetry import tracing
 
 log = logging.getLogger(__name__)
@@ -50,23 +53,25 @@ class Explanation:
 
 
 class CheckService:
-    def __init__(self, runtime: Callable[[], Runtime], revocations: RevocationList | None = None):
-        self._runtime = runtime
+    def __init__(
+        self, current: Callable[[], CompiledConfig], revocations: RevocationList | None = None
+    ):
+        self._current = current
         self._revocations = revocations if revocations is not None else RevocationList()
 
-    def runtime(self) -> Runtime:
-        return self._runtime()
+    def compiled_config(self) -> CompiledConfig:
+        return self._current()
 
-    async def check(self, request: RequestAttributes) -> tuple[Decision, Runtime]:
-        runtime = self._runtime()
+    async def check(self, request: RequestAttributes) -> tuple[Decision, CompiledConfig]:
+        compiled = self._current()
         try:
-            return await self._decide(runtime, request), runtime
+            return await self._decide(compiled, request), compiled
         except Exception:
             log.exception("check failed; denying")
-            return Decision(Outcome.UNAVAILABLE, Reason.INTERNAL_ERROR, "internal error"), runtime
+            return Decision(Outcome.UNAVAILABLE, Reason.INTERNAL_ERROR, "internal error"), compiled
 
-    async def _decide(self, runtime: Runtime, request: RequestAttributes) -> Decision:
-        limiter = runtime.limiter
+    async def _decide(self, compiled: CompiledConfig, request: RequestAttributes) -> Decision:
+        limiter = compiled.limiter
         client_ip = request.source_address
         brute_force = limiter is not None and limiter.brute_force_enabled and bool(client_ip)
         if brute_force:
@@ -75,9 +80,9 @@ class CheckService:
             if lockout.locked:
                 return _locked_out(lockout.retry_after)
         with tracing.child_span("authz.authenticate") as span:
-            cache = runtime.authenticator.token_cache
+            cache = compiled.authenticator.token_cache
             hits_before = cache.hits
-            authn = await self._authenticate(runtime, request)
+            authn = await self._authenticate(compiled, request)
             if span.is_recording():
                 span.set_attribute("authz.token_cache_hit", cache.hits > hits_before)
                 if isinstance(authn, AuthnFailure):
@@ -86,73 +91,73 @@ class CheckService:
             assert limiter is not None
             await limiter.record_auth_failure(client_ip)
         with tracing.child_span("authz.rbac"):
-            decision = _authorize(runtime, request, authn)
-        if decision.allowed and decision.identity is not None and runtime.replay is not None:
+            decision = _authorize(compiled, request, authn)
+        if decision.allowed and decision.identity is not None and compiled.replay is not None:
             # After RBAC: only a use that would be allowed consumes a one-time token.
-            verdict = await runtime.replay.check(decision.identity)
+            verdict = await compiled.replay.check(decision.identity)
             if not verdict.allowed:
                 return _replay_refused(verdict, decision)
-        if decision.allowed and runtime.quota is not None and limiter is not None:
+        if decision.allowed and compiled.quota is not None and limiter is not None:
             with tracing.child_span(
-                "authz.quota", {"authz.ratelimit.domain": runtime.quota.domain}
+                "authz.quota", {"authz.ratelimit.domain": compiled.quota.domain}
             ):
-                return await _enforce_quota(runtime.quota, limiter, request, decision)
+                return await _enforce_quota(compiled.quota, limiter, request, decision)
         return decision
 
     async def explain(self, request: RequestAttributes) -> Explanation:
         """Check's decision with every step shown and no side effect: no quota charged, no
         failure counted, no one-time token used. A lockout still shows how RBAC would decide."""
-        runtime = self._runtime()
-        limiter = runtime.limiter
+        compiled = self._current()
+        limiter = compiled.limiter
         lockout = None
         if limiter is not None and limiter.brute_force_enabled and request.source_address:
             lockout = await limiter.lockout_state(request.source_address)
         trace = Trace()
-        authn = await self._authenticate(runtime, request)
-        decision = _authorize(runtime, request, authn, trace)
-        credential = _describe_credential(runtime, request, authn)
+        authn = await self._authenticate(compiled, request)
+        decision = _authorize(compiled, request, authn, trace)
+        credential = _describe_credential(compiled, request, authn)
         if lockout is not None and lockout.locked:
             locked = _locked_out(lockout.retry_after)
             locked = replace(locked, policy=decision.policy, identity=decision.identity)
             return Explanation(locked, trace, credential, lockout)
         quota = None
-        if decision.allowed and runtime.quota is not None and limiter is not None:
-            plan = runtime.quota
-            descriptors = plan.descriptors(request, decision.identity)
+        if decision.allowed and compiled.quota is not None and limiter is not None:
+            check_quota = compiled.quota
+            descriptors = check_quota.descriptors(request, decision.identity)
             if descriptors:
                 try:
-                    result = await limiter.preview_descriptors(plan.domain, descriptors)
+                    result = await limiter.preview_descriptors(check_quota.domain, descriptors)
                 except StoreUnavailable:
                     result = None
                 decision = _quota_decision(result, decision)
                 entries = tuple(tuple(entry) for entry in descriptors)
-                quota = QuotaPreview(plan.domain, entries, result)
+                quota = QuotaPreview(check_quota.domain, entries, result)
         return Explanation(decision, trace, credential, lockout, quota)
 
     async def _authenticate(
-        self, runtime: Runtime, request: RequestAttributes
+        self, compiled: CompiledConfig, request: RequestAttributes
     ) -> Identity | AuthnFailure | None:
-        authn = await runtime.authenticator.authenticate(request)
+        authn = await compiled.authenticator.authenticate(request)
         if isinstance(authn, Identity) and self._revocations.is_revoked(authn):
             return AuthnFailure(Reason.TOKEN_REVOKED, "token has been revoked")
         return authn
 
 
 def _authorize(
-    runtime: Runtime,
+    compiled: CompiledConfig,
     request: RequestAttributes,
     authn: Identity | AuthnFailure | None,
     trace: Trace | None = None,
 ) -> Decision:
     """RBAC on the request as sent, then on every method its overrides claim."""
-    decision = runtime.policies.authorize(request, authn, trace)
+    decision = compiled.policies.authorize(request, authn, trace)
     if not decision.allowed:
         return decision
     return decide_with_overrides(
-        runtime.method_overrides,
+        compiled.method_overrides,
         request,
         decision,
-        lambda overridden: runtime.policies.authorize(overridden, authn),
+        lambda overridden: compiled.policies.authorize(overridden, authn),
     )
 
 
@@ -188,13 +193,18 @@ def _locked_out(retry_after: float) -> Decision:
 
 
 async def _enforce_quota(
-    plan: QuotaPlan, limiter: RateLimiter, request: RequestAttributes, decision: Decision
+    check_quota: CheckQuotaDescriptors,
+    limiter: RateLimiter,
+    request: RequestAttributes,
+    decision: Decision,
 ) -> Decision:
-    descriptors = plan.descriptors(request, decision.identity)
+    descriptors = check_quota.descriptors(request, decision.identity)
     if not descriptors:
         return decision
     try:
-        result: RateLimitResult | None = await limiter.check_descriptors(plan.domain, descriptors)
+        result: RateLimitResult | None = await limiter.check_descriptors(
+            check_quota.domain, descriptors
+        )
     except StoreUnavailable:
         result = None
     return _quota_decision(result, decision)
@@ -225,9 +235,11 @@ def _quota_decision(result: RateLimitResult | None, decision: Decision) -> Decis
 
 
 def _describe_credential(
-    runtime: Runtime, request: RequestAttributes, authn: Identity | AuthnFailure | None
+    compiled: CompiledConfig,
+    request: RequestAttributes,
+    authn: Identity | AuthnFailure | None,
 ) -> str:
-    authenticator = runtime.authenticator
+    authenticator = compiled.authenticator
     token = authenticator.find_token(request.headers)
     if token is not None:
         where = (

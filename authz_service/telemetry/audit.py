@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from authz_service.model import AuthMethod, Decision, Outcome, Reason, RequestAttributes
-from authz_service.ratelimit.model import Code, Descriptor, RateLimitResult
+from authz_service.decisions import AuthMethod, Decision, Outcome, Reason, RequestAttributes
+from authz_service.ratelimit.results import Code, Descriptor, RateLimitResult
 
 ECS_VERSION = "8.11.0"
 REDACTED = "REDACTED"

@@ -5,7 +5,7 @@ the headers); formatting the JSON and the write happen off the event loop. When 
 stalls (a log collector that stops reading) or fails (a full disk), the queue is what would
 grow: it is bounded by `max_queue_bytes`, and every record lost is counted, by reason.
 
-`when_full: refuse` fails closed instead: the observer refuses a request whose record does not
+`when_full: refuse` fails closed instead: the reporter refuses a request whose record does not
 fit, and failed writes are retried rather than dropped, so a broken output fills the queue and
 refuses too. Retried lines may then appear twice: at least once, never silently lost.
 """
@@ -20,9 +20,9 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
-from authz_service.config.model import AuditSettings
-from authz_service.model import Decision, RequestAttributes
-from authz_service.ratelimit.model import Descriptor, RateLimitResult
+from authz_service.decisions import Decision, RequestAttributes
+from authz_service.ratelimit.results import Descriptor, RateLimitResult
+from authz_service.schema import AuditSettings
 from authz_service.telemetry.audit import CheckRecord, RateLimitRecord
 
 log = logging.getLogger(__name__)

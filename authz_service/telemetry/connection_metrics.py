@@ -8,7 +8,15 @@ from collections.abc import Iterator, Sequence
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from authz_service.http.guarded_listener import ConnectionStats
+
+class ConnectionStats:
+    """What a listener counts (http/guarded_listener.py), read at scrape time."""
+
+    def __init__(self, port_name: str) -> None:
+        self.port_name = port_name
+        self.open = 0
+        self.refused = 0
+        self.timed_out = 0
 
 
 class ConnectionCollector(Collector):

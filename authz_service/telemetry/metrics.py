@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from authz_service.config.reload import ConfigReloader
-from authz_service.model import Decision
-from authz_service.ratelimit.model import Code, RateLimitResult
-from authz_service.runtime import Runtime
+from authz_service.decisions import Decision
+from authz_service.ratelimit.results import Code, RateLimitResult
 from authz_service.telemetry.audit_log import AuditLog
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -111,22 +110,63 @@ class Metrics:
         self.registry.register(collector)
 
 
+class ReloadState(Protocol):
+    """What the config reloader reports (config/reload.py, ReloadStatus)."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def loaded_at(self) -> float: ...
+    @property
+    def reloads(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def restart_required(self) -> tuple[str, ...]: ...
+
+
+class JwksCacheState(Protocol):
+    """What a provider's JWKS cache counts (authn/jwks.py, JwksCache)."""
+
+    @property
+    def fetch_count(self) -> int: ...
+    @property
+    def failure_count(self) -> int: ...
+    @property
+    def keys(self) -> Sized: ...
+
+
+class TokenCacheState(Sized, Protocol):
+    """What the verified-token cache counts (authn/token_cache.py, TokenCache)."""
+
+    @property
+    def hits(self) -> int: ...
+    @property
+    def misses(self) -> int: ...
+
+
 class ServiceStateCollector(Collector):
-    """Reads counters the service keeps anyway, at scrape time."""
+    """Reads counters the service keeps anyway, at scrape time, through the callables the
+    process wiring passes in (so this module knows neither the reloader nor the compiled
+    config): the reload status, (provider name, JWKS cache) pairs and the token cache of the
+    config in force."""
 
     def __init__(
         self,
-        reloader: ConfigReloader[Runtime],
+        reload_status: Callable[[], ReloadState],
+        jwks_caches: Callable[[], Iterable[tuple[str, JwksCacheState]]],
+        token_cache: Callable[[], TokenCacheState],
         store_stats: Callable[[], Iterable[tuple[str, float]]] = lambda: (),
         store_outages: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
-        self._reloader = reloader
+        self._reload_status = reload_status
+        self._jwks_caches = jwks_caches
+        self._token_cache = token_cache
         self._store_stats = store_stats
         self._store_outages = store_outages
 
     def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily | InfoMetricFamily]:
-        runtime = self._reloader.current
-        status = self._reloader.status()
+        status = self._reload_status()
         reloads = CounterMetricFamily(
             "authz_config_reloads", "Config reloads by result.", labels=["result"]
         )
@@ -159,16 +199,14 @@ class ServiceStateCollector(Collector):
         keys = GaugeMetricFamily(
             "authz_jwks_keys", "Signing keys held per provider.", labels=["provider"]
         )
-        for verifier in runtime.authenticator.verifiers.values():
-            jwks = verifier.jwks
-            name = verifier.provider.name
+        for name, jwks in self._jwks_caches():
             fetches.add_metric([name, "success"], jwks.fetch_count - jwks.failure_count)
             fetches.add_metric([name, "failure"], jwks.failure_count)
             keys.add_metric([name], len(jwks.keys))
         yield fetches
         yield keys
 
-        cache = runtime.authenticator.token_cache
+        cache = self._token_cache()
         lookups = CounterMetricFamily(
             "authz_token_cache_lookups",
             "Verified-token cache lookups by result (resets on config reload).",

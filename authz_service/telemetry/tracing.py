@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from authz_service.config.model import TelemetrySettings
+from authz_service.schema import TelemetrySettings
 
 _propagator = TraceContextTextMapPropagator()
 _tracer: trace.Tracer = trace.NoOpTracer()

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from authz_service.config.loader import load_config
-from authz_service.config.model import Config
+from authz_service.config.loader import load_config_file
+from authz_service.schema import Config
 from tests.deploy.conftest import port_of
 from tests.support import REPO_ROOT, REQUIRE_ALL
 from tools.render_envoy import TARGETS
@@ -35,7 +35,7 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def service_config() -> Config:
-    return load_config(REPO_ROOT / "compose" / "authz" / "config.yaml").config
+    return load_config_file(REPO_ROOT / "compose" / "authz" / "config.yaml").config
 
 
 @pytest.fixture(scope="module")

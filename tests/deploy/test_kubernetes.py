@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from authz_service.config.loader import load_config
-from authz_service.config.model import Config
+from authz_service.config.loader import load_config_file
+from authz_service.schema import Config
 from tests.deploy.conftest import DEPLOY, K8S_SERVICE, K8S_SIDECAR, documents, find, port_of
 from tests.support import REPO_ROOT
 from tools.render_envoy import TARGETS
@@ -24,7 +24,7 @@ MANIFESTS = sorted(
 
 @pytest.fixture(scope="module")
 def service_config() -> Config:
-    return load_config(K8S_SERVICE / "config.yaml").config
+    return load_config_file(K8S_SERVICE / "config.yaml").config
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authz_service.ratelimit.config import RateLimitConfig, compile_config, load_domain_file
+from authz_service.ratelimit.rules import RateLimitRules, compile_rules, load_domain_file
 from tests.support import REPO_ROOT
 
 # What the public listener's routes send (tests/e2e/test_gateway_ratelimit.py checks these).
@@ -22,20 +22,20 @@ DESCRIPTORS = [
 
 
 @pytest.fixture(scope="module")
-def limits() -> RateLimitConfig:
-    return compile_config(
+def limits() -> RateLimitRules:
+    return compile_rules(
         [load_domain_file(REPO_ROOT / "examples" / "ratelimit" / "domains" / "gateway.yaml")]
     )
 
 
 @pytest.mark.parametrize("entries", DESCRIPTORS, ids=str)
 def test_every_descriptor_has_a_limit(
-    limits: RateLimitConfig, entries: list[tuple[str, str]]
+    limits: RateLimitRules, entries: list[tuple[str, str]]
 ) -> None:
     assert limits.get_limits("gateway", entries)
 
 
-def test_tiers_have_different_per_user_limits(limits: RateLimitConfig) -> None:
+def test_tiers_have_different_per_user_limits(limits: RateLimitRules) -> None:
     per_tier = {
         tier: limits.get_limits("gateway", [("tier", tier), ("user", "alice")])[0]
         for tier in ("gold", "silver", "free")

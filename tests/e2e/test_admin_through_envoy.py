@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
-from authz_service.cli import main
+from authz_service.cli.main import main
 from tests.e2e.conftest import Stack, running_stack
 from tools.processes import free_port, wait_for_port
 

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
-from authz_service.cli import main
+from authz_service.cli.main import main
 from authz_service.server import AuthzServer
 from tests.support.authz_server import running_server
 
@@ -252,7 +252,7 @@ async def test_admin_tls_serves_the_admin_api_only_to_clients_with_a_certificate
         cli_status = await asyncio.to_thread(main, argv)  # the CLI's blocking client
         cli_out = capsys.readouterr().out
 
-    assert version == tls.server.runtime.version
+    assert version == tls.server.compiled_config.version
     assert cli_status == 0
     assert json.loads(cli_out)["version"] == version
     # Without a client certificate, and in plain text: no handshake, no answer.

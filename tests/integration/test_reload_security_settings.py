@@ -21,7 +21,7 @@ import yaml
 from cryptography import x509
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
-from authz_service.secret_digest import secret_digest
+from authz_service.schema.secret_digest import secret_digest
 from authz_service.server import AuthzServer
 from tests.integration.test_grpc_tls import ENVOY_ID, check, client_credentials, running_tls_server
 from tests.support.authz_config import open_policy

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from authz_service.ratelimit import Hit
+from authz_service.http.observability_server import ObservabilityServer
 from authz_service.ratelimit.redis_store import RedisStore
-from authz_service.ratelimit.settings import RedisSettings
-from authz_service.telemetry.http_server import ObservabilityServer
+from authz_service.ratelimit.store import Hit
+from authz_service.schema import RedisSettings
 from authz_service.telemetry.metrics import Metrics
 from tests.support import find_binary, free_port, wait_for_port
 

@@ -185,7 +185,7 @@ async def test_a_port_lost_after_the_check_stops_what_had_started(
     # Another process takes the port between the check and the bind: the start fails with
     # the same one line, and the gRPC port that was already bound is closed again.
     from authz_service import server as server_module
-    from authz_service.listen_check import ListenError
+    from authz_service.preflight.ports import ListenError
     from authz_service.server import AuthzServer
 
     monkeypatch.setattr(server_module, "check_all", lambda listens: None)

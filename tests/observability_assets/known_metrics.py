@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from authz_service.model import Outcome, Reason
+from authz_service.decisions import Outcome, Reason
 from authz_service.server import AuthzServer
 from tests.observability_assets.envoy_metrics import read_series
 from tests.support import REPO_ROOT

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from authz_service.authn.jwks_registry import JwksRegistry
-from authz_service.config.loader import load_config
-from authz_service.runtime import QuotaStoreHolder, Runtime, build_runtime
+from authz_service.config.loader import load_config_file
+from authz_service.services.compiled_config import CompiledConfig, QuotaStoreHolder, compile_config
 from tests.support.idp import running_idp
 from tools.dev_idp import DevIdentityProvider
 from tools.processes import REPO_ROOT, write_service_config
@@ -57,7 +57,7 @@ class FakeContext:
 @dataclass
 class LocalService:
     loop: asyncio.AbstractEventLoop
-    runtime: Runtime
+    compiled_config: CompiledConfig
     idp: DevIdentityProvider
     config: dict[str, Any]
 
@@ -84,13 +84,13 @@ def running_local_service(
             edit(document)
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         registry = JwksRegistry()
-        runtime = build_runtime(load_config(path), registry, QuotaStoreHolder())
+        compiled = compile_config(load_config_file(path), registry, QuotaStoreHolder())
         try:
-            yield LocalService(loop, runtime, idp, document)
+            yield LocalService(loop, compiled, idp, document)
         finally:
             loop.run_until_complete(registry.close())
-            if runtime.limiter is not None:
-                loop.run_until_complete(runtime.limiter.close())
+            if compiled.limiter is not None:
+                loop.run_until_complete(compiled.limiter.close())
             loop.close()
 
 

@@ -185,7 +185,7 @@ def reaches_admin(raw_path: str) -> bool:
 
 
 def check(service: LocalService, request: external_auth_pb2.CheckRequest) -> Any:
-    servicer = AuthorizationServicer(CheckService(lambda: service.runtime))
+    servicer = AuthorizationServicer(CheckService(lambda: service.compiled_config))
     context = FakeContext(metadata=(("traceparent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01"),))
     response = service.run(servicer.Check(request, context))  # an exception fails the test
     assert isinstance(response, external_auth_pb2.CheckResponse)

@@ -73,7 +73,7 @@ def rate_limit_requests(draw: st.DrawFn) -> rls_pb2.RateLimitRequest:
 def test_only_documented_aborts_escape_should_rate_limit(
     local_service: LocalService, request: rls_pb2.RateLimitRequest
 ) -> None:
-    servicer = RateLimitServicer(lambda: local_service.runtime.limiter)
+    servicer = RateLimitServicer(lambda: local_service.compiled_config.limiter)
     context = FakeContext()
     try:
         response = local_service.run(servicer.ShouldRateLimit(request, context))

@@ -13,7 +13,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authz_service.model import Outcome, Reason, RequestAttributes
+from authz_service.decisions import Outcome, Reason, RequestAttributes
 from authz_service.services.check import CheckService
 from tests.property.conftest import LocalService
 
@@ -74,7 +74,7 @@ TOKENS = st.one_of(
 @EXAMPLES
 @given(token=TOKENS)
 def test_any_token_bytes_are_a_401_never_an_error(local_service: LocalService, token: str) -> None:
-    service = CheckService(lambda: local_service.runtime)
+    service = CheckService(lambda: local_service.compiled_config)
     request = RequestAttributes(
         method="GET",
         host="api.example.com",

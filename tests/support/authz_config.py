@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from authz_service.config.model import Config
+from authz_service.schema import Config
 
 
 def api_key_hash(key: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from authz_service.cli import main
+from authz_service.cli.main import main
 from tests.support.authz_config import api_key_hash, write_config
 from tools.dev_idp import DevIdentityProvider
 

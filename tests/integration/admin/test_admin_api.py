@@ -27,8 +27,8 @@ from google.rpc import code_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
-from authz_service.cli import main
-from authz_service.config.loader import ConfigError, load_config
+from authz_service.cli.main import main
+from authz_service.config.loader import ConfigError, load_config_file
 from authz_service.server import AUTHORIZATION_SERVICE, AuthzServer
 from tests.integration.grpc.conftest import service_config
 from tests.support import free_port
@@ -385,7 +385,7 @@ async def test_status_shows_version_config_and_jwks_keys_per_provider(
         await asyncio.sleep(0.05)
         response = await status()
 
-    assert response.version == server.runtime.version
+    assert response.version == server.compiled_config.version
     assert len(response.version) == 12
     assert response.config_path == str(config_path)
     assert response.loaded_at_unix == pytest.approx(time.time(), abs=60)
@@ -590,7 +590,7 @@ async def test_a_loopback_admin_port_without_token_hash_needs_no_token(
     ):
         stub = admin_pb2_grpc.AdminServiceStub(channel)
         status = await stub.Status(admin_pb2.StatusRequest(), timeout=5)
-        assert status.version == authz.runtime.version
+        assert status.version == authz.compiled_config.version
 
 
 def test_a_non_loopback_admin_listen_without_token_hash_is_a_config_error(
@@ -601,14 +601,14 @@ def test_a_non_loopback_admin_listen_without_token_hash_is_a_config_error(
     path = write_config(tmp_path / "exposed.yaml", config)
 
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        load_config_file(path)
 
     message = str(raised.value)
     assert str(path) in message
     assert "admin.listen '0.0.0.0:9002' is not loopback" in message
     assert "token_hash" in message
     config["admin"]["token_hash"] = ADMIN_TOKEN_HASH
-    assert load_config(write_config(path, config)).config.admin.listen == "0.0.0.0:9002"
+    assert load_config_file(write_config(path, config)).config.admin.listen == "0.0.0.0:9002"
 
 
 # -- The CLI, end to end against a service process -------------------------------------------

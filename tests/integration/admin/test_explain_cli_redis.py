@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from authz_service.authn.jwks_registry import JwksRegistry
-from authz_service.cli import main
-from authz_service.config.loader import load_config
-from authz_service.runtime import QuotaStoreHolder, build_runtime
+from authz_service.cli.main import main
+from authz_service.config.loader import load_config_file
+from authz_service.services.compiled_config import QuotaStoreHolder, compile_config
 from tests.support.authz_config import api_key_hash, write_config
 from tests.support.redis import RedisServer
 
@@ -59,11 +59,11 @@ def config(redis_url: str) -> dict[str, object]:
 async def charge(path: Path, times: int) -> None:
     """What the running service's Check does: charge the caller's descriptor."""
     stores, registry = QuotaStoreHolder(), JwksRegistry()
-    runtime = build_runtime(load_config(path), registry, stores)
-    assert runtime.limiter is not None
+    compiled = compile_config(load_config_file(path), registry, stores)
+    assert compiled.limiter is not None
     try:
         for _ in range(times):
-            await runtime.limiter.check_descriptors("api", [[("user", "svc:batch")]])
+            await compiled.limiter.check_descriptors("api", [[("user", "svc:batch")]])
     finally:
         await stores.close()
         await registry.close()

@@ -21,12 +21,12 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from google.rpc import code_pb2
 
-from authz_service import revocation
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
-from authz_service.config.model import RevocationSettings
-from authz_service.model import AuthMethod, Identity
-from authz_service.ratelimit.settings import RedisSettings
-from authz_service.revocation import RedisRevocationStore
+from authz_service.authn import revocation
+from authz_service.authn.revocation import RedisRevocationStore
+from authz_service.decisions import AuthMethod, Identity
+from authz_service.ratelimit.redis_store import create_client
+from authz_service.schema import RedisSettings, RevocationSettings
 from tests.integration.admin.test_admin_api import (
     ADMIN_TOKEN_HASH,
     AUTHORIZED,
@@ -216,7 +216,8 @@ async def test_a_replica_whose_redis_is_down_at_start_serves_and_catches_up_late
         redis=RedisSettings(url=down.url, key_prefix="late:"),
         sync_interval_s=300,
     )
-    replica, writer = RedisRevocationStore(settings), RedisRevocationStore(settings)
+    replica = RedisRevocationStore(settings, create_client)
+    writer = RedisRevocationStore(settings, create_client)
     identity = Identity("zoe", AuthMethod.JWT, token_id="jti-late")
     started = time.monotonic()
     await replica.start()  # must not raise nor hang

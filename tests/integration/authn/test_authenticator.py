@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from authz_service.authn.authenticator import Authenticator
 from authz_service.authn.jwks import JwksCache
 from authz_service.authn.token_cache import TokenCache
-from authz_service.config.model import Config
-from authz_service.model import AuthMethod, AuthnFailure, Identity, Reason, RequestAttributes
+from authz_service.decisions import AuthMethod, AuthnFailure, Identity, Reason, RequestAttributes
+from authz_service.schema import Config
 from tests.support.authz_config import api_key_hash, config_from, open_policy
 from tests.support.idp import FakeClock
 from tools.dev_idp import DevIdentityProvider, new_rsa_key

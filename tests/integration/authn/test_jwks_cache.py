@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from authz_service.authn.jwks import JwksCache
-from authz_service.config.model import JwksSettings
+from authz_service.schema import JwksSettings
 from tests.support.idp import FakeClock, wait_until
 from tools.dev_idp import DevIdentityProvider
 

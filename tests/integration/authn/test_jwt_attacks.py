@@ -24,8 +24,8 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgori
 
 from authz_service.authn.authenticator import Authenticator
 from authz_service.authn.jwks import JwksCache
-from authz_service.config.model import Config
-from authz_service.model import AuthnFailure, Identity, Reason, RequestAttributes
+from authz_service.decisions import AuthnFailure, Identity, Reason, RequestAttributes
+from authz_service.schema import Config
 from tests.support.authz_config import config_from, open_policy
 from tests.support.idp import FakeClock, running_idp
 from tools.dev_idp import DevIdentityProvider

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from authz_service.authn.replay import ReplayGuard, ReplayProtection, ReplayVerdict, replay_key
-from authz_service.model import AuthMethod, Identity
-from authz_service.ratelimit import QuotaStore, RateLimitSettings, build_store
+from authz_service.authn.replay import ReplayGuard, ReplayVerdict, replay_key
+from authz_service.decisions import AuthMethod, Identity
+from authz_service.ratelimit.factory import build_store
+from authz_service.ratelimit.store import QuotaStore
+from authz_service.schema import RateLimitSettings, ReplayProtection
 from tests.support import redis as redis_support
 from tests.support.redis import RedisServer, RedisServerFactory
 

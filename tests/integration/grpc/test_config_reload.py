@@ -43,7 +43,7 @@ async def test_new_valid_file_is_put_in_force_without_a_restart(
     server: AuthzServer, channel: grpc.aio.Channel, config_path: Path, idp: DevIdentityProvider
 ) -> None:
     assert await internal_status(channel) == 403
-    version = server.runtime.version
+    version = server.compiled_config.version
 
     replace_file(config_path, yaml.safe_dump(opened_internal(idp), sort_keys=False))
 
@@ -57,7 +57,7 @@ async def test_new_valid_file_is_put_in_force_without_a_restart(
 async def test_broken_file_is_refused_and_the_running_config_stays(
     server: AuthzServer, channel: grpc.aio.Channel, config_path: Path
 ) -> None:
-    version = server.runtime.version
+    version = server.compiled_config.version
     good = config_path.read_text()  # noqa: ASYNC240 (a small file, read once)
     broken = good.replace("allow: anonymous", "allow: anonymus", 1)
     line = 1 + broken.splitlines().index(
@@ -86,7 +86,7 @@ async def test_reverting_a_broken_file_clears_the_reported_error(
     path = config_path_unwatched
     server = AuthzServer(path, "127.0.0.1:0")
     good = path.read_text()
-    version = server.runtime.version
+    version = server.compiled_config.version
 
     path.write_text(good.replace("policies:", "polices:", 1))
     assert await server.reloader.reload() is False
@@ -104,7 +104,7 @@ async def test_a_reload_with_a_duplicated_policy_is_refused_and_the_old_one_stay
 ) -> None:
     # A second `internal:` mapping that opens everything: YAML alone would let it win.
     good = config_path.read_text()  # noqa: ASYNC240 (a small file, read once)
-    version = server.runtime.version
+    version = server.compiled_config.version
     duplicated = good + "  internal:\n    rules:\n    - name: open-now\n      allow: anonymous\n"
     assert yaml.safe_load(duplicated)["policies"]["internal"]["rules"][0]["name"] == "open-now"
 
@@ -122,7 +122,7 @@ async def test_a_reload_naming_an_unset_password_env_is_refused_with_the_setting
 ) -> None:
     path = config_path_unwatched
     server = AuthzServer(path, "127.0.0.1:0")
-    version = server.runtime.version
+    version = server.compiled_config.version
     config = yaml.safe_load(path.read_text())
     config["rate_limit"] = {
         "store": "redis",

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from authz_service.ratelimit.redis_store import RedisStore
-from authz_service.ratelimit.settings import RedisSettings
 from authz_service.ratelimit.store import Hit
+from authz_service.schema import RedisSettings
 
 
 async def main(argv: list[str]) -> int:

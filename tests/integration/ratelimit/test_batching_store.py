@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from authz_service.ratelimit import Hit, MemoryStore
 from authz_service.ratelimit.batching_store import BatchingStore
+from authz_service.ratelimit.memory_store import MemoryStore
 from authz_service.ratelimit.redis_store import RedisStore
-from authz_service.ratelimit.settings import RedisSettings
+from authz_service.ratelimit.store import Hit
+from authz_service.schema import RedisSettings
 from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.redis

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from authz_service.ratelimit import Hit, MemoryStore
 from authz_service.ratelimit.limiter import counter_base
+from authz_service.ratelimit.memory_store import MemoryStore
 from authz_service.ratelimit.redis_store import RedisStore
-from authz_service.ratelimit.settings import RedisSettings
+from authz_service.ratelimit.store import Hit
+from authz_service.schema import RedisSettings
 from tests.support.redis import LocalRedisCluster
 
 pytestmark = pytest.mark.redis

@@ -7,21 +7,18 @@ import time
 
 import pytest
 
-from authz_service.ratelimit import (
-    Descriptor,
-    RateLimiter,
-    RateLimitRequestData,
-    RateLimitSettings,
-    StoreUnavailable,
-    build_limiter,
-)
-from authz_service.ratelimit.config import compile_config, parse_domain_document
+from authz_service.ratelimit.factory import build_limiter
+from authz_service.ratelimit.limiter import RateLimiter
+from authz_service.ratelimit.results import Descriptor, RateLimitRequestData
+from authz_service.ratelimit.rules import compile_rules, parse_domain_document
+from authz_service.ratelimit.store import StoreUnavailable
+from authz_service.schema import RateLimitSettings
 from tests.support import free_port
 from tests.support.redis import RedisServer, RedisServerFactory
 
 pytestmark = pytest.mark.redis
 
-CONFIG = compile_config(
+CONFIG = compile_rules(
     [
         parse_domain_document(
             "domain: d\ndescriptors:\n"

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from authz_service.ratelimit import Descriptor, Hit, MemoryStore, RateLimiter, RateLimitRequestData
-from authz_service.ratelimit.config import compile_config, parse_domain_document
+from authz_service.ratelimit.limiter import RateLimiter
+from authz_service.ratelimit.memory_store import MemoryStore
 from authz_service.ratelimit.redis_store import RedisStore
-from authz_service.ratelimit.settings import RedisSettings
-from authz_service.ratelimit.store import StoreAlgorithm
+from authz_service.ratelimit.results import Descriptor, RateLimitRequestData
+from authz_service.ratelimit.rules import compile_rules, parse_domain_document
+from authz_service.ratelimit.store import Hit, StoreAlgorithm
+from authz_service.schema import RedisSettings
 from tests.support import REPO_ROOT
 from tests.support.redis import RedisServer
 
@@ -77,7 +79,7 @@ async def test_reset_deletes_the_counters_in_redis(store: RedisStore) -> None:
 async def test_one_evalsha_per_should_rate_limit_with_three_descriptors(
     redis_server: RedisServer, store: RedisStore
 ) -> None:
-    config = compile_config(
+    config = compile_rules(
         [
             parse_domain_document(
                 """

@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from authz_service.ratelimit import (
-    Code,
-    Descriptor,
-    RateLimitRequestData,
-    StoreUnavailable,
-    build_limiter,
-)
-from authz_service.ratelimit.config import compile_config, parse_domain_document
-from authz_service.ratelimit.settings import RateLimitSettings
+from authz_service.ratelimit.factory import build_limiter
+from authz_service.ratelimit.results import Code, Descriptor, RateLimitRequestData
+from authz_service.ratelimit.rules import compile_rules, parse_domain_document
+from authz_service.ratelimit.store import StoreUnavailable
+from authz_service.schema import RateLimitSettings
 from tests.support import find_binary, free_port, wait_for_port
 from tools.dev_cert import generate
 
@@ -86,7 +82,7 @@ def settings(redis: TlsRedis, **tls: Path) -> RateLimitSettings:
 
 
 async def remaining_after_calls(settings: RateLimitSettings, calls: int) -> list[int]:
-    limiter = build_limiter(settings, compile_config([parse_domain_document(LIMITS, "api")]))
+    limiter = build_limiter(settings, compile_rules([parse_domain_document(LIMITS, "api")]))
     request = RateLimitRequestData("api", (Descriptor((("user", "alice"),)),))
     try:
         results = [await limiter.should_rate_limit(request) for _ in range(calls)]

@@ -12,8 +12,10 @@ import pytest
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
-from authz_service.ratelimit import RateLimiter, RateLimitSettings, build_limiter
-from authz_service.ratelimit.config import RateLimitConfig, compile_config, parse_domain_document
+from authz_service.ratelimit.factory import build_limiter
+from authz_service.ratelimit.limiter import RateLimiter
+from authz_service.ratelimit.rules import RateLimitRules, compile_rules, parse_domain_document
+from authz_service.schema import RateLimitSettings
 from tests.support.redis import RedisServer, RedisServerFactory
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("fresh_minute")]
@@ -32,8 +34,8 @@ OK = rls_pb2.RateLimitResponse.OK
 OVER_LIMIT = rls_pb2.RateLimitResponse.OVER_LIMIT
 
 
-def compile_text(text: str) -> RateLimitConfig:
-    return compile_config([parse_domain_document(text, "edge.yaml")])
+def compile_text(text: str) -> RateLimitRules:
+    return compile_rules([parse_domain_document(text, "edge.yaml")])
 
 
 @dataclass

@@ -18,10 +18,17 @@ import grpc
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
-from authz_service.config.model import AuditSettings, TelemetrySettings
-from authz_service.model import AuthMethod, Decision, Identity, Outcome, Reason, RequestAttributes
+from authz_service.decisions import (
+    AuthMethod,
+    Decision,
+    Identity,
+    Outcome,
+    Reason,
+    RequestAttributes,
+)
+from authz_service.schema import AuditSettings, TelemetrySettings
 from authz_service.telemetry.metrics import Metrics
-from authz_service.telemetry.observer import Telemetry
+from authz_service.telemetry.reporter import Reporter
 from authz_service.telemetry.tracing import INVALID_SPAN
 from tests.integration.grpc.conftest import service_config
 from tests.support.authz_config import write_config
@@ -93,7 +100,7 @@ def test_a_stalled_sink_keeps_queued_audit_records_within_their_byte_bound(
     metrics = Metrics()
     with stalled_fifo(tmp_path / "audit.fifo") as fifo:
         settings = AuditSettings(output=str(fifo.path), max_queue_bytes=QUEUE_BYTES)
-        telemetry = Telemetry(TelemetrySettings(audit=settings), metrics)
+        telemetry = Reporter(TelemetrySettings(audit=settings), metrics)
         tracemalloc.start()
         try:
             before, _ = tracemalloc.get_traced_memory()
@@ -117,7 +124,7 @@ def test_a_stalled_sink_keeps_queued_audit_records_within_their_byte_bound(
 def test_a_failing_sink_counts_write_failures_and_the_records_lost() -> None:
     metrics = Metrics()
     settings = AuditSettings(output="/dev/full")  # every write: ENOSPC
-    telemetry = Telemetry(TelemetrySettings(audit=settings), metrics)
+    telemetry = Reporter(TelemetrySettings(audit=settings), metrics)
     for number in range(10):
         telemetry.check_done(large_request(number), ALLOW, 0.001, INVALID_SPAN, None)
     telemetry.close()  # writes what is queued, then stops
@@ -131,7 +138,7 @@ def test_a_failing_sink_counts_write_failures_and_the_records_lost() -> None:
 def test_refuse_mode_keeps_failed_writes_and_refuses_once_they_fill_the_queue() -> None:
     metrics = Metrics()
     settings = AuditSettings(output="/dev/full", max_queue_bytes=65_536, when_full="refuse")
-    telemetry = Telemetry(TelemetrySettings(audit=settings), metrics)
+    telemetry = Reporter(TelemetrySettings(audit=settings), metrics)
     answered = []
     for number in range(1_000):
         answered.append(

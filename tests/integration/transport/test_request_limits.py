@@ -113,7 +113,7 @@ async def test_a_check_request_past_the_receive_limit_is_refused_by_grpc(
 def test_the_default_receive_limit_is_well_under_grpcs_four_mebibytes(
     idp: DevIdentityProvider,
 ) -> None:
-    from authz_service.config.model import Config
+    from authz_service.schema import Config
 
     config = Config.model_validate(service_config(idp))
     assert config.server.max_receive_message_bytes <= 1024 * 1024

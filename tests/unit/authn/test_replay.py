@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import pytest
 from pydantic import ValidationError
 
-from authz_service.authn.replay import ReplayGuard, ReplayProtection, ReplayVerdict, replay_key
-from authz_service.model import AuthMethod, Identity
-from authz_service.ratelimit import MemoryStore, StoreUnavailable
-from authz_service.ratelimit.store import Hit
+from authz_service.authn.replay import ReplayGuard, ReplayVerdict, replay_key
+from authz_service.decisions import AuthMethod, Identity
+from authz_service.ratelimit.memory_store import MemoryStore
+from authz_service.ratelimit.store import Hit, StoreUnavailable
+from authz_service.schema import ReplayProtection
 from tests.support.idp import FakeClock
 
 ISSUER = "https://idp.example"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from authz_service.authn.token_cache import TokenCache
-from authz_service.model import AuthMethod, Identity
+from authz_service.decisions import AuthMethod, Identity
 
 
 class FakeClock:

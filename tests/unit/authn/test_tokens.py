@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from authz_service.authn.tokens import TokenPeek, peek
-from authz_service.model import AuthnFailure, Reason
+from authz_service.decisions import AuthnFailure, Reason
 
 PAYLOAD = {"iss": "https://idp.example", "sub": "alice", "exp": 2_000_000_000}
 

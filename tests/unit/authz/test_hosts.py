@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from authz_service.authz.hosts import AmbiguousHost, canonical_host, canonical_host_pattern
+from authz_service.authz.hosts import AmbiguousHost, canonical_host
+from authz_service.schema import canonical_host_pattern
 from tests.support.authz_config import config_from
 
 

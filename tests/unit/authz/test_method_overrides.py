@@ -9,12 +9,19 @@ import pytest
 
 from authz_service.authz.method_overrides import (
     MethodOverrides,
-    MethodOverrideSettings,
     UnreadableOverride,
     decide_with_overrides,
 )
 from authz_service.authz.rbac import PolicySet
-from authz_service.model import AuthMethod, Decision, Identity, Outcome, Reason, RequestAttributes
+from authz_service.decisions import (
+    AuthMethod,
+    Decision,
+    Identity,
+    Outcome,
+    Reason,
+    RequestAttributes,
+)
+from authz_service.schema import MethodOverrideSettings
 from tests.support.authz_config import config_from
 
 READER = Identity(principal="rita", method=AuthMethod.JWT, roles=frozenset({"reader"}))

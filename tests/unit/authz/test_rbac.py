@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from authz_service.authz.rbac import PolicySet, RuleTrace, Trace
-from authz_service.model import (
+from authz_service.decisions import (
     AuthMethod,
     AuthnFailure,
     Decision,

@@ -9,14 +9,14 @@ from hypothesis import strategies as st
 
 from authz_service.authz.hosts import canonical_host
 from authz_service.authz.rbac import PolicySet
-from authz_service.config.loader import load_config
+from authz_service.config.loader import load_config_file
 
 LOCAL = Path(__file__).resolve().parents[3] / "config" / "local.yaml"
-POLICIES = load_config(LOCAL).config.policies
+POLICIES = load_config_file(LOCAL).config.policies
 RULES = [
     rule
     for name, policy in PolicySet(
-        POLICIES, load_config(LOCAL).config.policy_selection
+        POLICIES, load_config_file(LOCAL).config.policy_selection
     ).compiled.items()
     for rule in policy.rules
 ]
@@ -72,8 +72,8 @@ def test_indexed_evaluation_decides_like_a_full_scan(
     order: list[int], method: str, host: str, parts: list[str]
 ) -> None:
     from authz_service.authz.rbac import CompiledPolicy, Trace, evaluate
-    from authz_service.config.model import Policy
-    from authz_service.model import RequestAttributes
+    from authz_service.decisions import RequestAttributes
+    from authz_service.schema import Policy
 
     policy = CompiledPolicy("p", Policy.model_validate({"rules": [SHAPES[i] for i in order]}))
     request = RequestAttributes(method=method, host=host, path="/" + "/".join(parts))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from authz_service.config.loader import ConfigError, load_config
-from authz_service.ratelimit.config import load_rate_limit_config
+from authz_service.config.loader import ConfigError, load_config_file
+from authz_service.ratelimit.rules import load_rate_limit_rules
 
 POLICY_TWICE = """\
 policy_selection:
@@ -45,7 +45,7 @@ def test_a_policy_defined_twice_is_refused_with_both_lines(tmp_path: Path) -> No
     path.write_text(POLICY_TWICE)
 
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        load_config_file(path)
 
     assert str(raised.value) == (
         f"{path}:9: policies.public: duplicate key 'public' (first at {path}:4)"
@@ -57,7 +57,7 @@ def test_an_issuer_written_twice_in_one_provider_is_refused(tmp_path: Path) -> N
     path.write_text(ISSUER_TWICE)
 
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        load_config_file(path)
 
     assert str(raised.value) == (
         f"{path}:5: jwt_providers.0.issuer: duplicate key 'issuer' (first at {path}:3)"
@@ -69,7 +69,7 @@ def test_every_duplicate_of_a_file_is_reported(tmp_path: Path) -> None:
     path.write_text("realm: a\nrealm: b\n" + POLICY_TWICE)
 
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        load_config_file(path)
 
     assert str(raised.value).splitlines() == [
         f"{path}:2: realm: duplicate key 'realm' (first at {path}:1)",
@@ -85,7 +85,7 @@ def test_keys_equal_as_values_are_duplicates_even_when_spelled_differently(
     path.write_text("policies:\n  default:\n    rules: []\nrealm:\n  true: 1\n  True: 2\n")
 
     with pytest.raises(ConfigError, match=r":6: realm.True: duplicate key 'True' \(first at "):
-        load_config(path)
+        load_config_file(path)
 
 
 def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
         "        name: open-again\n"
     )
 
-    loaded = load_config(path)
+    loaded = load_config_file(path)
 
     assert [rule.name for rule in loaded.config.policies["default"].rules] == [
         "open",
@@ -123,7 +123,7 @@ def test_a_duplicate_in_a_rate_limit_file_names_the_file_and_both_lines(
     )
 
     with pytest.raises(ConfigError) as raised:
-        load_rate_limit_config(limits)
+        load_rate_limit_rules(limits)
 
     gateway = limits / "gateway.yaml"
     assert str(raised.value) == (
@@ -149,7 +149,7 @@ def test_self_referencing_or_absurdly_nested_yaml_is_an_error_not_a_crash(
     path.write_text(text)
 
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        load_config_file(path)
 
     assert str(raised.value).startswith(f"{path}")
     assert expected in str(raised.value)
@@ -165,4 +165,4 @@ def test_aliases_repeated_many_times_are_walked_once(tmp_path: Path) -> None:
     path.write_text("x-anchors:\n" + "".join(f"  {line}\n" for line in levels) + "realm: r\n")
 
     with pytest.raises(ConfigError, match=r"x-anchors: unknown field"):
-        load_config(path)
+        load_config_file(path)

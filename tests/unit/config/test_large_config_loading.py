@@ -11,7 +11,7 @@ import yaml
 
 from authz_service.config import yaml_source
 from authz_service.config.collector import collector_paused
-from authz_service.config.loader import load_config
+from authz_service.config.loader import load_config_file
 
 
 def test_the_c_parser_is_used_when_pyyaml_has_libyaml() -> None:
@@ -35,7 +35,7 @@ def test_a_config_file_is_parsed_once(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(yaml_source, "_Loader", CountingLoader)
 
-    loaded = load_config(path)
+    loaded = load_config_file(path)
 
     assert len(loaded.config.policies["default"].rules) == 50
     assert parses == ["parse"]

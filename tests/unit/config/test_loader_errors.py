@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from authz_service.config.loader import ConfigError, load_config
+from authz_service.config.loader import ConfigError, load_config_file
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "config"
 
@@ -60,13 +60,13 @@ ALGORITHMS = (
 def test_bad_config_error_names_file_line_field_and_problem(fixture: str, expected: str) -> None:
     path = FIXTURES / fixture
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        load_config_file(path)
     assert str(raised.value) == f"{path}{expected}"
 
 
 def test_api_key_in_clear_is_not_echoed_in_the_error() -> None:
     with pytest.raises(ConfigError) as raised:
-        load_config(FIXTURES / "api_key_in_clear.yaml")
+        load_config_file(FIXTURES / "api_key_in_clear.yaml")
     assert "my-secret-api-key" not in str(raised.value)
 
 
@@ -82,7 +82,7 @@ def test_every_problem_of_a_file_is_reported(tmp_path: Path) -> None:
         "token_cache_max_entries: -1\n"
     )
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        load_config_file(path)
     assert str(raised.value).splitlines() == [
         f"{path}:6: policies.default.rules.0.allow: Input should be 'anonymous' or 'authenticated'",
         f"{path}:6: policies.default.rules.0.allow: Input should be a valid dictionary or "
@@ -106,17 +106,17 @@ def test_unusable_file_is_reported_with_its_name(
     path = tmp_path / "config.yaml"
     path.write_bytes(content)
     with pytest.raises(ConfigError) as raised:
-        load_config(path)
+        load_config_file(path)
     assert str(raised.value) == f"{path}{expected}"
 
 
 def test_missing_file_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "absent.yaml"
     with pytest.raises(ConfigError, match=r"absent\.yaml: cannot read: No such file"):
-        load_config(path)
+        load_config_file(path)
 
 
 def test_shipped_local_config_is_valid() -> None:
-    loaded = load_config(Path(__file__).resolve().parents[3] / "config" / "local.yaml")
+    loaded = load_config_file(Path(__file__).resolve().parents[3] / "config" / "local.yaml")
     assert set(loaded.config.policies) == {"public", "internal"}
     assert len(loaded.digest) == 64

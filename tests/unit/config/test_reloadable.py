@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from authz_service.config.model import Config
 from authz_service.config.reloadable import (
     RELOADABLE,
     START_ONLY,
     field_paths,
     restart_required,
 )
-from authz_service.secret_digest import secret_digest
+from authz_service.schema import Config
+from authz_service.schema.secret_digest import secret_digest
 
 
 def _covering(path: str, entries: tuple[str, ...]) -> list[str]:

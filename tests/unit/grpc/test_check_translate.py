@@ -5,15 +5,16 @@ from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from google.rpc import code_pb2
 
+from authz_service.decisions import Outcome
 from authz_service.grpc.check_translate import (
     allow_response,
     deny_response,
     refused_request_attributes,
     request_attributes,
 )
-from authz_service.model import Outcome
-from authz_service.request_limits import RequestLimits, RequestTooLarge
-from authz_service.response_policy import AllowResponse, DenyResponse
+from authz_service.schema import RequestLimits
+from authz_service.services.request_limits import RequestTooLarge
+from authz_service.services.response_policy import AllowResponse, DenyResponse
 
 AttributeContext = attribute_context_pb2.AttributeContext
 OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD

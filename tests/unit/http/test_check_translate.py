@@ -17,8 +17,8 @@ from authz_service.http.check_translate import (
     nginx_request,
     traefik_request,
 )
-from authz_service.http.settings import Endpoint, HttpCheckSettings
-from authz_service.response_policy import AllowResponse, DenyResponse
+from authz_service.schema import Endpoint, HttpCheckSettings
+from authz_service.services.response_policy import AllowResponse, DenyResponse
 
 SETTINGS = HttpCheckSettings(trusted_proxies=["127.0.0.1/32", "10.0.0.0/8"])  # type: ignore[list-item]
 PROXY = "127.0.0.1"

@@ -9,8 +9,7 @@ from typing import Any
 
 import yaml
 
-from authz_service.config.model import IdentityHeaders
-from authz_service.http.settings import HttpCheckSettings
+from authz_service.schema import HttpCheckSettings, IdentityHeaders
 from tools.processes import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples"

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from authz_service.config.model import Config
-from authz_service.http.settings import HttpCheckSettings
+from authz_service.schema import Config, HttpCheckSettings
 from tests.support.authz_config import open_policy
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from authz_service.config.loader import ConfigError
-from authz_service.ratelimit.config import (
-    compile_config,
+from authz_service.ratelimit.rules import (
+    compile_rules,
     load_domain_file,
-    load_rate_limit_config,
+    load_rate_limit_rules,
     parse_domain_document,
 )
-from authz_service.ratelimit.settings import RateLimitSettings
+from authz_service.schema import RateLimitSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -51,7 +51,7 @@ CASES = {
 def test_invalid_file_is_rejected_with_file_line_and_field(name: str, expected: str) -> None:
     path = FIXTURES / name
     with pytest.raises(ConfigError) as caught:
-        compile_config([load_domain_file(path)])
+        compile_rules([load_domain_file(path)])
     assert str(caught.value) == f"{path}:{expected}"
 
 
@@ -65,7 +65,7 @@ def test_empty_file_is_rejected() -> None:
 def test_duplicate_domain_across_files_names_both_files() -> None:
     directory = FIXTURES / "duplicate_domain"
     with pytest.raises(ConfigError) as caught:
-        load_rate_limit_config(directory)
+        load_rate_limit_rules(directory)
     assert str(caught.value) == (
         f"{directory / 'b.yaml'}:2: domain: duplicate domain 'shared' "
         f"(already defined in {directory / 'a.yaml'})"
@@ -75,18 +75,18 @@ def test_duplicate_domain_across_files_names_both_files() -> None:
 def test_config_dir_that_does_not_exist_is_an_error() -> None:
     missing = FIXTURES / "nope"
     with pytest.raises(ConfigError, match="is not a directory"):
-        load_rate_limit_config(missing)
+        load_rate_limit_rules(missing)
 
 
 def test_envoyproxy_ratelimit_file_loads_unchanged() -> None:
-    config = compile_config([load_domain_file(FIXTURES / "envoyproxy_example.yaml")])
+    config = compile_rules([load_domain_file(FIXTURES / "envoyproxy_example.yaml")])
     assert config.domains == {"mongo_cps"}
     (limit,) = config.get_limits("mongo_cps", [("remote_address", "10.0.0.1")])
     assert (limit.requests_per_unit, limit.unit, limit.window_s) == (10, "second", 1.0)
 
 
 def test_numeric_yaml_value_is_read_as_text_like_go_yaml() -> None:
-    config = compile_config([load_domain_file(FIXTURES / "envoyproxy_example.yaml")])
+    config = compile_rules([load_domain_file(FIXTURES / "envoyproxy_example.yaml")])
     (limit,) = config.get_limits("mongo_cps", [("key2", "200")])
     assert limit.unlimited
 
@@ -96,7 +96,7 @@ def test_units_second_to_year_have_envoyproxy_lengths() -> None:
         f"  - {{key: k, value: {unit}, rate_limit: {{unit: {unit}, requests_per_unit: 1}}}}\n"
         for unit in ("second", "minute", "hour", "day", "week", "month", "year")
     )
-    config = compile_config([parse_domain_document(text, "units.yaml")])
+    config = compile_rules([parse_domain_document(text, "units.yaml")])
     windows = [
         config.get_limits("d", [("k", unit)])[0].window_s for unit in ("week", "month", "year")
     ]
@@ -113,7 +113,7 @@ descriptors:
       - {window: 5m, requests_per_unit: 100, algorithm: sliding_window, charge_rejected: false}
       - {unit: day, requests_per_unit: 10000, algorithm: gcra}
 """
-    config = compile_config([parse_domain_document(text, "ext.yaml")])
+    config = compile_rules([parse_domain_document(text, "ext.yaml")])
     limits = config.get_limits("api", [("user", "alice")])
     assert [(lim.algorithm, lim.window_s, lim.unit, lim.charge_rejected) for lim in limits] == [
         ("token_bucket", 1.0, "second", False),
@@ -133,7 +133,7 @@ def test_inline_domains_report_errors_against_the_main_config_file() -> None:
     )
     lines = {("rate_limit", "domains", 0, "descriptors", 1): 42}
     with pytest.raises(ConfigError) as caught:
-        load_rate_limit_config(None, settings.domains, "config.yaml", lines)
+        load_rate_limit_rules(None, settings.domains, "config.yaml", lines)
     assert str(caught.value) == (
         "config.yaml:42: rate_limit.domains.0.descriptors.1: "
         "duplicate descriptor composite key 'a.k'"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from authz_service.ratelimit.config import compile_config, parse_domain_document
 from authz_service.ratelimit.coverage import ANY, DescriptorShape, check_coverage
+from authz_service.ratelimit.rules import compile_rules, parse_domain_document
 
-LIMITS = compile_config(
+LIMITS = compile_rules(
     [
         parse_domain_document(
             """

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import yaml
 
-from authz_service.ratelimit import RateLimitSettings, load_config, load_rate_limit_config
+from authz_service.ratelimit.rules import load_rate_limit_rules
+from authz_service.schema import RateLimitSettings
 from tests.support import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "examples" / "ratelimit"
 
 
 def names(domain: str, *entries: tuple[str, str]) -> list[str]:
-    config = load_rate_limit_config(EXAMPLES / "domains")
+    config = load_rate_limit_rules(EXAMPLES / "domains")
     return [limit.name for limit in config.get_limits(domain, list(entries))]
 
 
 def test_example_service_settings_load_the_example_directory() -> None:
     data = yaml.safe_load((EXAMPLES / "service-config-snippet.yaml").read_text())
     settings = RateLimitSettings.model_validate(data["rate_limit"])
-    assert load_config(settings, base_dir=REPO_ROOT).domains == {"edge", "authz", "gateway"}
+    rules = load_rate_limit_rules(settings.config_dir, settings.domains, base_dir=REPO_ROOT)
+    assert rules.domains == {"edge", "authz", "gateway"}
 
 
 def test_edge_example_layers() -> None:

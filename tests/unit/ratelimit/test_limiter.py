@@ -6,23 +6,22 @@ from collections.abc import Sequence
 
 import pytest
 
-from authz_service.ratelimit import (
-    BruteForceSettings,
+from authz_service.ratelimit.algorithms import Verdict
+from authz_service.ratelimit.limiter import RateLimiter
+from authz_service.ratelimit.memory_store import MemoryStore
+from authz_service.ratelimit.response import rate_limit_headers
+from authz_service.ratelimit.results import (
+    UNLIMITED_REMAINING,
     Code,
     CurrentLimit,
     Descriptor,
     DescriptorStatus,
-    Hit,
     LimitOverride,
-    MemoryStore,
-    RateLimiter,
     RateLimitRequestData,
-    StoreUnavailable,
-    Verdict,
-    rate_limit_headers,
 )
-from authz_service.ratelimit.config import RateLimitConfig, compile_config, parse_domain_document
-from authz_service.ratelimit.model import UNLIMITED_REMAINING
+from authz_service.ratelimit.rules import RateLimitRules, compile_rules, parse_domain_document
+from authz_service.ratelimit.store import Hit, StoreUnavailable
+from authz_service.schema import BruteForceSettings
 
 CONFIG = """
 domain: api
@@ -55,8 +54,8 @@ descriptors:
 NOW = 1_700_000_020.0  # 40 s into a minute
 
 
-def make_config() -> RateLimitConfig:
-    return compile_config([parse_domain_document(CONFIG, "api.yaml")])
+def make_config() -> RateLimitRules:
+    return compile_rules([parse_domain_document(CONFIG, "api.yaml")])
 
 
 def limiter(**options: object) -> RateLimiter:
@@ -323,7 +322,7 @@ descriptors:
   - key: report
     rate_limit: {window: 5m, requests_per_unit: 3}
 """
-    rl = RateLimiter(compile_config([parse_domain_document(text, "w.yaml")]), MemoryStore())
+    rl = RateLimiter(compile_rules([parse_domain_document(text, "w.yaml")]), MemoryStore())
 
     result = await rl.should_rate_limit(request(one("report", "r")), NOW)
 

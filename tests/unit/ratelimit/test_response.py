@@ -8,15 +8,14 @@ from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 
 from authz_service.grpc.ratelimit_messages import request_from_proto, response_to_proto
-from authz_service.ratelimit import (
+from authz_service.ratelimit.response import over_limit_body, rate_limit_headers
+from authz_service.ratelimit.results import (
     Code,
     CurrentLimit,
     Descriptor,
     DescriptorStatus,
     LimitOverride,
     RateLimitResult,
-    over_limit_body,
-    rate_limit_headers,
 )
 
 OVER = RateLimitResult(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from authz_service.ratelimit import RateLimitSettings
+from authz_service.schema import RateLimitSettings
 
 
 def test_defaults_fail_fast_on_an_in_memory_store() -> None:

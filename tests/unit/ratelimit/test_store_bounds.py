@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from authz_service.ratelimit import Hit, MemoryStore, OverLimitCache, StoreUnavailable
+from authz_service.ratelimit.local_cache import OverLimitCache
+from authz_service.ratelimit.memory_store import MemoryStore
+from authz_service.ratelimit.store import Hit, StoreUnavailable
 
 
 class Counter:

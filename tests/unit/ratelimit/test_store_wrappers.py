@@ -7,22 +7,16 @@ from collections.abc import Sequence
 
 import pytest
 
-from authz_service.ratelimit import (
-    BreakerState,
-    CachingStore,
-    CircuitBreaker,
-    Hit,
-    MemoryStore,
-    OverLimitCache,
-    ResilientStore,
-    StoreUnavailable,
-    Verdict,
-)
+from authz_service.ratelimit.algorithms import Verdict
+from authz_service.ratelimit.circuit import BreakerState, CircuitBreaker
 from authz_service.ratelimit.factory import build_store
+from authz_service.ratelimit.local_cache import CachingStore, OverLimitCache
+from authz_service.ratelimit.memory_store import MemoryStore
 from authz_service.ratelimit.redis_store import RedisStore
-from authz_service.ratelimit.settings import RateLimitSettings
-from authz_service.ratelimit.store import QuotaStore
+from authz_service.ratelimit.resilient_store import ResilientStore
+from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
 from authz_service.ratelimit.store_stats import store_stats
+from authz_service.schema import RateLimitSettings
 
 
 def state(breaker: CircuitBreaker) -> BreakerState:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from authz_service.model import AuthMethod, Decision, Identity, Outcome, Reason, RequestAttributes
+from authz_service.decisions import (
+    AuthMethod,
+    Decision,
+    Identity,
+    Outcome,
+    Reason,
+    RequestAttributes,
+)
 from authz_service.telemetry.audit import CheckRecord
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"

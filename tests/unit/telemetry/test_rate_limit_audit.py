@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from authz_service.ratelimit.model import (
+from authz_service.ratelimit.results import (
     Code,
     CurrentLimit,
     Descriptor,

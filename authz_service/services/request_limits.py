@@ -11,18 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydantic import Field
-
-from authz_service.config.strict import Strict
-
-
-class RequestLimits(Strict):
-    """The `request_limits:` section; read per request, so a reload applies at once."""
-
-    # Above Envoy's own defaults (100 headers, 60 KiB), which it adds a few headers to.
-    max_headers: int = Field(default=200, ge=1, le=10_000)
-    # Header names and values plus the path and host, in characters.
-    max_header_bytes: int = Field(default=96 * 1024, ge=1024, le=4 * 1024 * 1024)
+from authz_service.schema import RequestLimits
 
 
 class RequestTooLarge(ValueError):

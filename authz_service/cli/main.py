@@ -5,21 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import json
 import logging
 import sys
 from collections.abc import Sequence
 
-from authz_service.admin_cli import add_admin_parser, run_admin
 from authz_service.authn.jwks_registry import JwksRegistry
-from authz_service.config.loader import ConfigError, load_config
+from authz_service.cli.admin import add_admin_parser, run_admin
+from authz_service.cli.explain_output import explanation_json, explanation_text
+from authz_service.config.loader import ConfigError, load_config_file
 from authz_service.config.secrets import check_secrets
-from authz_service.explain_view import lockout_lines, lockout_view, quota_lines, quota_view
-from authz_service.listen_check import ListenError, check_all
-from authz_service.model import Identity, RequestAttributes
-from authz_service.runtime import QuotaStoreHolder, build_runtime
-from authz_service.secret_digest import secret_digest
-from authz_service.services.check import CheckService, Explanation
+from authz_service.decisions import RequestAttributes
+from authz_service.preflight.ports import ListenError, check_all
+from authz_service.schema.secret_digest import secret_digest
+from authz_service.services.check import CheckService
+from authz_service.services.compiled_config import QuotaStoreHolder, compile_config
 
 
 def _parse_header(text: str) -> tuple[str, str]:
@@ -134,7 +133,7 @@ def _supervise(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s supervisor: %(message)s")
     try:
-        loaded = load_config(args.config)
+        loaded = load_config_file(args.config)
         check_secrets(loaded)  # what every worker would fail on, once, before any starts
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -196,21 +195,29 @@ def _health(args: argparse.Namespace) -> int:
 def _check_descriptors(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from authz_service.envoy_descriptors import EnvoyConfigError, descriptor_shapes, load_bootstrap
-    from authz_service.ratelimit import load_config as load_limits
-    from authz_service.ratelimit.config import load_rate_limit_config
+    from authz_service.cli.envoy_descriptors import (
+        EnvoyConfigError,
+        descriptor_shapes,
+        load_bootstrap,
+    )
     from authz_service.ratelimit.coverage import check_coverage
+    from authz_service.ratelimit.rules import load_rate_limit_rules
 
     try:
         if args.limits:
-            limits = load_rate_limit_config(Path(args.limits))
+            limits = load_rate_limit_rules(Path(args.limits))
         else:
-            loaded = load_config(args.config)
-            if loaded.config.rate_limit is None:
+            loaded = load_config_file(args.config)
+            settings = loaded.config.rate_limit
+            if settings is None:
                 print(f"error: {args.config}: no rate_limit section", file=sys.stderr)
                 return 1
-            limits = load_limits(
-                loaded.config.rate_limit, loaded.path.parent, str(loaded.path), loaded.lines
+            limits = load_rate_limit_rules(
+                settings.config_dir,
+                settings.domains,
+                str(loaded.path),
+                loaded.lines,
+                base_dir=loaded.path.parent,
             )
         shapes = descriptor_shapes(load_bootstrap(Path(args.envoy)))
     except (ConfigError, EnvoyConfigError) as error:
@@ -227,8 +234,8 @@ def _check_descriptors(args: argparse.Namespace) -> int:
 
 def _check_config(path: str) -> int:
     try:
-        loaded = load_config(path)
-        build_runtime(loaded, JwksRegistry())
+        loaded = load_config_file(path)
+        compile_config(loaded, JwksRegistry())
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -253,7 +260,7 @@ async def _explain(args: argparse.Namespace) -> int:
     registry = JwksRegistry()
     stores = QuotaStoreHolder()
     try:
-        runtime = build_runtime(load_config(args.config), registry, stores)
+        compiled = compile_config(load_config_file(args.config), registry, stores)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -268,74 +275,9 @@ async def _explain(args: argparse.Namespace) -> int:
         context=context,
     )
     try:
-        explanation = await CheckService(lambda: runtime).explain(request)
+        explanation = await CheckService(lambda: compiled).explain(request)
     finally:
         await registry.close()
         await stores.close()
-    print(_render_json(explanation) if args.json else _render_text(explanation))
+    print(explanation_json(explanation) if args.json else explanation_text(explanation))
     return 0
-
-
-def _identity_view(identity: Identity | None) -> dict[str, object] | None:
-    if identity is None:
-        return None
-    return {
-        "principal": identity.principal,
-        "method": identity.method.value,
-        "issuer": identity.issuer,
-        "roles": sorted(identity.roles),
-        "scopes": sorted(identity.scopes),
-        "tier": identity.tier,
-    }
-
-
-def _render_json(explanation: Explanation) -> str:
-    decision = explanation.decision
-    return json.dumps(
-        {
-            "decision": decision.outcome.value,
-            "reason": decision.reason.value,
-            "message": decision.message,
-            "policy": decision.policy,
-            "rule": decision.rule,
-            "credential": explanation.credential,
-            "identity": _identity_view(decision.identity),
-            "path": explanation.trace.path,
-            "rules": [
-                {"rule": r.rule, "matched": r.matched, "decided": r.decided, "why": r.why}
-                for r in explanation.trace.rules
-            ],
-            "lockout": lockout_view(explanation.lockout),
-            "quota": quota_view(explanation.quota),
-        },
-        indent=2,
-    )
-
-
-def _render_text(explanation: Explanation) -> str:
-    decision = explanation.decision
-    lines = [
-        f"decision:   {decision.outcome.value.upper()} ({decision.reason.value})",
-        f"policy:     {decision.policy or '-'}",
-        f"rule:       {decision.rule or '-'}",
-        f"why:        {decision.message}",
-        f"credential: {explanation.credential}",
-    ]
-    identity = _identity_view(decision.identity)
-    if identity:
-        lines.append(
-            f"identity:   {identity['principal']} via {identity['method']}, "
-            f"roles {identity['roles']}, scopes {identity['scopes']}"
-        )
-    if explanation.trace.path:
-        lines.append(f"path:       {explanation.trace.path} (canonical)")
-    lines.append("rules evaluated, in order:")
-    for rule in explanation.trace.rules:
-        mark = "=>" if rule.decided else "  "
-        state = "matched" if rule.matched else "skipped"
-        lines.append(f"  {mark} {rule.rule}: {state}: {rule.why}")
-    if not explanation.trace.rules:
-        lines.append("  (none)")
-    lines.extend(lockout_lines(lockout_view(explanation.lockout)))
-    lines.extend(quota_lines(quota_view(explanation.quota)))
-    return "\n".join(lines)

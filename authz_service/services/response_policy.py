@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from authz_service.authn.cookie_strip import CookieStripper
-from authz_service.config.model import Config
-from authz_service.model import Decision, Identity, Outcome, Reason, RequestAttributes
+from authz_service.decisions import Decision, Identity, Outcome, Reason, RequestAttributes
+from authz_service.schema import Config
 
 REASON_HEADER = "x-authz-reason"
 

@@ -13,7 +13,7 @@ import resource
 from dataclasses import dataclass
 
 from authz_service.config.loader import ConfigError
-from authz_service.config.model import Config
+from authz_service.schema import Config
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from authz_service.connection_limits import ConnectionLimits
-from authz_service.http.guarded_listener import ConnectionStats, GuardedListener
-from authz_service.secret_digest import bearer_matches
+from authz_service.http.guarded_listener import GuardedListener
+from authz_service.schema import ConnectionLimits, split_listen
+from authz_service.schema.secret_digest import bearer_matches
+from authz_service.telemetry.connection_metrics import ConnectionStats
 from authz_service.telemetry.metrics import Metrics
-from authz_service.workers import split_listen
 
 
 class ObservabilityServer:

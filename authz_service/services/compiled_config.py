@@ -1,7 +1,7 @@
 """Everything compiled from one config file: what a reload swaps atomically.
 
 Long-lived resources (JWKS caches, the quota store and its connections) live outside a
-Runtime and are shared by successive ones, so a reload keeps keys, counters and connections.
+CompiledConfig and are shared by successive ones, so a reload keeps keys, counters and connections.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from authz_service.authz.method_overrides import MethodOverrides
 from authz_service.authz.rbac import PolicySet
 from authz_service.config.loader import ConfigError, LoadedConfig
 from authz_service.config.secrets import check_secrets
-from authz_service.quota import QuotaPlan
-from authz_service.ratelimit import RateLimiter, RateLimitSettings, build_limiter, build_store
-from authz_service.ratelimit import load_config as load_rate_limit_config
+from authz_service.ratelimit.factory import build_limiter, build_store
+from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.outages import StoreOutages
+from authz_service.ratelimit.rules import load_rate_limit_rules
 from authz_service.ratelimit.store import QuotaStore
-from authz_service.response_policy import ResponsePolicy
+from authz_service.schema import RateLimitSettings
+from authz_service.services.check_quota import CheckQuotaDescriptors
+from authz_service.services.response_policy import ResponsePolicy
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +70,14 @@ def _store_identity(settings: RateLimitSettings) -> tuple[object, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class Runtime:
+class CompiledConfig:
     loaded: LoadedConfig
     authenticator: Authenticator
     policies: PolicySet
     responses: ResponsePolicy
     loaded_at: float
     limiter: RateLimiter | None = None
-    quota: QuotaPlan | None = None
+    quota: CheckQuotaDescriptors | None = None
     replay: ReplayGuard | None = None
     method_overrides: MethodOverrides = field(default_factory=MethodOverrides)
 
@@ -84,9 +86,9 @@ class Runtime:
         return self.loaded.digest[:12]
 
 
-def build_runtime(
+def compile_config(
     loaded: LoadedConfig, registry: JwksRegistry, stores: QuotaStoreHolder | None = None
-) -> Runtime:
+) -> CompiledConfig:
     """Compile a loaded config. Raises ConfigError for problems only visible when compiling."""
     config = loaded.config
     check_secrets(loaded)
@@ -95,8 +97,12 @@ def build_runtime(
     quota = None
     if config.rate_limit is not None:
         settings = config.rate_limit
-        limits = load_rate_limit_config(
-            settings, loaded.path.parent, str(loaded.path), loaded.lines
+        limits = load_rate_limit_rules(
+            settings.config_dir,
+            settings.domains,
+            str(loaded.path),
+            loaded.lines,
+            base_dir=loaded.path.parent,
         )
         holder = stores or QuotaStoreHolder()
         limiter = build_limiter(settings, limits, holder.store_for(settings), holder.outages)
@@ -108,14 +114,14 @@ def build_runtime(
                     f"{where}: check_quota.domain: no rate-limit domain "
                     f"{config.check_quota.domain!r} (known: {', '.join(sorted(limits.domains))})"
                 )
-            quota = QuotaPlan(config.check_quota)
+            quota = CheckQuotaDescriptors(config.check_quota)
     replay = None
     if any(p.replay_protection.enabled for p in config.jwt_providers):
         # The quota store (Redis: shared by replicas); without rate_limit, a memory store.
         holder = stores or QuotaStoreHolder()
         store = holder.store_for(config.rate_limit or RateLimitSettings())
         replay = ReplayGuard.for_providers(config.jwt_providers, store, outages=holder.outages)
-    return Runtime(
+    return CompiledConfig(
         loaded=loaded,
         authenticator=authenticator,
         policies=PolicySet(config.policies, config.policy_selection),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from authz_service.model import AuthMethod, Identity
-from authz_service.revocation import MemoryRevocationStore, RevocationList
+from authz_service.authn.revocation import MemoryRevocationStore, RevocationList
+from authz_service.decisions import AuthMethod, Identity
 from tests.support.idp import FakeClock
 
 ISSUER = "https://idp.example/realms/demo"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from authz_service.authz.hosts import AmbiguousHost, canonical_host
-from authz_service.config.model import CheckQuota, QuotaEntry
-from authz_service.model import Identity, RequestAttributes
+from authz_service.decisions import Identity, RequestAttributes
+from authz_service.schema import CheckQuota, QuotaEntry
 
 Entry = tuple[str, str]
 _Resolver = Callable[[RequestAttributes, Identity | None], str]
@@ -50,7 +50,7 @@ def _resolver(entry: QuotaEntry) -> _Resolver:
     return lambda request, _identity: request.context.get(context_key, "")
 
 
-class QuotaPlan:
+class CheckQuotaDescriptors:
     def __init__(self, config: CheckQuota) -> None:
         self.domain = config.domain
         self._descriptors = [

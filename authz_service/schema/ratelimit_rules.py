@@ -7,12 +7,11 @@ beside `rate_limit` on a descriptor.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from authz_service.config.strict import Strict
+from authz_service.schema.base import Duration, Strict
 
 Unit = Literal["second", "minute", "hour", "day", "week", "month", "year"]
 Algorithm = Literal["fixed_window", "sliding_window", "token_bucket", "gcra"]
@@ -27,20 +26,6 @@ UNIT_SECONDS: dict[str, int] = {
     "month": 30 * 86400,
     "year": 365 * 86400,
 }
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(value: Any) -> float:
-    """'30s', '5m', '1.5h', '250ms' or a number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '30s', '5m'")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return float(match.group(1)) * _DURATION_SECONDS[match.group(2) or "s"]
-    raise ValueError(f"{value!r} is not a duration: use a number of seconds or '30s', '5m', '1h'")
 
 
 def _unit(value: Any) -> Any:
@@ -57,7 +42,6 @@ def _scalar_text(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 UnitName = Annotated[Unit, BeforeValidator(_unit)]
 Text = Annotated[str, BeforeValidator(_scalar_text)]
 

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from authz_service.config.model import RevocationSettings
-from authz_service.model import Identity
+from authz_service.decisions import Identity
+from authz_service.schema import RedisSettings, RevocationSettings
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,11 @@ class RevocationList:
             )
 
 
+# Builds a redis.asyncio client (standalone or cluster) from settings, without connecting.
+# Passed in by the process wiring, so that this module does not load the quota store.
+RedisClientFactory = Callable[[RedisSettings], Any]
+
+
 class RevocationStore(Protocol):
     revocations: RevocationList
     description: str
@@ -121,10 +126,13 @@ class RedisRevocationStore:
     description = "redis"
 
     def __init__(
-        self, settings: RevocationSettings, revocations: RevocationList | None = None
+        self,
+        settings: RevocationSettings,
+        create_client: RedisClientFactory,
+        revocations: RevocationList | None = None,
     ) -> None:
-        from authz_service.ratelimit.redis_store import create_client
-
+        """`create_client` builds a redis.asyncio client from settings without connecting
+        (the quota store's, ratelimit/redis_store.py: same TLS, credentials and timeouts)."""
         self.revocations = revocations if revocations is not None else RevocationList()
         self._settings = settings
         self._prefix = settings.redis.key_prefix
@@ -236,7 +244,9 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def build_revocation_store(settings: RevocationSettings) -> RevocationStore:
+def build_revocation_store(
+    settings: RevocationSettings, create_client: RedisClientFactory
+) -> RevocationStore:
     if settings.store == "redis":
-        return RedisRevocationStore(settings)
+        return RedisRevocationStore(settings, create_client)
     return MemoryRevocationStore()

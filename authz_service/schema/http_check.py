@@ -22,8 +22,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from authz_service.config.strict import Strict, header_name
-from authz_service.connection_limits import ConnectionLimits
+from authz_service.schema.base import Strict, header_name
+from authz_service.schema.server import ConnectionLimits
 
 Integration = Literal["envoy", "nginx", "traefik"]
 

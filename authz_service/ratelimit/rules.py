@@ -15,12 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from authz_service.ratelimit.schema import Algorithm, DescriptorSpec, DomainSpec, Unit
-
-if TYPE_CHECKING:
-    from authz_service.config.loader import LinePath
+from authz_service.config.loader import (
+    ConfigError,
+    LinePath,
+    parse_yaml,
+    read_file,
+    validate_document,
+)
+from authz_service.schema import Algorithm, DescriptorSpec, DomainSpec, Unit
 
 Entry = tuple[str, str]
 
@@ -94,7 +98,7 @@ def _wildcard_match(parts: tuple[str, ...], value: str) -> bool:
     return True
 
 
-class RateLimitConfig:
+class RateLimitRules:
     """All domains, compiled. Immutable: a reload builds a new one and swaps it in."""
 
     __slots__ = ("_domains",)
@@ -162,13 +166,6 @@ class DomainSource:
     path_prefix: tuple[str | int, ...] = ()
 
 
-def _config_error(message: str) -> Exception:
-    # Imported late: authz_service.config.model may import our settings while it loads.
-    from authz_service.config.loader import ConfigError
-
-    return ConfigError(message)
-
-
 def _where(origin: DomainSource, path: tuple[str | int, ...]) -> str:
     full = (*origin.path_prefix, *path)
     probe = full
@@ -213,7 +210,7 @@ def _compile_children(
         ident = (child.key, child.value)
         if ident in seen:
             shown = f"{child.key}_{child.value}" if child.value else child.key
-            raise _config_error(
+            raise ConfigError(
                 f"{_where(origin, child_path)}: duplicate descriptor composite key "
                 f"'{origin.spec.domain}.{shown}'"
             )
@@ -230,60 +227,60 @@ def _compile_children(
     return _Node(limits, by_value, by_key, tuple(wildcards))
 
 
-def compile_config(sources: Iterable[DomainSource]) -> RateLimitConfig:
+def compile_rules(sources: Iterable[DomainSource]) -> RateLimitRules:
     """Compile validated documents; a domain defined twice is an error naming both places."""
     domains: dict[str, _Node] = {}
     origins: dict[str, str] = {}
     for origin in sources:
         name = origin.spec.domain
         if name in domains:
-            raise _config_error(
+            raise ConfigError(
                 f"{_where(origin, ('domain',))}: duplicate domain '{name}' "
                 f"(already defined in {origins[name]})"
             )
         domains[name] = _compile_children(origin.spec.descriptors, origin, ())
         origins[name] = origin.source
-    return RateLimitConfig(domains)
+    return RateLimitRules(domains)
 
 
 def parse_domain_document(text: str, source: str) -> DomainSource:
     """Validate one envoyproxy/ratelimit YAML document; errors name file, line and field."""
-    from authz_service.config.loader import parse_yaml, validate_document
-
     data, lines = parse_yaml(text, source)
     spec = validate_document(DomainSpec, data, source, lines)
     return DomainSource(spec, source, lines)
 
 
 def load_domain_file(path: Path) -> DomainSource:
-    from authz_service.config.loader import read_file
-
     raw = read_file(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise _config_error(f"{path}: not UTF-8 text") from None
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     return parse_domain_document(text, str(path))
 
 
 def config_files(directory: Path) -> list[Path]:
     """The YAML files of a config directory, in name order (so errors are reproducible)."""
     if not directory.is_dir():
-        raise _config_error(f"{directory}: rate-limit config_dir is not a directory")
+        raise ConfigError(f"{directory}: rate-limit config_dir is not a directory")
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def load_rate_limit_config(
+def load_rate_limit_rules(
     config_dir: Path | None = None,
     inline: Sequence[DomainSpec] = (),
     inline_source: str = "<config>",
     inline_lines: Mapping[Any, int] | None = None,
-) -> RateLimitConfig:
+    base_dir: Path | None = None,
+) -> RateLimitRules:
     """Compile a directory of files and/or inline documents (our config's `rate_limit.domains`).
 
-    `inline_lines` is the main config file's line map, so errors in inline documents point at
-    `config.yaml:LINE: rate_limit.domains.0...`.
+    A relative `config_dir` is read from `base_dir` (the main config file's directory).
+    `inline_source`/`inline_lines` are the main config file's name and line map, so errors in
+    inline documents point at `config.yaml:LINE: rate_limit.domains.0...`.
     """
+    if config_dir is not None and base_dir is not None and not config_dir.is_absolute():
+        config_dir = base_dir / config_dir
     sources: list[DomainSource] = []
     if config_dir is not None:
         sources.extend(load_domain_file(path) for path in config_files(config_dir))
@@ -291,4 +288,4 @@ def load_rate_limit_config(
         DomainSource(spec, inline_source, inline_lines or {}, ("rate_limit", "domains", index))
         for index, spec in enumerate(inline)
     )
-    return compile_config(sources)
+    return compile_rules(sources)

@@ -12,9 +12,10 @@ import grpc
 from google.protobuf import json_format
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
-from authz_service.explain_view import View, lockout_lines, quota_lines
+from authz_service.cli.explain_output import lockout_lines, quota_lines
 from authz_service.grpc.tls import client_channel
-from authz_service.ratelimit.schema import UNIT_SECONDS
+from authz_service.schema import UNIT_SECONDS
+from authz_service.services.explain_view import View
 
 
 def add_admin_parser(commands: Any) -> None:

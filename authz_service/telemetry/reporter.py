@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
 from opentelemetry.trace import Span, Status, StatusCode
 
-from authz_service.config.model import TelemetrySettings
-from authz_service.model import Decision, Outcome, Reason, RequestAttributes
-from authz_service.ratelimit.model import RateLimitRequestData, RateLimitResult
+from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
+from authz_service.ratelimit.results import RateLimitRequestData, RateLimitResult
+from authz_service.schema import TelemetrySettings
 from authz_service.telemetry import tracing
 from authz_service.telemetry.audit_log import AuditLog
 from authz_service.telemetry.metrics import AuditLogCollector, Metrics
@@ -53,7 +52,7 @@ def _audit_trace_ids(metadata: Sequence[tuple[str, Any]] | None) -> tuple[str, s
     return trace_ids_from_metadata(metadata)
 
 
-class Telemetry:
+class Reporter:
     def __init__(self, settings: TelemetrySettings, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
         self.audit = AuditLog(settings.audit)
@@ -128,8 +127,13 @@ class Telemetry:
         span: Span,
         metadata: Sequence[tuple[str, Any]] | None = None,
         error_code: str = "",
+        error_status: int = 0,
     ) -> None:
-        """After every ShouldRateLimit, answered or not (`request` None: it was unreadable)."""
+        """After every ShouldRateLimit, answered or not (`request` None: it was unreadable).
+
+        `error_code`/`error_status`: the gRPC status the call ends with, by name and number
+        ("UNAVAILABLE", 14); "" and 0 when it is answered. The transport knows gRPC; we don't.
+        """
         domain = request.domain if request is not None else ""
         if self.metrics is not None:
             self.metrics.rpc_duration.labels("ShouldRateLimit").observe(duration_s)
@@ -145,8 +149,7 @@ class Telemetry:
             )
         if not span.is_recording():
             return
-        status = grpc.StatusCode[error_code].value[0] if error_code else 0
-        span.set_attribute("rpc.grpc.status_code", status)
+        span.set_attribute("rpc.grpc.status_code", error_status)
         if error_code:  # an unreadable request (no domain to name) included
             span.set_status(Status(StatusCode.ERROR, error_code))
         if request is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from authz_service.ratelimit.schema import Unit
+from authz_service.schema import Unit
 
 Entry = tuple[str, str]
 

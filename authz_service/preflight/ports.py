@@ -13,7 +13,7 @@ import os
 import socket
 from collections.abc import Iterable
 
-from authz_service.workers import split_listen
+from authz_service.schema import split_listen
 
 
 class ListenError(Exception):

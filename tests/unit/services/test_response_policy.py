@@ -5,8 +5,15 @@ from typing import Any
 
 import pytest
 
-from authz_service.model import AuthMethod, Decision, Identity, Outcome, Reason, RequestAttributes
-from authz_service.response_policy import REASON_HEADER, ResponsePolicy
+from authz_service.decisions import (
+    AuthMethod,
+    Decision,
+    Identity,
+    Outcome,
+    Reason,
+    RequestAttributes,
+)
+from authz_service.services.response_policy import REASON_HEADER, ResponsePolicy
 from tests.support.authz_config import config_from, open_policy
 
 ALICE = Identity(
