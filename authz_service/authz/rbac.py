@@ -165,6 +165,8 @@ class CompiledPolicy:
     def __init__(self, name: str, policy: Policy):
         self.name = name
         self.rules = tuple(CompiledRule(rule) for rule in policy.rules)
+        # A request without a Host would skip every host-scoped rule, deny rules included.
+        self.host_scoped = any(rule.match.hosts for rule in policy.rules)
         by_segment: dict[str, list[int]] = {}
         anywhere: list[int] = []
         for index, rule in enumerate(self.rules):
@@ -250,6 +252,14 @@ def evaluate(
     except (AmbiguousPath, AmbiguousHost) as error:
         return Decision(
             Outcome.FORBIDDEN, Reason.BAD_REQUEST, str(error), policy=policy.name, identity=identity
+        )
+    if not host and policy.host_scoped:
+        return Decision(
+            Outcome.FORBIDDEN,
+            Reason.BAD_REQUEST,
+            "request has no host, and the policy has host-scoped rules",
+            policy=policy.name,
+            identity=identity,
         )
     if trace is not None:
         trace.path = path
