@@ -7,4 +7,8 @@ scripts/setup-venv.sh test
 .venv/bin/ruff format --check authz_service tests tools benchmarks
 .venv/bin/mypy
 scripts/gen-protos.sh --check
+# Deployment files: Dockerfiles linted, Kubernetes manifests against the Kubernetes schemas,
+# the generated config reference and JSON Schema current.
+.venv/bin/hadolint Dockerfile compose/images/*/Containerfile
+.venv/bin/python -m tools.validate_manifests --quiet
 .venv/bin/python -m pytest -q "$@"

@@ -146,11 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         help=f"version(s) to check against (default: {MIN_KUBERNETES} and the newest known)",
     )
+    parser.add_argument("--quiet", action="store_true", help="print only errors and the total")
     args = parser.parse_args(argv)
     versions = args.kubernetes_version or [MIN_KUBERNETES, kubernetes_validate.latest_version()]
     found, problems = resources(args.paths)
     report = validate(found, versions)
-    for label in report.custom:
+    for label in [] if args.quiet else report.custom:
         print(f"custom resource, no Kubernetes schema: {label}")
     for problem in [*problems, *report.errors]:
         print(f"error: {problem}", file=sys.stderr)
