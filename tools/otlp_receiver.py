@@ -66,7 +66,7 @@ class SpanStore(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[mi
         self._lock = threading.Lock()
         self._quiet = quiet
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def Export(self, request: Any, context: Any) -> Any:
         received = spans_of(request)
         with self._lock:
             self._spans.extend(received)
@@ -87,7 +87,7 @@ class SpanStore(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[mi
 
 def _http_handler(store: SpanStore) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             url = urlparse(self.path)
             if url.path not in ("/api/spans", "/"):
                 self.send_error(404, "try /api/spans?trace_id=...")
