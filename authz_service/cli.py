@@ -237,7 +237,7 @@ def _check_descriptors(args: argparse.Namespace) -> int:
     from authz_service.envoy_descriptors import EnvoyConfigError, descriptor_shapes, load_bootstrap
     from authz_service.ratelimit import load_config as load_limits
     from authz_service.ratelimit.config import load_rate_limit_config
-    from authz_service.ratelimit.coverage import check_coverage
+    from authz_service.ratelimit.coverage import describe_coverage
 
     try:
         if args.limits:
@@ -254,12 +254,12 @@ def _check_descriptors(args: argparse.Namespace) -> int:
     except (ConfigError, EnvoyConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    findings = check_coverage(shapes, limits)
+    findings = describe_coverage(shapes, limits)
     for finding in findings:
         print(finding)
     errors = sum(f.severity == "error" for f in findings)
-    warnings = len(findings) - errors
-    print(f"{len(shapes)} descriptors checked: {errors} errors, {warnings} warnings")
+    warnings = sum(f.severity == "warning" for f in findings)
+    print(f"{len(findings)} descriptors checked: {errors} errors, {warnings} warnings")
     return 1 if errors or (args.strict and warnings) else 0
 
 
