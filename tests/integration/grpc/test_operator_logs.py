@@ -73,8 +73,8 @@ async def test_readyz_waits_for_every_providers_keys(
         idp.fail_status = None
         # The cache retries with back-off (capped by refresh_interval_s): poll until ready.
         async with asyncio.timeout(10):
-            while (answer := await client.get(url)).status_code != 200:
-                await asyncio.sleep(0.1)  # noqa: ASYNC110 (polling another server)
+            while (answer := await client.get(url)).status_code != 200:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
 
     assert waiting.status_code == 503
     assert waiting.json()["waiting_for_jwks"] == [name]
