@@ -11,4 +11,5 @@ scripts/gen-protos.sh --check
 # the generated config reference and JSON Schema current.
 .venv/bin/hadolint Dockerfile compose/images/*/Containerfile
 .venv/bin/python -m tools.validate_manifests --quiet
+.venv/bin/python -m tools.config_reference --check
 .venv/bin/python -m pytest -q "$@"
