@@ -150,8 +150,14 @@ class AuthzServer:
             verifier.provider.name: len(verifier.jwks.keys)
             for verifier in compiled.authenticator.verifiers.values()
         }
-        ready = self._server is not None and not self._draining
-        return ready, {"config_version": compiled.version, "jwks_keys": jwks}
+        # A provider without keys refuses every token it issued: until its JWKS has been
+        # fetched, send traffic to replicas that can decide (fail closed stays the answer).
+        waiting = sorted(name for name, count in jwks.items() if count == 0)
+        ready = self._server is not None and not self._draining and not waiting
+        details: dict[str, object] = {"config_version": compiled.version, "jwks_keys": jwks}
+        if waiting:
+            details["waiting_for_jwks"] = waiting
+        return ready, details
 
     def _listens(self) -> list[tuple[str, str | None]]:
         http = (
