@@ -63,7 +63,7 @@ def _probe(shape: DescriptorShape) -> list[tuple[str, str]]:
     return [(key, value if value is not None else _PROBE) for key, value in shape.entries]
 
 
-def describe_coverage(shapes: Iterable[DescriptorShape], limits: RateLimitConfig) -> list[Finding]:
+def describe_coverage(shapes: Iterable[DescriptorShape], limits: RateLimitRules) -> list[Finding]:
     """Every distinct descriptor with its verdict: covered ones as "ok" naming their limits."""
     findings: list[Finding] = []
     for shape, wheres in _grouped(shapes):
