@@ -11,7 +11,7 @@ from importlib.metadata import version
 
 import pytest
 
-from authz_service.cli import build_parser, main
+from authz_service.cli.main import build_parser, main
 from tests.support import REPO_ROOT
 
 
