@@ -32,11 +32,7 @@ class BatchingStore:
         self._pending: list[_Waiter] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.round_trips = 0
-
-    @property
-    def inner(self) -> QuotaStore:
-        return self._inner
+        self._round_trips = 0
 
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
         future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
@@ -67,7 +63,7 @@ class BatchingStore:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[_Waiter]) -> None:
-        self.round_trips += 1
+        self._round_trips += 1
         combined = [hit for hits, _, _ in batch for hit in hits]
         # The batch's clock: the latest caller's (they differ by a round trip at most).
         now = max(at for _, at, _ in batch)
@@ -95,3 +91,7 @@ class BatchingStore:
 
     async def close(self) -> None:
         await self._inner.close()
+
+    def stats(self) -> dict[str, float]:
+        # Round trips against calls (authz_rpc totals) says how much batching saves.
+        return {**self._inner.stats(), "redis_round_trips": float(self._round_trips)}

@@ -12,7 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from authz_service.ratelimit.limiter import counter_base
 from authz_service.ratelimit.memory_store import MemoryStore
-from authz_service.ratelimit.redis_store import RedisStore
+from authz_service.ratelimit.redis_store import RedisStore, create_client
 from authz_service.ratelimit.store import Hit
 from authz_service.schema import RedisSettings
 from tests.support.redis import LocalRedisCluster
@@ -75,5 +75,26 @@ async def test_reset_deletes_counters_across_slots(cluster_store: RedisStore) ->
     assert all(v.allowed for v in await cluster_store.apply(hits, 1_700_000_000.0))
 
 
-async def test_client_is_a_redis_cluster(cluster_store: RedisStore) -> None:
-    assert isinstance(cluster_store.client, RedisCluster)
+async def test_cluster_settings_build_a_cluster_client(redis_cluster: LocalRedisCluster) -> None:
+    client = create_client(RedisSettings(url=redis_cluster.url, cluster=True))
+    try:
+        assert isinstance(client, RedisCluster)
+    finally:
+        await client.aclose()
+
+
+async def test_a_burst_beyond_the_pool_size_waits_for_connections_instead_of_failing(
+    redis_cluster: LocalRedisCluster,
+) -> None:
+    # redis-py's cluster client raises MaxConnectionsError when a node's pool is empty (the
+    # standalone client's BlockingConnectionPool waits): the store holds the burst back.
+    settings = RedisSettings(
+        url=redis_cluster.url, cluster=True, key_prefix="burst:", timeout_ms=5000, pool_size=2
+    )
+    store = RedisStore.from_settings(settings)
+    try:
+        hit = descriptor_hit(f"burst-{uuid.uuid4().hex}", limit=30)
+        results = await asyncio.gather(*(store.apply([hit], 1_700_000_000.0) for _ in range(60)))
+    finally:
+        await store.close()
+    assert sum(r[0].allowed for r in results) == 30

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from authz_service.ratelimit.rules import compile_rules, parse_domain_document
 from authz_service.ratelimit.store import Hit, StoreAlgorithm
 from authz_service.schema import RedisSettings
 from tests.support import REPO_ROOT
-from tests.support.redis import RedisServer
+from tests.support.redis import RedisServer, RedisServerFactory
 
 pytestmark = pytest.mark.redis
 
@@ -142,3 +143,32 @@ def test_two_processes_sharing_redis_admit_exactly_the_limit(
     assert all(p.returncode == 0 for p in processes)
     assert sum(admitted) == 1000
     assert all(count > 0 for count in admitted)  # both really competed
+
+
+async def test_stats_count_the_commands_in_flight_and_the_connections_they_hold(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    server = redis_server_factory()
+    store = RedisStore.from_settings(RedisSettings(url=server.url, timeout_ms=5000, pool_size=2))
+    look, take = (
+        Hit("{s}|f", "fixed_window", 10, 60.0, 0),
+        Hit("{s}|f", "fixed_window", 10, 60.0, 1),
+    )
+    await store.apply([look], 1.0)  # connected, script loaded
+    server.pause()  # a hung Redis: the next commands stay in flight
+    calls = [asyncio.create_task(store.apply([take], 1.0)) for _ in range(3)]
+    try:
+        async with asyncio.timeout(5):
+            while store.stats()["redis_commands_in_flight"] < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0)  # yield until the tasks sent them: no timed wait
+        held = store.stats()
+    finally:
+        server.resume()
+    answers = await asyncio.gather(*calls)
+    idle = store.stats()
+    await store.close()
+
+    # Two hold the pool's two connections, the third waits for one.
+    assert held == {"redis_commands_in_flight": 3, "redis_pool_in_use": 2, "redis_pool_max": 2}
+    assert all(verdicts[0].allowed for verdicts in answers)
+    assert idle == {"redis_commands_in_flight": 0, "redis_pool_in_use": 0, "redis_pool_max": 2}

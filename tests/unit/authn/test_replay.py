@@ -39,6 +39,9 @@ class DownStore:
     async def close(self) -> None:
         pass
 
+    def stats(self) -> dict[str, float]:
+        return {}
+
 
 def token(jti: str = "t-1", *, issuer: str = ISSUER, lifetime_s: float = 300) -> Identity:
     return Identity(

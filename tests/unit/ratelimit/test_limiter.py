@@ -231,6 +231,9 @@ class FailingStore:
     async def close(self) -> None:
         return None
 
+    def stats(self) -> dict[str, float]:
+        return {}
+
 
 @pytest.mark.parametrize(("mode", "code"), [("allow", Code.OK), ("deny", Code.OVER_LIMIT)])
 async def test_store_failure_answers_the_configured_failure_mode(mode: str, code: Code) -> None:
