@@ -6,9 +6,10 @@ cost one EVALSHA through redis-py (~250 us of Python per call here). Now at most
 next one: one script run applies all their hits atomically, so "exactly N admitted" still
 holds. Under light load a call goes out at once; under heavy load batches grow by themselves.
 
-It sits outside `ResilientStore`, so the circuit breaker counts round trips, not the callers
-that shared one ("consecutive store failures"). `timeout_s` bounds each caller's whole wait,
-queueing behind a slow round trip included, without counting anything against the store.
+In the Redis chain it sits outside `ResilientStore` (store_chain.py says why), so the circuit
+breaker counts round trips, not the callers that shared one. `timeout_s` bounds each caller's
+whole wait, queueing behind a slow round trip included, without counting anything against
+the store.
 """
 
 from __future__ import annotations
