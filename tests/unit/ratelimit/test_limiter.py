@@ -277,7 +277,7 @@ async def test_a_store_outage_is_logged_when_it_starts_and_ends_not_per_request(
     assert len(down_lines) == 1 and "unavailable" in down_lines[0], down_lines
     assert "not enforced" in down_lines[0]
     assert len(lines) == 2 and "again" in lines[1] and "500" in lines[1], lines
-    assert outages.unavailable("lockout") == 500
+    assert outages.counts()["lockout"] == 500
 
 
 async def test_degraded_rate_limit_answers_are_counted_and_logged_once(
@@ -291,10 +291,10 @@ async def test_degraded_rate_limit_answers_are_counted_and_logged_once(
         result = await rl.should_rate_limit(request(one("client_ip", "a")), NOW)
         assert result.degraded
     assert len(store_log_lines(caplog)) == 1
-    assert outages.unavailable("rate_limit") == 50
+    assert outages.counts()["rate_limit"] == 50
     # A reloaded limiter (same store and outages, as compile_config builds it) keeps the
     # state: no second "unavailable" line.
     reloaded = RateLimiter(make_config(), store, failure_mode="allow", outages=outages)
     await reloaded.should_rate_limit(request(one("client_ip", "a")), NOW)
     assert len(store_log_lines(caplog)) == 1
-    assert outages.unavailable("rate_limit") == 51
+    assert outages.counts()["rate_limit"] == 51
