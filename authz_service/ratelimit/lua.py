@@ -9,8 +9,6 @@ Keep the arithmetic in the same order as algorithms.py: tests compare both bit f
 
 from __future__ import annotations
 
-ARGS_PER_HIT = 8
-
 ALGORITHM_CODES = {
     "fixed_window": "f",
     "sliding_window": "s",

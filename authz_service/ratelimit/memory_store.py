@@ -31,12 +31,10 @@ class MemoryStore:
         # key -> (value, expires_at), in the order the sweep will next examine them
         self._values: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def __len__(self) -> int:
-        return len(self._values)
-
-    @property
-    def max_keys(self) -> int:
-        return self._max_keys
+    def stats(self) -> dict[str, float]:
+        # When `memory_keys` reaches `memory_max_keys`, requests needing a new counter meet
+        # the limiter's failure_mode.
+        return {"memory_keys": float(len(self._values)), "memory_max_keys": float(self._max_keys)}
 
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
         self._sweep_step(now, _SWEEP_STEP)

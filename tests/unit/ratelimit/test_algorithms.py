@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -79,6 +80,20 @@ def test_token_bucket_allows_a_burst_of_the_limit_then_refills_one_per_interval(
     assert results == [True] * 5 + [False]
     _, later = algorithms.token_bucket(tat, 1, 5, 10.0, now + 2.0)  # one token per 2 s
     assert later.allowed and later.remaining == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: the theoretical arrival time gains one interval per hit, each sum "
+    "rounded at the epoch timestamp's precision (~2.4e-7 s), beyond EPSILON after a few "
+    "dozen hits: 25 per minute admits a burst of 24",
+)
+def test_token_bucket_admits_its_whole_burst_at_an_epoch_sized_instant() -> None:
+    tat, now, admitted = None, 1_700_000_040.0, 0
+    for _ in range(25):
+        tat, verdict = algorithms.token_bucket(tat, 1, 25, 60.0, now)
+        admitted += verdict.allowed
+    assert admitted == 25
 
 
 def test_token_bucket_rejection_reports_the_wait_for_the_next_token() -> None:
