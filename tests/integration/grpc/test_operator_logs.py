@@ -28,7 +28,7 @@ async def test_a_successful_reload_is_logged_at_info(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="authz_service.config.reload")
-    before = server.runtime.version
+    before = server.compiled_config.version
 
     replace_file(config_path, yaml.safe_dump(opened_internal(idp), sort_keys=False))
     await wait_until(lambda: server.reloader.status().reloads == 1, within_s=5)
@@ -36,7 +36,7 @@ async def test_a_successful_reload_is_logged_at_info(
     (record,) = [r for r in caplog.records if "config reloaded" in r.getMessage()]
     assert record.levelno == logging.INFO
     assert str(config_path) in record.getMessage()
-    assert f"{before} -> {server.runtime.version}" in record.getMessage()
+    assert f"{before} -> {server.compiled_config.version}" in record.getMessage()
 
 
 async def test_a_jwks_failure_names_the_provider_and_the_url(
