@@ -10,14 +10,15 @@ integers). Keep the arithmetic in the same order as algorithms.py: tests compare
 bit.
 
 A token bucket's arrival time (`algorithms.ArrivalTime`) is stored as
-`+<seconds>.<ms: 3 digits><fraction: 10 digits><per: 10 digits>`, the instant rounded up to
-the millisecond, then how far below it the exact one lies: `+1700000062.40000000000030000000007`
-is 1700000062399 ms + 3/7 ms. The `+` marks that layout. Read as a plain number, as the
-release before this one reads it during a rolling upgrade, it is that instant rounded up to
-the millisecond: an older replica never finds the bucket emptier than it is. A value without
-the `+` was written by that older release, as float seconds: it is read rounded up to the
-millisecond, never earlier than the older replica meant. Anything else is an error reply (the
-store is then unavailable to that request), never a silently full bucket.
+`+<seconds>.<ms: 3 digits><fraction: 10 digits><per: 10 digits>`: the instant rounded up to
+the millisecond, then the fraction/per of a millisecond by which it passes the one before:
+`+1700000062.40000000000030000000007` is 1700000062399 ms + 3/7 ms. The `+` marks that
+layout. Read as a plain number, as the release before this one reads it during a rolling
+upgrade, it is that instant rounded up to the millisecond (the trailing digits add under
+half a millisecond): an older replica never finds the bucket emptier than it is. A value
+without the `+` was written by that older release, as float seconds: it is read rounded up
+to the millisecond, never earlier than the older replica meant. Anything else is an error
+reply (the store is then unavailable to that request), never a silently full bucket.
 """
 
 from __future__ import annotations
@@ -39,20 +40,22 @@ local function num(key)
   return nil
 end
 -- A token bucket's arrival time: whole ms and a fraction in 1/limit ms (nil: none stored).
+local function unreadable(key)
+  error({err = 'ERR token bucket ' .. key .. ' holds an unreadable arrival time'})
+end
 local function read_tat(key)
   local v = redis.call('GET', key)
   if not v then return nil, 0 end
-  local d10 = string.rep('%d', 10)
-  local s, ms, frac, per = string.match(v, '^%+(%d+)%.(%d%d%d)(' .. d10 .. ')(' .. d10 .. ')$')
-  if s then
+  if string.sub(v, 1, 1) == '+' then
+    local d10 = string.rep('%d', 10)
+    local s, ms, frac, per = string.match(v, '^%+(%d+)%.(%d%d%d)(' .. d10 .. ')(' .. d10 .. ')$')
+    if not s then unreadable(key) end
     local up, f = tonumber(s) * 1000 + tonumber(ms), tonumber(frac)
     if f > 0 then return up - 1, f, tonumber(per) end
     return up, 0, 1
   end
-  local old = tonumber(v)
-  if old == nil or old ~= old or old == math.huge or old == -math.huge then
-    error({err = 'ERR token bucket ' .. key .. ' holds an unreadable arrival time'})
-  end
+  local old = tonumber(v)  -- float seconds, from the previous release
+  if old == nil or old ~= old or old == math.huge or old == -math.huge then unreadable(key) end
   return math.ceil(old * 1000), 0, 1
 end
 -- Kept until the bucket is full again, and a second more (algorithms.bucket_ttl_ms).

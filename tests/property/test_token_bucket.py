@@ -122,7 +122,9 @@ def shared_redis(
     redis_server: RedisServer,  # noqa: F811
 ) -> Iterator[RedisStore]:
     store = RedisStore.from_settings(
-        RedisSettings(url=redis_server.url, key_prefix="tbprop:", timeout_ms=5000)
+        RedisSettings(
+            url=redis_server.url, key_prefix="tbprop:", timeout_ms=5000, connect_timeout_ms=5000
+        )
     )
     yield store
     loop.run_until_complete(store.close())
