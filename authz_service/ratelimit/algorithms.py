@@ -125,9 +125,9 @@ def bucket_ttl_ms(tat: ArrivalTime, now_ms: int) -> int:
 def _tokens_left(tat: ArrivalTime, limit: int, window_ms: int, now_ms: int) -> int:
     # floor((window - (tat - now)) / interval) = floor((room * limit - fraction) / window),
     # in doubles as the Lua script computes it: float(int) rounds the exact product as a
-    # double multiplication does. Exact while room * limit < 2^53 (every limit per second
-    # or minute, up to 1e8 a day, 285,000 a year); beyond, `remaining` may be one off, the
-    # decision stays exact.
+    # double multiplication does. Exact while room * limit < 2^53 (any limit per second or
+    # minute; up to 2.5e9 an hour, 1e8 a day, 285,000 a year); beyond, `remaining` may be
+    # one off, while the decision stays exact.
     room = window_ms - (tat.millis - now_ms)
     return max(0, math.floor((float(room * limit) - tat.fraction) / window_ms))
 
