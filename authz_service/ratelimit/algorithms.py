@@ -93,9 +93,9 @@ class ArrivalTime:
     def in_parts_of(self, limit: int) -> ArrivalTime:
         """This instant in 1/limit ms: the same one while the limit is the one it was counted
         with, else rounded up to the millisecond (never earlier: never more lenient)."""
-        if self.per == limit or self.fraction == 0:
-            return ArrivalTime(self.millis, self.fraction, limit)
-        return ArrivalTime(self.millis + 1, 0, limit)
+        if self.per == limit:
+            return self
+        return ArrivalTime(self.millis + (1 if self.fraction else 0), 0, limit)
 
 
 def bucket_millis(seconds: float) -> int:
@@ -138,9 +138,10 @@ def token_bucket(
     """GCRA. `tat` is when the bucket will be full again (None: it is full)."""
     if limit <= 0:
         return tat, Verdict(hits == 0, 0, window_ms / 1000)
-    base = ArrivalTime(now_ms, 0, limit)  # a full bucket
     if tat is not None and tat.millis >= now_ms:  # else it is past (a fraction is < 1 ms)
         base = tat.in_parts_of(limit)
+    else:
+        base = ArrivalTime(now_ms, 0, limit)  # a full bucket
     whole, part = emission(hits, limit, window_ms)
     carry, fraction = divmod(base.fraction + part, limit)
     new_tat = ArrivalTime(base.millis + whole + carry, fraction, limit)
