@@ -25,7 +25,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
-from authz_service.ratelimit.algorithms import Verdict
+from authz_service.ratelimit.algorithms import (
+    Verdict,
+    bucket_millis,
+    bucket_window_millis,
+    emission,
+)
 from authz_service.ratelimit.lua import ALGORITHM_CODES, SCRIPT
 from authz_service.ratelimit.store import Hit, StoreUnavailable, key_layout
 from authz_service.schema import RedisSettings
@@ -72,9 +77,18 @@ def create_client(settings: RedisSettings) -> Client:
     return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
+def _bucket_arguments(hit: Hit) -> list[str]:
+    """A token bucket's window_ms and emission (see lua.py); zeros for other algorithms."""
+    if hit.algorithm != "token_bucket":
+        return ["0", "0", "0"]
+    window_ms = bucket_window_millis(hit.window_s)
+    whole, part = emission(hit.hits, hit.limit, window_ms) if hit.limit > 0 else (0, 0)
+    return [str(window_ms), str(whole), str(part)]
+
+
 def _arguments(hits: Sequence[Hit], now: float, prefix: str) -> tuple[list[str], list[str]]:
     keys: list[str] = []
-    args: list[str] = [repr(float(now))]
+    args: list[str] = [repr(float(now)), str(bucket_millis(now))]
     for hit in hits:
         layout = key_layout(hit, now)
         keys.extend(prefix + key for key in layout.keys)
@@ -87,6 +101,7 @@ def _arguments(hits: Sequence[Hit], now: float, prefix: str) -> tuple[list[str],
             repr(float(layout.position.elapsed)),
             str(layout.ttl_ms),
             repr(float(hit.lockout_s)),
+            *_bucket_arguments(hit),
         ]
     return keys, args
 

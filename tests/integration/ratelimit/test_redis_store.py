@@ -5,11 +5,9 @@ exact counts across processes, the figures of its stats(). The scenarios every s
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -77,32 +75,44 @@ descriptors:
 
 
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "token_bucket"])
-def test_two_processes_sharing_redis_admit_exactly_the_limit(
-    redis_server: RedisServer, algorithm: str, tmp_path: Path
+async def test_two_processes_sharing_redis_admit_exactly_the_limit(
+    redis_server: RedisServer, algorithm: str
 ) -> None:
-    prefix = f"race{uuid.uuid4().hex[:8]}:"
+    """Each process fires 600 hits at a limit of 1000 once both are connected: together they
+    must get exactly 1000, however the scheduler interleaves them (each gets at least 400)."""
+    limit, per_process = 1000, 600
     now = 1_700_000_000.0  # one instant: no refill, no window edge
-    command = [
-        sys.executable,
-        "-m",
-        "tests.integration.ratelimit.hammer",
-        redis_server.url,
-        prefix,
-        algorithm,
-        "1000",
-        "1000",
-        str(now),
-        str(tmp_path),
-        "2",
-    ]
+    arguments = [redis_server.url, f"race{uuid.uuid4().hex[:8]}:", algorithm]
+    arguments += [str(limit), str(per_process), str(now)]
     processes = [
-        subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.integration.ratelimit.hammer",
+            *arguments,
+            cwd=REPO_ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
         for _ in range(2)
     ]
-    admitted = [int(p.communicate(timeout=60)[0].strip()) for p in processes]
-    assert all(p.returncode == 0 for p in processes)
-    assert sum(admitted) == 1000
-    assert all(count > 0 for count in admitted)  # both really competed
+    try:
+        async with asyncio.timeout(60):
+            for process in processes:  # the barrier: both connected before either fires
+                assert process.stdout is not None
+                assert await process.stdout.readline() == b"ready\n"
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.write(b"go\n")
+            outputs = await asyncio.gather(*(p.communicate() for p in processes))
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert [p.returncode for p in processes] == [0, 0]
+    admitted = [int(stdout.strip()) for stdout, _ in outputs]
+    assert sum(admitted) == limit
 
 
 async def test_stats_count_the_commands_in_flight_and_the_connections_they_hold(

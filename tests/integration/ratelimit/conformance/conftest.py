@@ -31,12 +31,20 @@ Builder = Callable[[pytest.FixtureRequest, str], QuotaStore]  # (request, key pr
 
 def _redis_settings(request: pytest.FixtureRequest, prefix: str) -> RedisSettings:
     server: RedisServer = request.getfixturevalue("redis_server")
-    return RedisSettings(url=server.url, key_prefix=prefix, timeout_ms=TIMEOUT_MS)
+    return RedisSettings(
+        url=server.url, key_prefix=prefix, timeout_ms=TIMEOUT_MS, connect_timeout_ms=TIMEOUT_MS
+    )
 
 
 def _cluster_settings(request: pytest.FixtureRequest, prefix: str) -> RedisSettings:
     cluster: LocalRedisCluster = request.getfixturevalue("redis_cluster")
-    return RedisSettings(url=cluster.url, cluster=True, key_prefix=prefix, timeout_ms=TIMEOUT_MS)
+    return RedisSettings(
+        url=cluster.url,
+        cluster=True,
+        key_prefix=prefix,
+        timeout_ms=TIMEOUT_MS,
+        connect_timeout_ms=TIMEOUT_MS,
+    )
 
 
 def _redis(request: pytest.FixtureRequest, prefix: str) -> QuotaStore:
