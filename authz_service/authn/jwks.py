@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import jwt
 
+from authz_service.errors import TransientError
 from authz_service.schema import JwksSettings
 from authz_service.telemetry import tracing
 
@@ -29,8 +30,11 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
-class JwksFetchError(Exception):
-    pass
+class JwksFetchError(TransientError):
+    """The JWKS (or the discovery document) could not be fetched or used; the keys held stay."""
+
+    reason = "unknown_key"
+    outcome = "unauthenticated"
 
 
 @dataclass(frozen=True, slots=True)

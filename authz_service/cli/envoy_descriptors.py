@@ -14,13 +14,14 @@ from typing import Any
 
 import yaml
 
+from authz_service.errors import ConfigError
 from authz_service.ratelimit.coverage import ANY, DescriptorShape, ShapeEntry
 
 RATELIMIT_FILTER = "envoy.filters.http.ratelimit"
 
 
-class EnvoyConfigError(Exception):
-    pass
+class EnvoyConfigError(ConfigError):
+    """An Envoy bootstrap file that cannot be read as one; the message names the file."""
 
 
 def _type_urls(node: Any) -> Iterator[str]:

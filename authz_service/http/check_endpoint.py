@@ -17,11 +17,11 @@ from aiohttp import web
 from opentelemetry.trace import Span
 
 from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
+from authz_service.errors import UnreadableRequest
 from authz_service.http.check_translate import (
     REQUEST_TRANSLATORS,
     HttpReply,
     ReceivedRequest,
-    UnreadableRequest,
     allow_reply,
     deny_reply,
     endpoint_for,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from authz_service.decisions import RequestAttributes
+from authz_service.errors import UnreadableRequest
 from authz_service.schema import Endpoint, HttpCheckSettings, Integration
 from authz_service.services.response_policy import AllowResponse, DenyResponse
 
@@ -34,10 +35,6 @@ ENVOY_HEADERS_TO_REMOVE = "x-envoy-auth-headers-to-remove"
 _METHOD = re.compile(r"^[A-Z][A-Z0-9_-]{0,31}$")
 # Header values must not carry these; claims are cleaned earlier, this is the last guard.
 _FORBIDDEN_IN_VALUE = str.maketrans("", "", "\r\n\x00")
-
-
-class UnreadableRequest(ValueError):
-    """The subrequest lacks what its integration must send (a gateway misconfiguration)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from authz_service.decisions import RequestAttributes
+from authz_service.errors import UnreadableRequest
 
 PayloadVersion = Literal["1.0", "2.0"]
 
 
-class UnreadableEvent(ValueError):
-    """Not an API Gateway REQUEST authorizer event we understand."""
+class UnreadableEvent(UnreadableRequest):
+    """Not an API Gateway REQUEST authorizer event we understand: the authorizer fails (500),
+    which is how API Gateway learns that nothing could be decided."""
+
+    outcome = "unavailable"
+    grpc_status = "UNKNOWN"
+    http_status = 500
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from typing import Any, cast
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.loader import load_config_file
 from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
+from authz_service.errors import AuthorizerAnswer
 from authz_service.lambda_authorizer.events import (
     UnreadableEvent,
     authorizer_request,
@@ -51,7 +52,7 @@ from authz_service.telemetry.reporter import UNREADABLE_REQUEST
 log = logging.getLogger(__name__)
 
 
-class AuthorizerUnavailable(Exception):
+class AuthorizerUnavailable(AuthorizerAnswer):
     """The decision could not be made (fail closed): API Gateway answers 500."""
 
 
