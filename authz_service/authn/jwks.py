@@ -130,9 +130,6 @@ class JwksCache:
             last_error=self._last_error,
         )
 
-    def get_cached(self, kid: str) -> jwt.PyJWK | None:
-        return self._keys.get(kid)
-
     async def get_key(self, kid: str) -> jwt.PyJWK | None:
         """The key for `kid`; an unknown kid triggers at most one rate-limited refetch."""
         key = self._keys.get(kid)
