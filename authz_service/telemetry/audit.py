@@ -13,7 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from authz_service.decisions import AuthMethod, Decision, Outcome, Reason, RequestAttributes
+from authz_service.decisions import (
+    AuthMethod,
+    Decision,
+    Outcome,
+    Reason,
+    RequestAttributes,
+    http_status,
+)
 from authz_service.ratelimit.results import Code, Descriptor, RateLimitResult
 
 ECS_VERSION = "8.11.0"
@@ -148,7 +155,7 @@ class CheckRecord:
             url += f',"query":{_q(query)}'
         authz = (
             f'"decision":"{self.outcome.value}","policy":{_q(self.policy)},'
-            f'"rule":{_q(self.rule)},"http_status":{_STATUS[self.outcome]}'
+            f'"rule":{_q(self.rule)},"http_status":{http_status(self.outcome, self.reason)}'
         )
         tail = ""
         if self.source_address:
@@ -237,15 +244,6 @@ def audit_record(
     """The same record as a dict (for tests and tools); `fields` as for `audit_line`."""
     record: dict[str, object] = json.loads(audit_line(request, decision, **fields))
     return record
-
-
-_STATUS = {
-    Outcome.ALLOW: 200,
-    Outcome.UNAUTHENTICATED: 401,
-    Outcome.FORBIDDEN: 403,
-    Outcome.RATE_LIMITED: 429,
-    Outcome.UNAVAILABLE: 503,
-}
 
 
 @dataclass(frozen=True, slots=True)
