@@ -220,7 +220,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
         try:
             counters = await self._quotas.counters(request.domain, entries, reset=reset)
         except QuotaUnavailable as error:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+            await context.abort(grpc.StatusCode[error.grpc_status], str(error))
             raise AssertionError("unreachable") from None
         return admin_pb2.QuotaResponse(
             counters=[
