@@ -169,15 +169,3 @@ def handler(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
     if _authorizer is None:
         _authorizer = LambdaAuthorizer.from_environment(os.environ)
     return _loop.run_until_complete(_authorizer.authorize(event))
-
-
-def reset() -> None:
-    """Forget the instance's compiled config and loop (tests; a config change needs a new
-    instance)."""
-    global _loop, _authorizer
-    if _loop is not None:
-        if _authorizer is not None:
-            _loop.run_until_complete(_authorizer.close())
-        _loop.close()
-    _loop = None
-    _authorizer = None

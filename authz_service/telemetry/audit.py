@@ -11,7 +11,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from authz_service.decisions import (
     AuthMethod,
@@ -55,21 +54,6 @@ def _iso(now: float) -> str:
 
 
 _q = json.JSONEncoder(ensure_ascii=True).encode  # a JSON string literal, quotes included
-
-
-def audit_line(
-    request: RequestAttributes,
-    decision: Decision,
-    *,
-    duration_s: float,
-    trace_id: str = "",
-    span_id: str = "",
-    principal: str | None = None,
-    now: float | None = None,
-) -> str:
-    """One ECS JSON line for a Check decision (`principal`: as it is to appear, e.g. hashed)."""
-    at = time.time() if now is None else now
-    return CheckRecord.of(request, decision, duration_s, trace_id, span_id, principal, at).line()
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,14 +220,6 @@ def rate_limit_audit_line(
         f'"authz":{{"decision":"{decision}","ratelimit":{{{ratelimit}}}}}'
         f"{_trace_fields(trace_id, span_id)}}}"
     )
-
-
-def audit_record(
-    request: RequestAttributes, decision: Decision, **fields: Any
-) -> dict[str, object]:
-    """The same record as a dict (for tests and tools); `fields` as for `audit_line`."""
-    record: dict[str, object] = json.loads(audit_line(request, decision, **fields))
-    return record
 
 
 @dataclass(frozen=True, slots=True)
