@@ -6,7 +6,8 @@ failing closed are services/check_use_case.py's, shared with the other transport
 
 from __future__ import annotations
 
-import logging
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -24,13 +25,10 @@ from authz_service.grpc.check_translate import (
 )
 from authz_service.schema import AuditSettings, RequestLimits, TelemetrySettings
 from authz_service.services.check import CheckService
-from authz_service.services.check_use_case import CheckUseCase
+from authz_service.services.check_use_case import CheckUseCase, Metadata
 from authz_service.services.compiled_config import CompiledConfig
 from authz_service.services.sanitise import UNREADABLE_REQUEST
 from authz_service.telemetry.reporter import Reporter
-
-log = logging.getLogger(__name__)
-
 
 SERVICE_NAME = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 METRIC_LABEL = "Check"
@@ -49,6 +47,9 @@ class ExtAuthzTransport:
 
     def __init__(self) -> None:
         self._allow_responses = AllowResponseCache()
+
+    def metadata(self, context: grpc.aio.ServicerContext) -> Metadata | None:
+        return context.invocation_metadata()  # type: ignore[no-any-return]
 
     def read(self, wire: Wire, limits: RequestLimits) -> RequestAttributes:
         if wire is None:
@@ -78,15 +79,12 @@ class ExtAuthzTransport:
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
     def __init__(self, checks: CheckService, telemetry: Reporter | None = None):
         reporter = telemetry or Reporter(TelemetrySettings(audit=AuditSettings(enabled=False)))
-        self._use_case = CheckUseCase(checks, reporter, METRIC_LABEL)
-        self._transport = ExtAuthzTransport()
-
-    async def Check(
-        self, request: Wire, context: grpc.aio.ServicerContext
-    ) -> external_auth_pb2.CheckResponse:
-        use_case = self._use_case
-        metadata = context.invocation_metadata() if use_case.wants_metadata else None
-        return await use_case.check(self._transport, request, metadata)
+        use_case = CheckUseCase(checks, reporter, METRIC_LABEL)
+        # Check(request, context) is the seam's own call with this transport bound: no
+        # coroutine of its own between gRPC and the seam.
+        self.Check: Callable[
+            [Wire, grpc.aio.ServicerContext], Awaitable[external_auth_pb2.CheckResponse]
+        ] = functools.partial(use_case.check, ExtAuthzTransport())
 
 
 def _parse(data: bytes) -> external_auth_pb2.CheckRequest | None:

@@ -30,7 +30,7 @@ from authz_service.http.check_translate import (
 from authz_service.http.guarded_listener import GuardedListener
 from authz_service.schema import Endpoint, HttpCheckSettings, RequestLimits, split_listen
 from authz_service.services.check import CheckService
-from authz_service.services.check_use_case import CheckUseCase
+from authz_service.services.check_use_case import CheckUseCase, Metadata
 from authz_service.services.compiled_config import CompiledConfig
 from authz_service.services.request_limits import check_head_size, check_header_count
 from authz_service.services.sanitise import refused_head, unreadable_request
@@ -67,6 +67,11 @@ class HttpCheckTransport:
         self._integration = endpoint.integration
         self._translate = REQUEST_TRANSLATORS[endpoint.integration]
         self.span_method = endpoint.integration
+
+    def metadata(self, context: web.Request) -> Metadata | None:
+        """Envoy's trace context, as the gRPC path gets it in its metadata."""
+        traceparent = context.headers.get("traceparent")
+        return [("traceparent", traceparent)] if traceparent else None
 
     def read(self, wire: web.Request, limits: RequestLimits) -> RequestAttributes:
         # Measured on what the parser kept (bounded by parser_max_headers), before the
@@ -125,16 +130,9 @@ class HttpCheckHandler:
         if endpoint is None:
             reply = _NOT_HERE  # not a check: nothing to decide, count or audit
         else:
-            use_case = self._use_case
-            metadata = _metadata(request) if use_case.wants_metadata else None
-            reply = await use_case.check(self._transports[endpoint.path], request, metadata)
+            transport = self._transports[endpoint.path]
+            reply = await self._use_case.check(transport, request, request)
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body.encode())
-
-
-def _metadata(request: web.Request) -> list[tuple[str, str]] | None:
-    """Envoy's trace context, as the gRPC path gets it in its metadata."""
-    traceparent = request.headers.get("traceparent")
-    return [("traceparent", traceparent)] if traceparent else None
 
 
 class HttpCheckServer:

@@ -48,7 +48,7 @@ from authz_service.lambda_authorizer.responses import (
 )
 from authz_service.schema import RequestLimits
 from authz_service.services.check import CheckService
-from authz_service.services.check_use_case import CheckUseCase
+from authz_service.services.check_use_case import CheckUseCase, Metadata
 from authz_service.services.compiled_config import CompiledConfig, QuotaStoreHolder, compile_config
 from authz_service.services.sanitise import UNREADABLE_REQUEST
 from authz_service.telemetry import tracing
@@ -78,6 +78,9 @@ class LambdaTransport:
     def __init__(self, context: Mapping[str, str], v2_format: V2Format) -> None:
         self._context = context
         self._v2_format = v2_format
+
+    def metadata(self, context: None) -> Metadata | None:
+        return None  # API Gateway passes no trace context to an authorizer
 
     def read(self, wire: Event, limits: RequestLimits) -> RequestAttributes:
         request = authorizer_request(wire, self._context)

@@ -41,10 +41,11 @@ log = logging.getLogger(__name__)
 
 Metadata = Sequence[tuple[str, Any]]
 Wire = TypeVar("Wire", contravariant=True)
+Context = TypeVar("Context", contravariant=True)
 Answer = TypeVar("Answer")
 
 
-class CheckTransport(Protocol[Wire, Answer]):
+class CheckTransport(Protocol[Wire, Context, Answer]):
     """A transport's part of a check: its wire format to the core and back. Long-lived (one
     per transport, or per HTTP endpoint), so a call allocates nothing for it."""
 
@@ -55,6 +56,10 @@ class CheckTransport(Protocol[Wire, Answer]):
     def span_method(self) -> str: ...
     @property
     def span_attributes(self) -> Mapping[str, Any] | None: ...
+
+    def metadata(self, context: Context) -> Metadata | None:
+        """The caller's trace context (`traceparent`), asked only when tracing or the audit
+        log wants it: gRPC metadata, or the HTTP subrequest's headers."""
 
     def read(self, wire: Wire, limits: RequestLimits) -> RequestAttributes:
         """The request as policy sees it. Raises RequestRefused (errors.py) for a request
@@ -109,15 +114,13 @@ class CheckUseCase:
         self._in_flight = 0
         self._gauge = reporter.in_flight_gauge(rpc)
 
-    @property
-    def wants_metadata(self) -> bool:
-        """Whether the transport should find the trace context (tracing or audit on)."""
-        return self._reporter.wants_metadata
-
     async def check(
-        self, transport: CheckTransport[Wire, Answer], wire: Wire, metadata: Metadata | None
+        self, transport: CheckTransport[Wire, Context, Answer], wire: Wire, context: Context
     ) -> Answer:
+        """One call: `wire` the request as received, `context` what the transport finds the
+        trace context in (the gRPC call's context, the HTTP request, nothing)."""
         started = time.perf_counter()
+        metadata = transport.metadata(context) if self._reporter.wants_metadata else None
         try:
             limit = self.max_in_flight
             if limit is not None and self._in_flight >= limit:
@@ -164,7 +167,7 @@ class CheckUseCase:
 
     def _refuse(
         self,
-        transport: CheckTransport[Wire, Answer],
+        transport: CheckTransport[Wire, Any, Answer],
         wire: Wire,
         error: RequestRefused,
         span: Span,

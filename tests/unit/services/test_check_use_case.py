@@ -44,6 +44,9 @@ class FakeTransport:
         self.broken_answers = False
         self.described: list[object] = []
 
+    def metadata(self, context: None) -> None:
+        return None
+
     def read(self, wire: dict[str, Any], limits: RequestLimits) -> RequestAttributes:
         if "raise" in wire:
             raise wire["raise"]
