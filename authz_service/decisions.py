@@ -108,6 +108,22 @@ class Reason(enum.StrEnum):
     REQUEST_TOO_LARGE = "request_too_large"  # 431: too many or too large headers
 
 
+_HTTP_STATUS = {
+    Outcome.ALLOW: 200,
+    Outcome.UNAUTHENTICATED: 401,
+    Outcome.FORBIDDEN: 403,
+    Outcome.RATE_LIMITED: 429,
+    Outcome.UNAVAILABLE: 503,
+}
+# Reasons whose HTTP status says more than their outcome's (RFC 6585: header fields too large).
+_HTTP_STATUS_BY_REASON = {Reason.REQUEST_TOO_LARGE: 431}
+
+
+def http_status(outcome: Outcome, reason: Reason) -> int:
+    """The HTTP status a decision is answered with, as the answer and the audit line say."""
+    return _HTTP_STATUS_BY_REASON.get(reason) or _HTTP_STATUS[outcome]
+
+
 @dataclass(frozen=True, slots=True)
 class AuthnFailure:
     """A credential was presented (or required) and did not verify."""

@@ -154,6 +154,21 @@ class Authenticator:
                 return self.api_keys.authenticate(api_key)
         return self.peers.authenticate(request.peer_principal)
 
+    def describe_credential(
+        self, request: RequestAttributes, authn: Identity | AuthnFailure | None
+    ) -> str:
+        """Which credential `request` presents, never its value (explain)."""
+        token = self.find_token(request.headers)
+        if token is not None:
+            source = token.source
+            where = f"header {source.header}" if source.header else f"cookie {source.cookie}"
+            return f"bearer token from {where}"
+        if self.api_keys is not None and self.api_keys.header in request.headers:
+            return f"API key from header {self.api_keys.header}"
+        if isinstance(authn, Identity):
+            return "mTLS peer identity"
+        return "none"
+
     def _accepts_from(self, issuer: str, source: TokenSource) -> bool:
         """Is `issuer`'s token accepted from where this one was found? Asked on cache hits
         too: a token verified from one provider's header must not pass in another's cookie."""

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import jwt
 
+from authz_service.errors import TransientError
 from authz_service.schema import JwksSettings
 from authz_service.telemetry import tracing
 
@@ -29,8 +30,11 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
-class JwksFetchError(Exception):
-    pass
+class JwksFetchError(TransientError):
+    """The JWKS (or the discovery document) could not be fetched or used; the keys held stay."""
+
+    reason = "unknown_key"
+    outcome = "unauthenticated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +139,6 @@ class JwksCache:
             last_failure=self._last_failure,
             last_error=self._last_error,
         )
-
-    def get_cached(self, kid: str) -> jwt.PyJWK | None:
-        return self._keys.get(kid)
 
     async def get_key(self, kid: str) -> jwt.PyJWK | None:
         """The key for `kid`; an unknown kid triggers at most one rate-limited refetch."""

@@ -14,6 +14,7 @@ uses too): the `jti` is then the issuer's, not the caller's choice. Only a hash 
 
     guard = ReplayGuard.for_providers(config.jwt_providers, store)   # None: nobody opted in
     verdict = await guard.check(identity)                             # ReplayVerdict
+    verdict = await guard.peek(identity)    # what check would answer, recording nothing
 """
 
 from __future__ import annotations
@@ -87,11 +88,15 @@ class ReplayGuard:
             return None
         return cls(settings, store, wall_clock, outages)
 
-    def tracks(self, issuer: str) -> bool:
-        return issuer in self._settings
-
     async def check(self, identity: Identity) -> ReplayVerdict:
         """Record this use of the identity's token; say whether it may proceed."""
+        return await self._verdict(identity, record=True)
+
+    async def peek(self, identity: Identity) -> ReplayVerdict:
+        """What `check` would answer now, recording nothing (explain): REPLAYED once used."""
+        return await self._verdict(identity, record=False)
+
+    async def _verdict(self, identity: Identity, *, record: bool) -> ReplayVerdict:
         entry = self._settings.get(identity.issuer) if identity.issuer else None
         if entry is None:
             return ReplayVerdict.NOT_TRACKED
@@ -107,7 +112,7 @@ class ReplayGuard:
             algorithm="token_bucket",
             limit=1,
             window_s=period,
-            hits=1,
+            hits=1 if record else 0,
             charge_rejected=False,
         )
         try:
@@ -123,4 +128,6 @@ class ReplayGuard:
                 return ReplayVerdict.FIRST_USE
             return ReplayVerdict.STORE_UNAVAILABLE
         self._outages.answered("replay")
-        return ReplayVerdict.FIRST_USE if verdict.allowed else ReplayVerdict.REPLAYED
+        # Looking takes nothing: the token was used when the bucket holds less than one.
+        unused = verdict.allowed if record else verdict.remaining >= 1
+        return ReplayVerdict.FIRST_USE if unused else ReplayVerdict.REPLAYED

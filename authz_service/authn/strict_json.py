@@ -16,6 +16,8 @@ import json
 import re
 from typing import Any
 
+from authz_service.errors import CredentialError
+
 # Real access tokens nest a handful of levels (realm_access.roles, resource_access.x.roles).
 MAX_DEPTH = 32
 
@@ -29,7 +31,7 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-class SegmentError(ValueError):
+class SegmentError(CredentialError):
     """The segment is not strict base64url-encoded JSON; the message says why."""
 
 

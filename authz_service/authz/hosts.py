@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from authz_service.errors import AmbiguousRequest
 from authz_service.schema import ipv6_literal
 
 # A DNS name (or an IPv4 address) in canonical form: lower case, no empty label, no trailing
@@ -21,8 +22,8 @@ from authz_service.schema import ipv6_literal
 _NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 
 
-class AmbiguousHost(ValueError):
-    pass
+class AmbiguousHost(AmbiguousRequest):
+    """A Host an upstream could read differently from us (not ASCII, a bad port...)."""
 
 
 def canonical_host(raw: str) -> str:

@@ -20,12 +20,13 @@ from dataclasses import replace
 from urllib.parse import unquote_plus
 
 from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
+from authz_service.errors import AmbiguousRequest
 from authz_service.schema import MethodOverrideSettings
 
 _METHOD = re.compile(r"^[A-Z][A-Z0-9_-]{0,31}$")
 
 
-class UnreadableOverride(ValueError):
+class UnreadableOverride(AmbiguousRequest):
     """An override whose value is not a method: refused rather than guessed at."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+from authz_service.errors import AmbiguousRequest
+
 # Encoded separators change what a path means to different servers: refuse them outright.
 # So does double encoding: `%252e%252e` is `..` to anything that decodes once more than we do.
 _AMBIGUOUS_ENCODINGS = ("%2f", "%5c", "%00", "%25")
@@ -16,8 +18,8 @@ _AMBIGUOUS_ENCODINGS = ("%2f", "%5c", "%00", "%25")
 _REENCODE = str.maketrans({"?": "%3F", "#": "%23"})
 
 
-class AmbiguousPath(ValueError):
-    pass
+class AmbiguousPath(AmbiguousRequest):
+    """A path an upstream could read differently from us (encoded separators, dot segments)."""
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")

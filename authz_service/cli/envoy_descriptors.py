@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from authz_service.errors import ConfigError
 from authz_service.ratelimit.coverage import ANY, DescriptorShape, ShapeEntry
 
 RATELIMIT_FILTER = "envoy.filters.http.ratelimit"
@@ -22,8 +23,8 @@ RATELIMIT_FILTER = "envoy.filters.http.ratelimit"
 TEMPLATE_PLACEHOLDER = re.compile(r"^[^#\n]*?(\$\{[A-Za-z_][A-Za-z0-9_]*\})", re.MULTILINE)
 
 
-class EnvoyConfigError(Exception):
-    pass
+class EnvoyConfigError(ConfigError):
+    """An Envoy bootstrap file that cannot be read as one; the message names the file."""
 
 
 def _type_urls(node: Any) -> Iterator[str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 from authz_service.decisions import Identity
-from authz_service.services.check import Explanation
 from authz_service.services.explain_view import View, lockout_view, quota_view
+from authz_service.services.explanation import Explanation
 
 
 def lockout_lines(view: View | None) -> list[str]:

@@ -1,7 +1,8 @@
-"""The one exception a config file that cannot be used raises (a leaf module: no imports)."""
+"""The exception a config file that cannot be used raises: `errors.ConfigError`, named here
+too because config loading is where it comes from."""
 
 from __future__ import annotations
 
+from authz_service.errors import ConfigError
 
-class ConfigError(Exception):
-    """A config file that cannot be used; the message names the file, line and field."""
+__all__ = ["ConfigError"]

@@ -14,9 +14,10 @@ from authz_service.config.reload import ConfigReloader
 from authz_service.decisions import Identity, RequestAttributes
 from authz_service.ratelimit.results import LockoutState
 from authz_service.schema.secret_digest import bearer_matches
-from authz_service.services.check import CheckService, QuotaPreview
+from authz_service.services.check import CheckService
 from authz_service.services.compiled_config import CompiledConfig
 from authz_service.services.explain_view import lockout_view, quota_view
+from authz_service.services.explanation import QuotaPreview
 from authz_service.services.quota_admin import QuotaAdmin, QuotaUnavailable
 
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
@@ -219,7 +220,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
         try:
             counters = await self._quotas.counters(request.domain, entries, reset=reset)
         except QuotaUnavailable as error:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+            await context.abort(grpc.StatusCode[error.grpc_status], str(error))
             raise AssertionError("unreachable") from None
         return admin_pb2.QuotaResponse(
             counters=[

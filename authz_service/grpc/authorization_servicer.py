@@ -1,15 +1,22 @@
-"""envoy.service.auth.v3.Authorization: translate, call the Check use case, translate back."""
+"""envoy.service.auth.v3.Authorization: a CheckRequest in, a CheckResponse out.
+
+Only the translation lives here (`ExtAuthzTransport`); reading, deciding, reporting and
+failing closed are services/check_use_case.py's, shared with the other transports.
+"""
 
 from __future__ import annotations
 
-import logging
-import time
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from google.protobuf.message import DecodeError
+from opentelemetry.trace import Span
 
-from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
+from authz_service.decisions import Decision, RequestAttributes
+from authz_service.errors import RequestRefused, RequestTooLarge, UnreadableRequest
 from authz_service.grpc.allow_cache import AllowResponseCache
 from authz_service.grpc.check_translate import (
     deny_response,
@@ -18,82 +25,66 @@ from authz_service.grpc.check_translate import (
 )
 from authz_service.schema import AuditSettings, RequestLimits, TelemetrySettings
 from authz_service.services.check import CheckService
-from authz_service.services.request_limits import RequestTooLarge
-from authz_service.telemetry import tracing
-from authz_service.telemetry.reporter import UNREADABLE_REQUEST, Reporter
-
-log = logging.getLogger(__name__)
-
+from authz_service.services.check_use_case import CheckUseCase, Metadata
+from authz_service.services.compiled_config import CompiledConfig
+from authz_service.services.sanitise import UNREADABLE_REQUEST
+from authz_service.telemetry.reporter import Reporter
 
 SERVICE_NAME = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+METRIC_LABEL = "Check"
+
+# A CheckRequest, or None when its bytes did not parse (see `_parse`). The generated
+# protobuf classes are untyped.
+Wire: TypeAlias = Any
+
+
+class ExtAuthzTransport:
+    """CheckRequest <-> core types, for services/check_use_case.py."""
+
+    span_service = SERVICE_NAME
+    span_method = "Check"
+    span_attributes = None
+
+    def __init__(self) -> None:
+        self._allow_responses = AllowResponseCache()
+
+    def metadata(self, context: grpc.aio.ServicerContext) -> Metadata | None:
+        return context.invocation_metadata()  # type: ignore[no-any-return]
+
+    def read(self, wire: Wire, limits: RequestLimits) -> RequestAttributes:
+        if wire is None:
+            raise UnreadableRequest("request could not be read")
+        return request_attributes(wire, limits)
+
+    def refused(self, wire: Wire, error: RequestRefused) -> RequestAttributes:
+        if isinstance(error, RequestTooLarge) and wire is not None:
+            return refused_request_attributes(wire)
+        return UNREADABLE_REQUEST
+
+    def answer(
+        self,
+        wire: Wire,
+        decision: Decision,
+        compiled: CompiledConfig,
+        request: RequestAttributes,
+    ) -> external_auth_pb2.CheckResponse:
+        if decision.allowed:
+            return self._allow_responses.response(compiled, decision, request)
+        return deny_response(decision.outcome, compiled.responses.deny(decision))
+
+    def describe(self, span: Span, answer: external_auth_pb2.CheckResponse) -> None:
+        span.set_attribute("rpc.grpc.status_code", 0)  # denials are answers too
 
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
     def __init__(self, checks: CheckService, telemetry: Reporter | None = None):
-        self._checks = checks
-        self._allow_responses = AllowResponseCache()
-        self._telemetry = telemetry or Reporter(
-            TelemetrySettings(audit=AuditSettings(enabled=False))
-        )
-
-    async def Check(
-        self, request: external_auth_pb2.CheckRequest | None, context: grpc.aio.ServicerContext
-    ) -> external_auth_pb2.CheckResponse:
-        started = time.perf_counter()
-        telemetry = self._telemetry
-        metadata = context.invocation_metadata() if telemetry.wants_metadata else None
-        metrics = telemetry.metrics
-        if metrics is not None:
-            metrics.check_in_flight.inc()
-        try:
-            with tracing.server_span(SERVICE_NAME, "Check", metadata) as span:
-                limits = self._checks.compiled_config().loaded.config.request_limits
-                attributes, refusal = _read(request, limits)
-                if refusal is not None:
-                    # Denied like any other answer: counted, audited, traced.
-                    decision, compiled = refusal, self._checks.compiled_config()
-                else:
-                    decision, compiled = await self._checks.check(attributes)
-                # Recorded before answering: the audit log may turn an allow into a refusal.
-                decision = telemetry.check_done(
-                    attributes, decision, time.perf_counter() - started, span, metadata
-                )
-                if decision.allowed:
-                    response = self._allow_responses.response(compiled, decision, attributes)
-                else:
-                    response = deny_response(decision.outcome, compiled.responses.deny(decision))
-                if span.is_recording():
-                    span.set_attribute("rpc.grpc.status_code", 0)  # denials are answers too
-                return response
-        except Exception:
-            # A bug past the decision: gRPC answers UNKNOWN and Envoy fails closed (503).
-            log.exception("Check failed after deciding")
-            if metrics is not None:
-                metrics.rpc_errors.labels("Check", "UNKNOWN").inc()
-            raise
-        finally:
-            if metrics is not None:
-                metrics.check_in_flight.dec()
-
-
-def _read(
-    request: external_auth_pb2.CheckRequest | None, limits: RequestLimits
-) -> tuple[RequestAttributes, Decision | None]:
-    """The request's attributes, or what stands for them with the refusal to answer."""
-    if request is None:
-        log.warning("CheckRequest is not a valid protobuf message; denying")
-        return UNREADABLE_REQUEST, _UNREADABLE
-    try:
-        return request_attributes(request, limits), None
-    except RequestTooLarge as error:
-        refusal = Decision(Outcome.FORBIDDEN, Reason.REQUEST_TOO_LARGE, str(error))
-        return refused_request_attributes(request), refusal
-    except Exception:
-        log.exception("unreadable CheckRequest; denying")
-        return UNREADABLE_REQUEST, _UNREADABLE
-
-
-_UNREADABLE = Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, "request could not be read")
+        reporter = telemetry or Reporter(TelemetrySettings(audit=AuditSettings(enabled=False)))
+        use_case = CheckUseCase(checks, reporter, METRIC_LABEL)
+        # Check(request, context) is the seam's own call with this transport bound: no
+        # coroutine of its own between gRPC and the seam.
+        self.Check: Callable[
+            [Wire, grpc.aio.ServicerContext], Awaitable[external_auth_pb2.CheckResponse]
+        ] = functools.partial(use_case.check, ExtAuthzTransport())
 
 
 def _parse(data: bytes) -> external_auth_pb2.CheckRequest | None:

@@ -14,6 +14,7 @@ from authz_service.decisions import Outcome, RequestAttributes
 from authz_service.schema import RequestLimits
 from authz_service.services.request_limits import check_head_size, check_header_count
 from authz_service.services.response_policy import AllowResponse, DenyResponse
+from authz_service.services.sanitise import header_value, refused_head
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _RPC_CODE = {
@@ -22,8 +23,6 @@ _RPC_CODE = {
     Outcome.RATE_LIMITED: code_pb2.RESOURCE_EXHAUSTED,
     Outcome.UNAVAILABLE: code_pb2.UNAVAILABLE,
 }
-# Envoy rejects header values with these; claims are cleaned earlier, this is the last guard.
-_FORBIDDEN_IN_VALUE = str.maketrans("", "", "\r\n\x00")
 
 
 _DEFAULT_LIMITS = RequestLimits()
@@ -76,30 +75,19 @@ def request_attributes(
     )
 
 
-# What the audit line and span of a refused request show: never more than this of a field.
-_SHOWN = 256
-
-
 def refused_request_attributes(request: external_auth_pb2.CheckRequest) -> RequestAttributes:
     """The head of a request refused unread, cut short: its headers are not looked at."""
     attributes = request.attributes
     http = attributes.request.http
     source = attributes.source
     address = source.address.socket_address.address if source.HasField("address") else ""
-    return RequestAttributes(
-        method=http.method[:_SHOWN],
-        host=http.host[:_SHOWN],
-        path=http.path[:_SHOWN],
-        source_address=address[:_SHOWN],
-        peer_principal=source.principal[:_SHOWN],
-        request_id=http.id[:_SHOWN],
-    )
+    return refused_head(http.method, http.host, http.path, address, source.principal, http.id)
 
 
 def _header_options(headers: Mapping[str, str]) -> list[base_pb2.HeaderValueOption]:
     return [
         base_pb2.HeaderValueOption(
-            header=base_pb2.HeaderValue(key=key, value=value.translate(_FORBIDDEN_IN_VALUE)),
+            header=base_pb2.HeaderValue(key=key, value=header_value(value)),
             append_action=_OVERWRITE,
         )
         for key, value in headers.items()

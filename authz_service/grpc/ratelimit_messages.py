@@ -7,6 +7,7 @@ from typing import Any
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 
+from authz_service.errors import UnreadableRequest
 from authz_service.ratelimit.response import JSON_CONTENT_TYPE, over_limit_body, reset_seconds
 from authz_service.ratelimit.results import (
     Code,
@@ -34,8 +35,12 @@ _CODES = {
 }
 
 
-class BadRequest(ValueError):
-    """The request cannot be evaluated (empty domain, no descriptors, unknown unit)."""
+class BadRequest(UnreadableRequest):
+    """The request cannot be evaluated (empty domain, no descriptors, unknown unit): the call
+    ends INVALID_ARGUMENT, and Envoy's failure mode decides."""
+
+    grpc_status = "INVALID_ARGUMENT"
+    http_status = 400
 
 
 def request_from_proto(message: Any) -> RateLimitRequestData:

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
+from authz_service.errors import AuthzError, QuotaUnavailable
 from authz_service.grpc.ratelimit_messages import BadRequest, request_from_proto, response_to_proto
 from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.results import RateLimitRequestData, RateLimitResult
@@ -30,6 +31,9 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         # Looked up per call, so a config reload swaps the limiter under live traffic.
         self._limiter_provider = limiter_provider
         self._telemetry = telemetry
+        self._in_flight = (
+            telemetry.in_flight_gauge("ShouldRateLimit") if telemetry is not None else None
+        )
 
     async def ShouldRateLimit(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -38,9 +42,9 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         telemetry = self._telemetry
         wants_metadata = telemetry.wants_metadata if telemetry is not None else tracing.enabled
         metadata = context.invocation_metadata() if wants_metadata else None
-        metrics = telemetry.metrics if telemetry is not None else None
-        if metrics is not None:
-            metrics.in_flight.labels("ShouldRateLimit").inc()
+        in_flight = self._in_flight
+        if in_flight is not None:
+            in_flight.inc()
         try:
             with tracing.server_span(SERVICE_NAME, "ShouldRateLimit", metadata) as span:
                 data, result, error = await self._decide(request)
@@ -53,8 +57,8 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
                 assert result is not None
                 return response_to_proto(result)
         finally:
-            if metrics is not None:
-                metrics.in_flight.labels("ShouldRateLimit").dec()
+            if in_flight is not None:
+                in_flight.dec()
 
     async def _decide(
         self, request: Any
@@ -63,21 +67,21 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         try:
             data = request_from_proto(request)
         except BadRequest as error:
-            return None, None, (grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            return None, None, _status(error)
         limiter = self._limiter_provider()
         if limiter is None:
-            return (
-                data,
-                None,
-                (grpc.StatusCode.FAILED_PRECONDITION, "rate limiting is not configured"),
-            )
+            return data, None, _status(QuotaUnavailable("rate limiting is not configured"))
         try:
             with tracing.child_span("ratelimit.store"):
                 return data, await limiter.should_rate_limit(data), None
         except StoreUnavailable as error:
             # Fast and explicit, so Envoy's failure_mode_deny decides what clients get.
-            message = f"rate limit store unavailable: {error}"
-            return data, None, (grpc.StatusCode.UNAVAILABLE, message)
+            return data, None, _status(error, "rate limit store unavailable: ")
+
+
+def _status(error: AuthzError, prefix: str = "") -> _Error:
+    """The gRPC status errors.py maps `error` to, with its message."""
+    return grpc.StatusCode[error.grpc_status], f"{prefix}{error}"
 
 
 def add_ratelimit_servicer(

@@ -3,41 +3,39 @@ forwardAuth. Translate the subrequest, call the Check use case, translate the an
 
 Every request is a check: the path picks the integration (its mount in `http_check.endpoints`)
 and nothing is read from the body. A subrequest that lacks what its integration must send is
-denied (fail closed), like an unreadable CheckRequest on the gRPC path.
+denied (fail closed), like an unreadable CheckRequest on the gRPC path. Only the translation
+lives here (`HttpCheckTransport`, one per endpoint); reading, deciding, reporting, shedding
+and failing closed are services/check_use_case.py's, shared with the other transports.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import time
-from dataclasses import replace
 
 from aiohttp import web
 from opentelemetry.trace import Span
 
-from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
+from authz_service.decisions import Decision, RequestAttributes
+from authz_service.errors import RequestRefused, RequestTooLarge
 from authz_service.http.check_translate import (
     REQUEST_TRANSLATORS,
     HttpReply,
     ReceivedRequest,
-    UnreadableRequest,
     allow_reply,
     deny_reply,
     endpoint_for,
     join_headers,
 )
 from authz_service.http.guarded_listener import GuardedListener
-from authz_service.schema import HttpCheckSettings, Integration, RequestLimits, split_listen
+from authz_service.schema import Endpoint, HttpCheckSettings, RequestLimits, split_listen
 from authz_service.services.check import CheckService
-from authz_service.services.request_limits import (
-    RequestTooLarge,
-    check_head_size,
-    check_header_count,
-)
-from authz_service.telemetry import tracing
+from authz_service.services.check_use_case import CheckUseCase, Metadata
+from authz_service.services.compiled_config import CompiledConfig
+from authz_service.services.request_limits import check_head_size, check_header_count
+from authz_service.services.sanitise import refused_head, unreadable_request
 from authz_service.telemetry.connection_metrics import ConnectionStats
-from authz_service.telemetry.reporter import UNREADABLE_REQUEST, Reporter
+from authz_service.telemetry.reporter import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +44,8 @@ METRIC_LABEL = "HttpCheck"
 # Bearer tokens may be up to jwt_providers[].max_token_bytes (8 KiB by default) and URIs long:
 # aiohttp's 8 KiB default would answer 400 before we could decide.
 _MAX_FIELD_BYTES = 64 * 1024
-# What the audit line and span of a refused request show: never more than this of a field.
-_SHOWN = 256
+_SPAN_ATTRIBUTES = {"rpc.system": "http"}
+_NOT_HERE = HttpReply(404, {"content-type": "text/plain"}, "no check endpoint here\n")
 
 
 def parser_max_headers(limits: RequestLimits) -> int:
@@ -57,163 +55,84 @@ def parser_max_headers(limits: RequestLimits) -> int:
     return 2 * limits.max_headers
 
 
+class HttpCheckTransport:
+    """One endpoint's subrequests <-> core types, for services/check_use_case.py."""
+
+    span_service = SPAN_SERVICE
+    span_attributes = _SPAN_ATTRIBUTES
+
+    def __init__(self, endpoint: Endpoint, settings: HttpCheckSettings) -> None:
+        self._endpoint = endpoint
+        self._settings = settings
+        self._integration = endpoint.integration
+        self._translate = REQUEST_TRANSLATORS[endpoint.integration]
+        self.span_method = endpoint.integration
+
+    def metadata(self, context: web.Request) -> Metadata | None:
+        """Envoy's trace context, as the gRPC path gets it in its metadata."""
+        traceparent = context.headers.get("traceparent")
+        return [("traceparent", traceparent)] if traceparent else None
+
+    def read(self, wire: web.Request, limits: RequestLimits) -> RequestAttributes:
+        # Measured on what the parser kept (bounded by parser_max_headers), before the
+        # header map is built: the gRPC path's check, for the same 431 deny.
+        check_header_count(len(wire.raw_headers), limits)
+        check_head_size((*itertools.chain(*wire.raw_headers), wire.raw_path), limits)
+        received = ReceivedRequest(
+            method=wire.method,
+            target=wire.raw_path,
+            headers=join_headers(wire.headers.items()),
+            peer=wire.remote or "",
+        )
+        return self._translate(received, self._endpoint, self._settings)
+
+    def refused(self, wire: web.Request, error: RequestRefused) -> RequestAttributes:
+        if isinstance(error, RequestTooLarge):  # the head, cut short: its headers unread
+            return refused_head(wire.method, wire.host or "", wire.raw_path, wire.remote or "")
+        return unreadable_request(wire.headers.get("x-request-id", ""))
+
+    def answer(
+        self,
+        wire: web.Request,
+        decision: Decision,
+        compiled: CompiledConfig,
+        request: RequestAttributes,
+    ) -> HttpReply:
+        if decision.allowed:
+            return allow_reply(self._integration, compiled.responses.allow(decision, request))
+        deny = compiled.responses.deny(decision)
+        return deny_reply(self._integration, deny, self._settings.nginx.deny_body_header)
+
+    def describe(self, span: Span, answer: HttpReply) -> None:
+        span.set_attribute("http.response.status_code", answer.status)
+
+
 class HttpCheckHandler:
-    """Thin, like the gRPC servicer: received request -> RequestAttributes -> Decision -> reply."""
+    """Thin, like the gRPC servicer: the endpoint's transport and the shared Check use case."""
 
     def __init__(
         self, settings: HttpCheckSettings, checks: CheckService, telemetry: Reporter
     ) -> None:
-        self._settings = settings
-        self._checks = checks
-        self._telemetry = telemetry
-        self._in_flight = 0
+        self._use_case = CheckUseCase(checks, telemetry, METRIC_LABEL)
+        self.update(settings)
 
     def update(self, settings: HttpCheckSettings) -> None:
         """Reloaded settings (trusted proxies, endpoints, limits) for the next request."""
-        self._settings = settings
+        transports: dict[str, HttpCheckTransport] = {}
+        for endpoint in settings.endpoints:
+            transports.setdefault(endpoint.path, HttpCheckTransport(endpoint, settings))
+        self._endpoints = settings.endpoints
+        self._transports = transports
+        self._use_case.max_in_flight = settings.max_concurrent_requests
 
     async def handle(self, request: web.Request) -> web.Response:
-        limits = self._checks.compiled_config().loaded.config.request_limits
-        try:
-            # Measured on what the parser kept (bounded by parser_max_headers), before the
-            # header map is built: the gRPC path's check, for the same 431 deny.
-            check_header_count(len(request.raw_headers), limits)
-            check_head_size((*itertools.chain(*request.raw_headers), request.raw_path), limits)
-        except RequestTooLarge as error:
-            reply = self._too_large(request, str(error))
-            return web.Response(
-                status=reply.status, headers=reply.headers, body=reply.body.encode()
-            )
-        received = ReceivedRequest(
-            method=request.method,
-            target=request.raw_path,
-            headers=join_headers(request.headers.items()),
-            peer=request.remote or "",
-        )
-        limit = self._settings.max_concurrent_requests
-        if limit is not None and self._in_flight >= limit:
-            reply = self._overloaded(received)
+        endpoint = endpoint_for(request.raw_path, self._endpoints)
+        if endpoint is None:
+            reply = _NOT_HERE  # not a check: nothing to decide, count or audit
         else:
-            self._in_flight += 1
-            try:
-                reply = await self.check(received)
-            finally:
-                self._in_flight -= 1
+            transport = self._transports[endpoint.path]
+            reply = await self._use_case.check(transport, request, request)
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body.encode())
-
-    def _overloaded(self, received: ReceivedRequest) -> HttpReply:
-        endpoint = endpoint_for(received.target, self._settings.endpoints)
-        if endpoint is None:
-            return HttpReply(404, {"content-type": "text/plain"}, "no check endpoint here\n")
-        decision = Decision(
-            Outcome.UNAVAILABLE,
-            Reason.OVERLOADED,
-            "too many checks in flight",
-            extra_headers={"retry-after": "1"},
-        )
-        # Shed without a span (cheap on purpose), but counted and audited like any answer.
-        self._telemetry.check_done(
-            _unreadable(received), decision, 0.0, tracing.INVALID_SPAN, _metadata(received)
-        )
-        return self._deny(endpoint.integration, decision)
-
-    async def check(self, received: ReceivedRequest) -> HttpReply:
-        endpoint = endpoint_for(received.target, self._settings.endpoints)
-        if endpoint is None:
-            return HttpReply(404, {"content-type": "text/plain"}, "no check endpoint here\n")
-        integration = endpoint.integration
-        deny_body_header = self._settings.nginx.deny_body_header
-        started = time.perf_counter()
-        telemetry = self._telemetry
-        metadata = _metadata(received)
-        metrics = telemetry.metrics
-        if metrics is not None:
-            metrics.in_flight.labels(METRIC_LABEL).inc()
-        try:
-            with tracing.server_span(
-                SPAN_SERVICE, integration, metadata, {"rpc.system": "http"}
-            ) as span:
-                try:
-                    attributes = REQUEST_TRANSLATORS[integration](
-                        received, endpoint, self._settings
-                    )
-                except UnreadableRequest as error:
-                    log.warning("unreadable %s check request (%s); denying", integration, error)
-                    return self._bad_request(received, integration, str(error), span, started)
-                except Exception:
-                    log.exception("%s check request could not be read; denying", integration)
-                    message = "request could not be read"
-                    return self._bad_request(received, integration, message, span, started)
-                decision, compiled = await self._checks.check(attributes)
-                # Recorded before answering: the audit log may turn an allow into a refusal.
-                decision = telemetry.check_done(
-                    attributes, decision, time.perf_counter() - started, span, metadata
-                )
-                if decision.allowed:
-                    reply = allow_reply(integration, compiled.responses.allow(decision, attributes))
-                else:
-                    reply = deny_reply(
-                        integration, compiled.responses.deny(decision), deny_body_header
-                    )
-                if span.is_recording():
-                    span.set_attribute("http.response.status_code", reply.status)
-                return reply
-        finally:
-            if metrics is not None:
-                metrics.in_flight.labels(METRIC_LABEL).dec()
-
-    def _too_large(self, request: web.Request, message: str) -> HttpReply:
-        started = time.perf_counter()
-        endpoint = endpoint_for(request.raw_path, self._settings.endpoints)
-        if endpoint is None:
-            return HttpReply(404, {"content-type": "text/plain"}, "no check endpoint here\n")
-        decision = Decision(Outcome.FORBIDDEN, Reason.REQUEST_TOO_LARGE, message)
-        # Counted and audited like any decision, with the head cut short: its headers unread.
-        shown = RequestAttributes(
-            method=request.method[:_SHOWN],
-            host=(request.host or "")[:_SHOWN],
-            path=request.raw_path[:_SHOWN],
-            source_address=request.remote or "",
-        )
-        with tracing.server_span(
-            SPAN_SERVICE, endpoint.integration, None, {"rpc.system": "http"}
-        ) as span:
-            self._telemetry.check_done(shown, decision, time.perf_counter() - started, span, None)
-        return self._deny(endpoint.integration, decision)
-
-    def _bad_request(
-        self,
-        received: ReceivedRequest,
-        integration: Integration,
-        message: str,
-        span: Span,
-        started: float,
-    ) -> HttpReply:
-        decision = Decision(Outcome.FORBIDDEN, Reason.BAD_REQUEST, message)
-        self._telemetry.check_done(
-            _unreadable(received),
-            decision,
-            time.perf_counter() - started,
-            span,
-            _metadata(received),
-        )
-        return self._deny(integration, decision)
-
-    def _deny(self, integration: Integration, decision: Decision) -> HttpReply:
-        deny = self._checks.compiled_config().responses.deny(decision)
-        return deny_reply(integration, deny, self._settings.nginx.deny_body_header)
-
-
-def _metadata(received: ReceivedRequest) -> list[tuple[str, str]] | None:
-    """Envoy's trace context, as the gRPC path gets it in its metadata."""
-    traceparent = received.headers.get("traceparent")
-    return [("traceparent", traceparent)] if traceparent else None
-
-
-def _unreadable(received: ReceivedRequest) -> RequestAttributes:
-    """What the audit line of a request that was not translated says: its id, if any."""
-    request_id = received.headers.get("x-request-id", "")
-    return replace(UNREADABLE_REQUEST, request_id=request_id) if request_id else UNREADABLE_REQUEST
 
 
 class HttpCheckServer:

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from authz_service.decisions import RequestAttributes
+from authz_service.errors import UnreadableRequest
 from authz_service.schema import Endpoint, HttpCheckSettings, Integration
 from authz_service.services.response_policy import AllowResponse, DenyResponse
+from authz_service.services.sanitise import header_value
 
 Network = IPv4Network | IPv6Network
 
@@ -32,12 +34,6 @@ Network = IPv4Network | IPv6Network
 ENVOY_HEADERS_TO_REMOVE = "x-envoy-auth-headers-to-remove"
 
 _METHOD = re.compile(r"^[A-Z][A-Z0-9_-]{0,31}$")
-# Header values must not carry these; claims are cleaned earlier, this is the last guard.
-_FORBIDDEN_IN_VALUE = str.maketrans("", "", "\r\n\x00")
-
-
-class UnreadableRequest(ValueError):
-    """The subrequest lacks what its integration must send (a gateway misconfiguration)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +208,7 @@ REQUEST_TRANSLATORS: Mapping[Integration, Translator] = {
 
 
 def _clean(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: value.translate(_FORBIDDEN_IN_VALUE) for name, value in headers.items()}
+    return {name: header_value(value) for name, value in headers.items()}
 
 
 def allow_reply(integration: Integration, allow: AllowResponse) -> HttpReply:
@@ -234,7 +230,7 @@ def allow_reply(integration: Integration, allow: AllowResponse) -> HttpReply:
     elif allow.upstream_cookie is not None:
         headers.pop("cookie", None)
         if allow.upstream_cookie:
-            headers["cookie"] = allow.upstream_cookie.translate(_FORBIDDEN_IN_VALUE)
+            headers["cookie"] = header_value(allow.upstream_cookie)
     return HttpReply(200, headers)
 
 
@@ -244,5 +240,5 @@ def deny_reply(
     """The gRPC path's deny (status, headers, JSON body); for NGINX the body in a header too."""
     headers = _clean(deny.headers)
     if integration == "nginx" and deny_body_header:
-        headers[deny_body_header] = deny.body.translate(_FORBIDDEN_IN_VALUE)
+        headers[deny_body_header] = header_value(deny.body)
     return HttpReply(deny.status, headers, deny.body)

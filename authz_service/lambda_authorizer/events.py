@@ -22,12 +22,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from authz_service.decisions import RequestAttributes
+from authz_service.errors import UnreadableRequest
 
 PayloadVersion = Literal["1.0", "2.0"]
 
 
-class UnreadableEvent(ValueError):
-    """Not an API Gateway REQUEST authorizer event we understand."""
+class UnreadableEvent(UnreadableRequest):
+    """Not an API Gateway REQUEST authorizer event we understand: the authorizer fails (500),
+    which is how API Gateway learns that nothing could be decided."""
+
+    outcome = "unavailable"
+    grpc_status = "UNKNOWN"
+    http_status = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,18 @@ def _v1_query(event: Mapping[str, Any]) -> str:
     return urllib.parse.urlencode([(str(k), str(v)) for k, v in pairs])
 
 
+def payload_version(event: Mapping[str, Any]) -> PayloadVersion:
+    return "2.0" if _mapping(event).get("version") == "2.0" else "1.0"
+
+
+def policy_resource(event: Mapping[str, Any]) -> str:
+    """What the returned policy names: methodArn (1.0; routeArn as a fallback) or routeArn."""
+    event = _mapping(event)
+    if payload_version(event) == "2.0":
+        return _text(event.get("routeArn"))
+    return _text(event.get("methodArn")) or _text(event.get("routeArn"))
+
+
 def _require(value: str, what: str) -> str:
     if not value:
         raise UnreadableEvent(f"event has no {what}")
@@ -97,9 +115,7 @@ def _v1(event: Mapping[str, Any], context: Mapping[str, str]) -> AuthorizerReque
             context=context,
             request_id=_text(request_context.get("requestId")),
         ),
-        resource_arn=_require(
-            _text(event.get("methodArn")) or _text(event.get("routeArn")), "methodArn"
-        ),
+        resource_arn=_require(policy_resource(event), "methodArn"),
     )
 
 
@@ -136,7 +152,7 @@ def _v2(event: Mapping[str, Any], context: Mapping[str, str]) -> AuthorizerReque
             context=context,
             request_id=_text(request_context.get("requestId")),
         ),
-        resource_arn=_require(_text(event.get("routeArn")), "routeArn"),
+        resource_arn=_require(policy_resource(event), "routeArn"),
     )
 
 
@@ -151,7 +167,7 @@ def authorizer_request(
         raise UnreadableEvent("event is not a JSON object")
     if event.get("type") != "REQUEST":
         raise UnreadableEvent("only REQUEST authorizers are supported (not TOKEN)")
-    if event.get("version") == "2.0":
+    if payload_version(event) == "2.0":
         return _v2(event, dict(context or {}))
     return _v1(event, dict(context or {}))
 

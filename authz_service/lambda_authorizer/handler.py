@@ -15,25 +15,29 @@ Environment:
 JWKS keys are fetched on the first token with an unknown `kid` (at most once per
 `min_refetch_interval_s`), not by a background task: a frozen Lambda runs none. The audit
 line is written to stdout (CloudWatch Logs) before the handler returns.
+
+Only the translation lives here (`LambdaTransport`); reading, deciding, reporting and
+failing closed are services/check_use_case.py's, shared with the gRPC and HTTP transports.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import sys
-import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
+
+from opentelemetry.trace import Span
 
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.config.loader import load_config_file
-from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
+from authz_service.decisions import Decision, Outcome, RequestAttributes
+from authz_service.errors import AuthorizerAnswer, RequestRefused
 from authz_service.lambda_authorizer.events import (
-    UnreadableEvent,
     authorizer_request,
     parse_method_arn,
+    payload_version,
+    policy_resource,
 )
 from authz_service.lambda_authorizer.responses import (
     Unauthorized,
@@ -42,17 +46,72 @@ from authz_service.lambda_authorizer.responses import (
     context_from_text,
     deny_response,
 )
+from authz_service.schema import RequestLimits
 from authz_service.services.check import CheckService
-from authz_service.services.compiled_config import QuotaStoreHolder, compile_config
+from authz_service.services.check_use_case import CheckUseCase, Metadata
+from authz_service.services.compiled_config import CompiledConfig, QuotaStoreHolder, compile_config
+from authz_service.services.sanitise import UNREADABLE_REQUEST
 from authz_service.telemetry import tracing
-from authz_service.telemetry.audit import audit_line
-from authz_service.telemetry.reporter import UNREADABLE_REQUEST
+from authz_service.telemetry.audit_log import AuditLog
+from authz_service.telemetry.reporter import Reporter
 
-log = logging.getLogger(__name__)
+SPAN_SERVICE = "authz_service.LambdaAuthorizer"
+METRIC_LABEL = "LambdaAuthorizer"
+
+Event: TypeAlias = Mapping[str, Any]
+# What the handler returns, or raises: API Gateway reads a 401 and a 500 from an error.
+Answer: TypeAlias = "dict[str, Any] | AuthorizerAnswer"
 
 
-class AuthorizerUnavailable(Exception):
+class AuthorizerUnavailable(AuthorizerAnswer):
     """The decision could not be made (fail closed): API Gateway answers 500."""
+
+
+class LambdaTransport:
+    """An authorizer event <-> core types, for services/check_use_case.py."""
+
+    # No exporter is configured in a Lambda: its span is the no-op one.
+    span_service = SPAN_SERVICE
+    span_method = "authorize"
+    span_attributes = None
+
+    def __init__(self, context: Mapping[str, str], v2_format: V2Format) -> None:
+        self._context = context
+        self._v2_format = v2_format
+
+    def metadata(self, context: None) -> Metadata | None:
+        return None  # API Gateway passes no trace context to an authorizer
+
+    def read(self, wire: Event, limits: RequestLimits) -> RequestAttributes:
+        request = authorizer_request(wire, self._context)
+        if request.version == "1.0":
+            parse_method_arn(request.resource_arn)
+        return request.attributes
+
+    def refused(self, wire: Event, error: RequestRefused) -> RequestAttributes:
+        return UNREADABLE_REQUEST
+
+    def answer(
+        self,
+        wire: Event,
+        decision: Decision,
+        compiled: CompiledConfig,
+        request: RequestAttributes,
+    ) -> Answer:
+        if decision.outcome is Outcome.UNAVAILABLE:
+            return AuthorizerUnavailable(f"{decision.reason.value}: {decision.message}")
+        version, resource = payload_version(wire), policy_resource(wire)
+        if decision.allowed:
+            allow = compiled.responses.allow(decision)
+            principal = decision.identity.principal if decision.identity else ""
+            return allow_response(version, self._v2_format, resource, principal, allow)
+        if decision.outcome is Outcome.UNAUTHENTICATED and version == "1.0":
+            return Unauthorized()
+        deny = compiled.responses.deny(decision)
+        return deny_response(version, self._v2_format, resource, deny)
+
+    def describe(self, span: Span, answer: Answer) -> None:
+        return None
 
 
 class LambdaAuthorizer:
@@ -70,8 +129,11 @@ class LambdaAuthorizer:
         compiled = compile_config(loaded, self.registry, self.stores)
         self.compiled_config = compiled
         self.checks = CheckService(lambda: compiled)
-        self.context = dict(context or {})
-        self.v2_format = v2_format
+        # The audit line goes to stdout (CloudWatch Logs) before the handler returns.
+        audit = self.config.telemetry.audit.model_copy(update={"output": "stdout"})
+        self.reporter = Reporter(self.config.telemetry, audit=AuditLog(audit, synchronous=True))
+        self._use_case = CheckUseCase(self.checks, self.reporter, METRIC_LABEL)
+        self._transport = LambdaTransport(dict(context or {}), v2_format)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> LambdaAuthorizer:
@@ -84,44 +146,17 @@ class LambdaAuthorizer:
             cast(V2Format, v2_format),
         )
 
-    async def authorize(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    async def authorize(self, event: Event) -> dict[str, Any]:
         """The authorizer's answer; raises Unauthorized (401) or AuthorizerUnavailable (500)."""
-        started = time.perf_counter()
-        try:
-            request = authorizer_request(event, self.context)
-            if request.version == "1.0":
-                parse_method_arn(request.resource_arn)
-        except UnreadableEvent as error:
-            log.warning("unreadable authorizer event (%s); failing closed", error)
-            refused = Decision(Outcome.UNAVAILABLE, Reason.BAD_REQUEST, "event could not be read")
-            self._audit(UNREADABLE_REQUEST, refused, time.perf_counter() - started)
-            raise AuthorizerUnavailable(str(error)) from None
-        decision, compiled = await self.checks.check(request.attributes)
-        self._audit(request.attributes, decision, time.perf_counter() - started)
-        version, resource = request.version, request.resource_arn
-        if decision.allowed:
-            allow = compiled.responses.allow(decision)
-            principal = decision.identity.principal if decision.identity else ""
-            return allow_response(version, self.v2_format, resource, principal, allow)
-        if decision.outcome is Outcome.UNAVAILABLE:
-            raise AuthorizerUnavailable(decision.reason.value)
-        if decision.outcome is Outcome.UNAUTHENTICATED and version == "1.0":
-            raise Unauthorized
-        return deny_response(version, self.v2_format, resource, compiled.responses.deny(decision))
-
-    def _audit(self, request: RequestAttributes, decision: Decision, duration_s: float) -> None:
-        """The line the server writes for the same decision (principal hashed alike)."""
-        if not self.config.telemetry.audit.enabled:
-            return
-        identity = decision.identity
-        principal = tracing.principal_attribute(identity.principal) if identity else None
-        line = audit_line(request, decision, duration_s=duration_s, principal=principal)
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        answer = await self._use_case.check(self._transport, event, None)
+        if isinstance(answer, AuthorizerAnswer):
+            raise answer
+        return answer
 
     async def close(self) -> None:
         await self.registry.close()
         await self.stores.close()
+        self.reporter.close()
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -137,15 +172,3 @@ def handler(event: dict[str, Any], _context: object = None) -> dict[str, Any]:
     if _authorizer is None:
         _authorizer = LambdaAuthorizer.from_environment(os.environ)
     return _loop.run_until_complete(_authorizer.authorize(event))
-
-
-def reset() -> None:
-    """Forget the instance's compiled config and loop (tests; a config change needs a new
-    instance)."""
-    global _loop, _authorizer
-    if _loop is not None:
-        if _authorizer is not None:
-            _loop.run_until_complete(_authorizer.close())
-        _loop.close()
-    _loop = None
-    _authorizer = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from authz_service.errors import AuthorizerAnswer
 from authz_service.services.response_policy import AllowResponse, DenyResponse
 
 V2Format = Literal["simple", "iam"]
@@ -24,8 +25,13 @@ V2Format = Literal["simple", "iam"]
 UNAUTHORIZED = "Unauthorized"  # the exact error message API Gateway maps to 401
 
 
-class Unauthorized(Exception):
+class Unauthorized(AuthorizerAnswer):
     """Raised from the handler for a 401; its message must stay exactly "Unauthorized"."""
+
+    reason = "authentication_required"
+    outcome = "unauthenticated"
+    grpc_status = "UNAUTHENTICATED"
+    http_status = 401
 
     def __init__(self) -> None:
         super().__init__(UNAUTHORIZED)

@@ -12,7 +12,7 @@ import logging
 import resource
 from dataclasses import dataclass
 
-from authz_service.config.loader import ConfigError
+from authz_service.errors import ConfigError
 from authz_service.schema import Config
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,10 @@ import os
 import socket
 from collections.abc import Iterable
 
+from authz_service.errors import ListenError
 from authz_service.schema import split_listen
 
-
-class ListenError(Exception):
-    """A listen address that cannot be used: the message names the setting and the address."""
+__all__ = ["ListenError", "check_all", "check_listen"]
 
 
 _REASONS = {

@@ -18,13 +18,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from authz_service.errors import TransientError
 from authz_service.ratelimit.algorithms import Verdict, WindowPosition
 
 StoreAlgorithm = Literal["fixed_window", "sliding_window", "token_bucket", "lockout"]
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(TransientError):
     """The quota store could not answer (down, slow, or the circuit breaker is open)."""
+
+    reason = "rate_limit_unavailable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from authz_service.ratelimit.results import LockoutState
-from authz_service.services.check import QuotaPreview
+from authz_service.services.explanation import QuotaPreview
 
 View = dict[str, Any]
 

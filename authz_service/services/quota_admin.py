@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from authz_service.errors import QuotaUnavailable
 from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.store import StoreUnavailable
 
-
-class QuotaUnavailable(Exception):
-    """Rate limiting is not configured, the descriptor has no limit, or the store is down."""
+__all__ = ["QuotaAdmin", "QuotaCounter", "QuotaUnavailable"]
 
 
 @dataclass(frozen=True, slots=True)

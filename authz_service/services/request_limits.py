@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from authz_service.errors import RequestTooLarge
 from authz_service.schema import RequestLimits
 
-
-class RequestTooLarge(ValueError):
-    """The head is past a limit: the request is denied without being read further."""
+__all__ = ["RequestTooLarge", "check_head_size", "check_header_count"]
 
 
 def check_header_count(count: int, limits: RequestLimits) -> None:

@@ -13,19 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from authz_service.authn.cookie_strip import CookieStripper
-from authz_service.decisions import Decision, Identity, Outcome, Reason, RequestAttributes
+from authz_service.decisions import (
+    Decision,
+    Identity,
+    Outcome,
+    RequestAttributes,
+    http_status,
+)
 from authz_service.schema import Config
 
 REASON_HEADER = "x-authz-reason"
 
-_STATUS = {
-    Outcome.UNAUTHENTICATED: 401,
-    Outcome.FORBIDDEN: 403,
-    Outcome.RATE_LIMITED: 429,
-    Outcome.UNAVAILABLE: 503,
-}
-# Reasons whose HTTP status says more than their outcome's (RFC 6585: header fields too large).
-_STATUS_BY_REASON = {Reason.REQUEST_TOO_LARGE: 431}
 _ERROR = {
     Outcome.UNAUTHENTICATED: "unauthenticated",
     Outcome.FORBIDDEN: "forbidden",
@@ -156,7 +154,7 @@ class ResponsePolicy:
         return headers
 
     def deny(self, decision: Decision) -> DenyResponse:
-        status = _STATUS_BY_REASON.get(decision.reason) or _STATUS.get(decision.outcome, 403)
+        status = http_status(decision.outcome, decision.reason)
         headers = {
             "content-type": "application/json",
             "cache-control": "no-store",

@@ -11,9 +11,15 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from authz_service.decisions import AuthMethod, Decision, Outcome, Reason, RequestAttributes
+from authz_service.decisions import (
+    AuthMethod,
+    Decision,
+    Outcome,
+    Reason,
+    RequestAttributes,
+    http_status,
+)
 from authz_service.ratelimit.results import Code, Descriptor, RateLimitResult
 
 ECS_VERSION = "8.11.0"
@@ -48,21 +54,6 @@ def _iso(now: float) -> str:
 
 
 _q = json.JSONEncoder(ensure_ascii=True).encode  # a JSON string literal, quotes included
-
-
-def audit_line(
-    request: RequestAttributes,
-    decision: Decision,
-    *,
-    duration_s: float,
-    trace_id: str = "",
-    span_id: str = "",
-    principal: str | None = None,
-    now: float | None = None,
-) -> str:
-    """One ECS JSON line for a Check decision (`principal`: as it is to appear, e.g. hashed)."""
-    at = time.time() if now is None else now
-    return CheckRecord.of(request, decision, duration_s, trace_id, span_id, principal, at).line()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +139,7 @@ class CheckRecord:
             url += f',"query":{_q(query)}'
         authz = (
             f'"decision":"{self.outcome.value}","policy":{_q(self.policy)},'
-            f'"rule":{_q(self.rule)},"http_status":{_STATUS[self.outcome]}'
+            f'"rule":{_q(self.rule)},"http_status":{http_status(self.outcome, self.reason)}'
         )
         tail = ""
         if self.source_address:
@@ -229,23 +220,6 @@ def rate_limit_audit_line(
         f'"authz":{{"decision":"{decision}","ratelimit":{{{ratelimit}}}}}'
         f"{_trace_fields(trace_id, span_id)}}}"
     )
-
-
-def audit_record(
-    request: RequestAttributes, decision: Decision, **fields: Any
-) -> dict[str, object]:
-    """The same record as a dict (for tests and tools); `fields` as for `audit_line`."""
-    record: dict[str, object] = json.loads(audit_line(request, decision, **fields))
-    return record
-
-
-_STATUS = {
-    Outcome.ALLOW: 200,
-    Outcome.UNAUTHENTICATED: 401,
-    Outcome.FORBIDDEN: 403,
-    Outcome.RATE_LIMITED: 429,
-    Outcome.UNAVAILABLE: 503,
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,10 @@ grow: it is bounded by `max_queue_bytes`, and every record lost is counted, by r
 `when_full: refuse` fails closed instead: the reporter refuses a request whose record does not
 fit, and failed writes are retried rather than dropped, so a broken output fills the queue and
 refuses too. Retried lines may then appear twice: at least once, never silently lost.
+
+`synchronous=True` (the Lambda authorizer: a frozen instance runs no thread) writes each
+record before `record` returns, to the output as it is then (`sys.stdout` looked up each
+time); a failed write is a record that did not fit.
 """
 
 from __future__ import annotations
@@ -33,8 +37,12 @@ _CHUNK_BYTES = 256 * 1024
 
 
 class AuditLog:
-    def __init__(self, settings: AuditSettings, flush_interval_s: float = 0.2) -> None:
+    def __init__(
+        self, settings: AuditSettings, flush_interval_s: float = 0.2, *, synchronous: bool = False
+    ) -> None:
         self.enabled = settings.enabled
+        self._synchronous = synchronous
+        self._output = settings.output
         self.refuses_when_full = settings.when_full == "refuse"
         self.max_queue_bytes = settings.max_queue_bytes
         self.flush_interval_s = flush_interval_s
@@ -51,6 +59,8 @@ class AuditLog:
         self._owned = False
         self._thread: threading.Thread | None = None
         if not settings.enabled:
+            return
+        if synchronous:
             return
         if settings.output == "stdout":
             self._stream = sys.stdout
@@ -97,6 +107,8 @@ class AuditLog:
 
     def offer(self, record: Record) -> bool:
         """Queue `record` if the queue has room for it; otherwise count it as dropped."""
+        if self._synchronous:
+            return self._write_now(record)
         if self._thread is None:
             return False
         size = record.nbytes
@@ -107,6 +119,20 @@ class AuditLog:
             self._queued_bytes += size
         self._queue.put((record, size))
         return True
+
+    def _write_now(self, record: Record) -> bool:
+        if not self.enabled:
+            return False
+        output = self._output
+        if output in ("stdout", "stderr"):
+            self._stream = sys.stdout if output == "stdout" else sys.stderr
+        elif self._stream is None:
+            self._stream = open(output, "a", encoding="utf-8")  # noqa: SIM115
+            self._owned = True
+        if self._write(record.line() + "\n"):
+            return True
+        self.dropped_write_failed += 1
+        return False
 
     def _drain(self) -> None:
         while True:

@@ -1,7 +1,9 @@
 """What the servicers report after each RPC: metrics, span attributes, the audit line.
 
 One object per process, built from `telemetry:` settings at start. Every part is optional:
-with tracing off, no metrics port and no audit log, recording costs a few flag checks.
+with tracing off, no metrics port and no audit log, recording costs a few flag checks. Every
+check transport reports through services/check_use_case.py, which calls `check_done` once
+per answer and `rpc_failed` for an error past the decision.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
+from prometheus_client import Gauge
 
 from authz_service.decisions import Decision, Outcome, Reason, RequestAttributes
 from authz_service.ratelimit.results import RateLimitRequestData, RateLimitResult
@@ -31,10 +34,6 @@ def audit_refusal(decision: Decision) -> Decision:
     )
 
 
-# What an unreadable request is audited as: nothing in it can be trusted to describe it.
-UNREADABLE_REQUEST = RequestAttributes(method="", host="", path="")
-
-
 def trace_ids_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> tuple[str, str]:
     """Envoy's trace and span ids from `traceparent`, for the audit log when tracing is off."""
     for key, value in metadata or ():
@@ -53,11 +52,26 @@ def _audit_trace_ids(metadata: Sequence[tuple[str, Any]] | None) -> tuple[str, s
 
 
 class Reporter:
-    def __init__(self, settings: TelemetrySettings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: TelemetrySettings,
+        metrics: Metrics | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
+        """`audit`: the audit log to write to (default: one built from `settings.audit`)."""
         self.metrics = metrics
-        self.audit = AuditLog(settings.audit)
+        self.audit = audit if audit is not None else AuditLog(settings.audit)
         if metrics is not None:
             metrics.add_state_collector(AuditLogCollector(self.audit))
+
+    def in_flight_gauge(self, rpc: str) -> Gauge | None:
+        """`authz_rpc_in_flight{rpc}`, resolved once by the caller; None without metrics."""
+        return self.metrics.in_flight.labels(rpc) if self.metrics is not None else None
+
+    def rpc_failed(self, rpc: str, code: str) -> None:
+        """An RPC that ended in an error status `code` (a gRPC status name)."""
+        if self.metrics is not None:
+            self.metrics.rpc_errors.labels(rpc, code).inc()
 
     @property
     def wants_metadata(self) -> bool:
@@ -76,13 +90,20 @@ class Reporter:
         to answer: an allow whose audit record cannot be kept under `when_full: refuse` is
         refused instead (503 audit_unavailable)."""
         identity = decision.identity
-        principal = tracing.principal_attribute(identity.principal) if identity else None
-        if self.audit.enabled:
+        audited = self.audit.enabled
+        recording = span.is_recording()
+        # As audit lines and spans show it (maybe hashed); worked out only when one does.
+        principal = (
+            tracing.principal_attribute(identity.principal)
+            if identity is not None and (audited or recording)
+            else None
+        )
+        if audited:
             decision = self._audit_check(request, decision, duration_s, principal, metadata)
         if self.metrics is not None:
             self.metrics.check_duration.observe(duration_s)
             self.metrics.decision_counter(decision).inc()
-        if span.is_recording():
+        if recording:
             span.set_attributes(
                 {
                     "client.address": request.source_address,

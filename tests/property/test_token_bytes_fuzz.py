@@ -83,7 +83,7 @@ def test_any_token_bytes_are_a_401_never_an_error(local_service: LocalService, t
         source_address="203.0.113.9",
     )
 
-    decision, _ = local_service.run(service.check(request))
+    decision = local_service.run(service.check(request)).decision
 
     assert decision.reason is not Reason.INTERNAL_ERROR, decision
     if token.strip():

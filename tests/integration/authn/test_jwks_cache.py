@@ -168,7 +168,7 @@ async def test_background_refresh_fetches_at_start_and_picks_up_rotation(
         await wait_until(lambda: idp.signing_key.kid in jwks.keys)
         new_key = idp.rotate()
         await wait_until(lambda: new_key.kid in jwks.keys)
-        assert jwks.get_cached(new_key.kid) is not None
+        assert jwks.keys[new_key.kid].key_id == new_key.kid
     finally:
         await jwks.close()
     requests = idp.requests

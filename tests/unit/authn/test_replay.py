@@ -5,6 +5,7 @@ tests/integration/ratelimit/conformance/test_auth_records.py."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from authz_service.authn.replay import ReplayGuard, ReplayVerdict, replay_key
 from authz_service.decisions import AuthMethod, Identity
+from authz_service.ratelimit.algorithms import Verdict
 from authz_service.ratelimit.memory_store import MemoryStore
 from authz_service.ratelimit.store import Hit, StoreUnavailable
 from authz_service.schema import ReplayProtection
@@ -45,6 +47,18 @@ class DownStore:
         return {}
 
 
+class CountingStore(MemoryStore):
+    """The memory store, counting the calls that reach it."""
+
+    def __init__(self) -> None:
+        super().__init__("authz:rl:")
+        self.calls = 0
+
+    async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
+        self.calls += 1
+        return await super().apply(hits, now)
+
+
 def token(jti: str = "t-1", *, issuer: str = ISSUER, lifetime_s: float = 300) -> Identity:
     return Identity(
         principal="alice",
@@ -74,12 +88,38 @@ async def test_the_same_jti_from_another_issuer_is_another_token() -> None:
 
 async def test_providers_that_did_not_opt_in_are_not_tracked() -> None:
     off = Provider(OTHER_ISSUER, replay_protection=ReplayProtection(enabled=False))
-    replay, _ = guard(Provider(ISSUER), off)
+    store = CountingStore()
+    replay, _ = guard(Provider(ISSUER), off, store=store)
     assert await replay.check(token(issuer=OTHER_ISSUER)) is ReplayVerdict.NOT_TRACKED
     assert await replay.check(token(issuer=OTHER_ISSUER)) is ReplayVerdict.NOT_TRACKED
     api_key = Identity(principal="svc", method=AuthMethod.API_KEY)
     assert await replay.check(api_key) is ReplayVerdict.NOT_TRACKED
-    assert not replay.tracks(OTHER_ISSUER)
+    assert store.calls == 0  # nothing recorded for them
+
+
+async def test_peek_says_what_check_would_answer_and_records_nothing() -> None:
+    replay, _ = guard()
+    assert await replay.peek(token()) is ReplayVerdict.FIRST_USE
+    assert await replay.peek(token()) is ReplayVerdict.FIRST_USE  # looking used nothing
+    assert await replay.check(token()) is ReplayVerdict.FIRST_USE
+    assert await replay.peek(token()) is ReplayVerdict.REPLAYED
+    assert await replay.check(token()) is ReplayVerdict.REPLAYED
+
+
+async def test_peek_near_expiry_still_sees_the_use() -> None:
+    replay, clock = guard(Provider(ISSUER, leeway_s=0))
+    short = token(lifetime_s=0.5)  # the record's period is clamped to one second
+    assert await replay.check(short) is ReplayVerdict.FIRST_USE
+    clock.advance(0.4)
+    assert await replay.peek(short) is ReplayVerdict.REPLAYED
+
+
+async def test_peek_with_the_store_down_follows_the_failure_mode() -> None:
+    replay, _ = guard(store=DownStore())
+    assert await replay.peek(token()) is ReplayVerdict.STORE_UNAVAILABLE
+    lenient = ReplayProtection(enabled=True, failure_mode="allow")
+    allowing, _ = guard(Provider(ISSUER, replay_protection=lenient), store=DownStore())
+    assert await allowing.peek(token()) is ReplayVerdict.FIRST_USE
 
 
 def test_no_guard_is_built_when_no_provider_opts_in() -> None:

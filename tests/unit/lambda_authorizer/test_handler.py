@@ -97,9 +97,19 @@ def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.setenv("AUTHZ_CONFIG", str(path))
     monkeypatch.delenv("AUTHZ_CONTEXT", raising=False)
     monkeypatch.delenv("AUTHZ_V2_RESPONSE", raising=False)
-    lambda_handler.reset()
+    forget_the_instance()
     yield path
-    lambda_handler.reset()
+    forget_the_instance()
+
+
+def forget_the_instance() -> None:
+    """A fresh Lambda instance: the handler's loop and authorizer closed and forgotten."""
+    loop, authorizer = lambda_handler._loop, lambda_handler._authorizer
+    if loop is not None:
+        if authorizer is not None:
+            loop.run_until_complete(authorizer.close())
+        loop.close()
+    lambda_handler._loop = lambda_handler._authorizer = None
 
 
 def rest_event(path: str = "/api/orders", method: str = "GET", **headers: str) -> dict[str, Any]:

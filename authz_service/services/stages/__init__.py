@@ -1,0 +1,33 @@
+"""The stages of a decision, in the order they run (services/pipeline.py says how).
+
+A new stage is one class in a module here and one line in `STAGES`, where it belongs in the
+order; its `build` says when a config needs it.
+"""
+
+from __future__ import annotations
+
+from authz_service.services.pipeline import Pipeline, Stage, StageInputs
+from authz_service.services.stages.authenticate import AuthenticateStage
+from authz_service.services.stages.authorize import AuthorizeStage
+from authz_service.services.stages.lockout import FailedAttemptStage, LockoutStage
+from authz_service.services.stages.quota import QuotaStage
+from authz_service.services.stages.replay import ReplayStage
+from authz_service.services.stages.revocation import RevocationStage
+
+STAGES: tuple[type[Stage], ...] = (
+    LockoutStage,  # an address locked out for failed authentications: refused before any work
+    AuthenticateStage,  # credentials -> Identity, AuthnFailure, or None (nothing presented)
+    RevocationStage,  # a revoked token's identity becomes a failure
+    FailedAttemptStage,  # a failed authentication counts toward the address's lockout
+    AuthorizeStage,  # RBAC (with the ;params reading) and method overrides -> the decision
+    ReplayStage,  # an allowed use of a one-time token uses it up
+    QuotaStage,  # quota inside Check: only allowed requests are charged
+)
+
+
+def build_pipeline(inputs: StageInputs) -> Pipeline:
+    """The stages this config needs, in order."""
+    return Pipeline([stage for kind in STAGES if (stage := kind.build(inputs)) is not None])
+
+
+__all__ = ["STAGES", "build_pipeline"]
