@@ -1,12 +1,11 @@
-"""Process wiring: the gRPC server, health, reflection, reload, signals, graceful shutdown."""
+"""The server: the gRPC ports (Check, ShouldRateLimit, health, reflection, admin), the HTTP
+check and metrics ports, hot reload, and a graceful stop. The process around it: process.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from authz_service.grpc.authorization_servicer import (
     add_authorization_servicer,
 )
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
-from authz_service.grpc.server_options import grpc_options, server_options
+from authz_service.grpc.server_options import bind_port, grpc_options, server_options
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
 from authz_service.http.check_endpoint import HttpCheckServer
 from authz_service.http.observability_server import ObservabilityServer
@@ -212,13 +211,13 @@ class AuthzServer:
         credentials = None
         if tls is not None:
             credentials, self.certificates = server_credentials(tls)
-        self.port = _bind(self._server, "server.listen", self.listen, credentials)
+        self.port = bind_port(self._server, "server.listen", self.listen, credentials)
         if self.admin_listen is not None:
             self._admin_server = self._build_admin_server(config.admin)
             # The gRPC port's certificate and client CA, re-read alike (a credentials object
             # of its own: gRPC's certificate fetcher serves one server).
             admin_credentials = server_credentials(tls)[0] if config.admin.tls and tls else None
-            self.admin_port = _bind(
+            self.admin_port = bind_port(
                 self._admin_server, "admin.listen", self.admin_listen, admin_credentials
             )
         tracing.configure(config.telemetry)
@@ -318,25 +317,6 @@ async def _release(server: grpc.aio.Server, started: bool, grace_period_s: float
     await server.stop(grace_period_s)
 
 
-def _bind(
-    server: grpc.aio.Server,
-    setting: str,
-    address: str,
-    credentials: grpc.ServerCredentials | None,
-) -> int:
-    """Add the port; a failure (gRPC raises RuntimeError, or answers 0) is a ListenError."""
-    try:
-        if credentials is not None:
-            port = server.add_secure_port(address, credentials)
-        else:
-            port = server.add_insecure_port(address)
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        raise ListenError(f"{setting} {address}: cannot listen")
-    return int(port)
-
-
 def _listen_error(setting: str, address: str | None, error: OSError) -> ListenError:
     return ListenError(f"{setting} {address}: cannot listen: {error.strerror or error}")
 
@@ -346,42 +326,3 @@ def _redis_client(settings: RedisSettings) -> Any:
     from authz_service.ratelimit.redis_store import create_client
 
     return create_client(settings)
-
-
-def tune_garbage_collector() -> None:
-    """Startup objects (config, protobuf descriptors, keys) never die: move them out of the
-    collector's way, and collect the young generation less often. Each Check allocates a few
-    short-lived objects; with default thresholds gen-0 collections cost ~15% of a warm Check.
-    The soak benchmark shows RSS flat with these settings."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-
-
-async def serve(
-    config_path: str | Path,
-    listen: str | None = None,
-    admin_listen: str | None = None,
-    metrics_listen: str | None = None,
-    http_listen: str | None = None,
-) -> None:
-    server = AuthzServer(config_path, listen, admin_listen, metrics_listen, http_listen)
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    loop.add_signal_handler(signal.SIGINT, stopping.set)
-    reloads: set[asyncio.Task[bool]] = set()
-
-    def reload_on_sighup() -> None:
-        task = loop.create_task(server.reloader.reload())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
-    await server.start()
-    tune_garbage_collector()
-    try:
-        await stopping.wait()
-        log.info("shutting down (grace %.1fs)", server.grace_period_s)
-    finally:
-        await server.stop()

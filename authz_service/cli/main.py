@@ -11,16 +11,12 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.cli.admin import add_admin_parser, run_admin
-from authz_service.cli.explain_output import explanation_json, explanation_text
+from authz_service.cli.offline import EXIT_DENIED, check_config, check_descriptors, explain
 from authz_service.config.loader import ConfigError, load_config_file
 from authz_service.config.secrets import check_secrets
-from authz_service.decisions import RequestAttributes
 from authz_service.preflight.ports import ListenError, check_all
 from authz_service.schema.secret_digest import secret_digest
-from authz_service.services.check import CheckService
-from authz_service.services.compiled_config import QuotaStoreHolder, compile_config
 
 
 def _parse_header(text: str) -> tuple[str, str]:
@@ -29,10 +25,6 @@ def _parse_header(text: str) -> tuple[str, str]:
         # Not echoed: the text is usually a credential (a token or an API key).
         raise argparse.ArgumentTypeError("expected 'name: value' (the value is not shown)")
     return name.strip().lower(), value.strip()
-
-
-# `explain --exit-code`: a denied request (0 allowed; 1 a bad config; 2 a usage error).
-EXIT_DENIED = 3
 
 
 def _version() -> str:
@@ -139,9 +131,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "check-config":
-        return _check_config(args.config, args.map_path)
+        return check_config(args.config, args.map_path)
     if args.command == "explain":
-        return asyncio.run(_explain(args))
+        return asyncio.run(explain(args))
     if args.command == "hash-key":
         return _hash_key(args.stdin)
     if args.command == "admin":
@@ -149,12 +141,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "health":
         return _health(args)
     if args.command == "check-descriptors":
-        return _check_descriptors(args)
+        return check_descriptors(args)
     return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from authz_service.server import serve
+    from authz_service.process import serve
 
     if args.workers > 1:
         return _supervise(args)
@@ -234,59 +226,6 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
-def _check_descriptors(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from authz_service.cli.envoy_descriptors import descriptor_shapes, load_bootstrap
-    from authz_service.ratelimit.coverage import describe_coverage
-    from authz_service.ratelimit.rules import load_rate_limit_rules
-
-    try:
-        if args.limits:
-            limits = load_rate_limit_rules(Path(args.limits))
-        else:
-            loaded = load_config_file(args.config)
-            settings = loaded.config.rate_limit
-            if settings is None:
-                print(f"error: {args.config}: no rate_limit section", file=sys.stderr)
-                return 1
-            limits = load_rate_limit_rules(
-                settings.config_dir,
-                settings.domains,
-                str(loaded.path),
-                loaded.lines,
-                base_dir=loaded.path.parent,
-            )
-        shapes = descriptor_shapes(load_bootstrap(Path(args.envoy)))
-    except ConfigError as error:  # the rate-limit files or the Envoy file (EnvoyConfigError)
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    findings = describe_coverage(shapes, limits)
-    for finding in findings:
-        print(finding)
-    errors = sum(f.severity == "error" for f in findings)
-    warnings = sum(f.severity == "warning" for f in findings)
-    print(f"{len(findings)} descriptors checked: {errors} errors, {warnings} warnings")
-    return 1 if errors or (args.strict and warnings) else 0
-
-
-def _check_config(path: str, map_paths: Sequence[str] = ()) -> int:
-    from authz_service.config.path_map import parse_path_maps, remap_paths
-
-    try:
-        loaded = remap_paths(load_config_file(path), parse_path_maps(map_paths))
-        compile_config(loaded, JwksRegistry())
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    config = loaded.config
-    print(
-        f"{path}: OK (version {loaded.digest[:12]}; {len(config.jwt_providers)} JWT providers, "
-        f"{len(config.api_keys.keys)} API keys, policies: {', '.join(sorted(config.policies))})"
-    )
-    return 0
-
-
 def _hash_key(from_stdin: bool) -> int:
     key = sys.stdin.readline().rstrip("\n") if from_stdin else getpass.getpass("API key: ")
     if not key:
@@ -294,44 +233,3 @@ def _hash_key(from_stdin: bool) -> int:
         return 1
     print(secret_digest(key))
     return 0
-
-
-def token_from_env(name: str) -> str:
-    """The token held in environment variable `name`; unset or empty is a usage error, never
-    an anonymous evaluation that would look like the token's answer."""
-    token = os.environ.get(name, "")
-    if not token:
-        print(f"error: --token-from-env: environment variable {name} is not set", file=sys.stderr)
-        raise SystemExit(2)
-    return token
-
-
-async def _explain(args: argparse.Namespace) -> int:
-    headers = dict(args.header)
-    if args.token_from_env:
-        headers["authorization"] = f"Bearer {token_from_env(args.token_from_env)}"
-    registry = JwksRegistry()
-    stores = QuotaStoreHolder()
-    try:
-        compiled = compile_config(load_config_file(args.config), registry, stores)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    context = dict(item.partition("=")[::2] for item in args.context)
-    request = RequestAttributes(
-        method=args.method.upper(),
-        host=args.host,
-        path=args.path,
-        headers=headers,
-        source_address=args.source_address,
-        peer_principal=args.peer_principal,
-        context=context,
-    )
-    try:
-        explanation = await CheckService(lambda: compiled).explain(request)
-    finally:
-        await registry.close()
-        await stores.close()
-    print(explanation_json(explanation) if args.json else explanation_text(explanation))
-    denied = explanation.decision.outcome.value != "allow"
-    return EXIT_DENIED if args.exit_code and denied else 0

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import grpc
+
+from authz_service.errors import ListenError
 from authz_service.schema import GrpcConnectionLimits, ServerSettings
 
 # Keep-alive settings that let Envoy's long-lived HTTP/2 connections stay up.
@@ -46,3 +49,22 @@ def grpc_options(limits: GrpcConnectionLimits) -> list[tuple[str, int]]:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+def bind_port(
+    server: grpc.aio.Server,
+    setting: str,
+    address: str,
+    credentials: grpc.ServerCredentials | None,
+) -> int:
+    """Add the port; a failure (gRPC raises RuntimeError, or answers 0) is a ListenError."""
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ListenError(f"{setting} {address}: cannot listen")
+    return int(port)
