@@ -1,0 +1,89 @@
+"""Fair shares of one limit among the Envoys that report a bucket, and the token bucket that
+enforces a share inside Envoy. Pure arithmetic: no store, no protobuf, no clock.
+
+A limit L per window W is split among the Envoys reporting the bucket recently: each gets
+`min_share / n` of L, and the rest is split in proportion to their demand (requests allowed
+plus denied per second in their last report; an equal split while nobody has any). The shares
+sum to L, and every active Envoy has one.
+
+Envoy 1.40 enforces a share as a token bucket refilled continuously at tokens_per_fill /
+fill_interval, where fill_interval must be whole seconds (a sub-second one means no limit)
+and tokens are whole. `token_bucket` rounds down, never up: the rates of all shares sum to at
+most L / W. The bucket holds one window's share (at least one token), as a fixed window lets
+a client spend its window at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+# Each share is shrunk by a trillionth, far more than the float rounding of summing thousands
+# of them: the shares never add up to more than the limit, and a share just under a whole
+# number of tokens never rounds up to it.
+_MARGIN = 1 - 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBucketShare:
+    """What Envoy is told: `max_tokens`, refilled by `tokens_per_fill` every `fill_interval_s`."""
+
+    max_tokens: int
+    tokens_per_fill: int
+    fill_interval_s: int
+
+    @property
+    def rate(self) -> float:
+        """Requests per second this bucket admits in the long run."""
+        return self.tokens_per_fill / self.fill_interval_s
+
+
+def demand_rate(allowed: int, denied: int, elapsed_s: float) -> float:
+    """Requests per second an Envoy wanted over its last report. Envoy reports elapsed time in
+    whole seconds, and 0 in the first report of a bucket: count that as one second."""
+    return (max(0, allowed) + max(0, denied)) / max(1.0, elapsed_s)
+
+
+def fair_shares(limit: float, demands: Mapping[str, float], min_share: float) -> dict[str, float]:
+    """Split `limit` among the Envoys of `demands` (id -> requests per second).
+
+    Every Envoy gets (just under) `limit * min_share / n` at least; the shares sum to just
+    under `limit`.
+    """
+    if not demands or limit <= 0:
+        return {envoy: 0.0 for envoy in demands}
+    count = len(demands)
+    guaranteed = limit * min_share / count
+    rest = limit - guaranteed * count
+    total = sum(max(0.0, demand) for demand in demands.values())
+    if total <= 0:
+        return {envoy: limit / count * _MARGIN for envoy in demands}
+    return {
+        envoy: (guaranteed + rest * (max(0.0, demand) / total)) * _MARGIN
+        for envoy, demand in demands.items()
+    }
+
+
+def token_bucket(share: float, window_s: float) -> TokenBucketShare | None:
+    """The bucket admitting at most `share` requests per `window_s` (None: a share of 0).
+
+    The refill uses whole seconds (Envoy divides by whole seconds) and whole tokens, rounded
+    down; a share under one request per window becomes one token every few windows.
+    """
+    if share <= 0 or window_s <= 0:
+        return None
+    # Exact arithmetic: a float quotient a hair off would round the wrong way.
+    exact_share, window = Fraction(share), Fraction(window_s)
+    interval = max(1, math.ceil(window))
+    tokens = math.floor(exact_share * interval / window)
+    if tokens < 1:
+        # One token per `interval` seconds, no faster than the share allows.
+        interval = math.ceil(window / exact_share)
+        tokens = 1
+    return TokenBucketShare(
+        max_tokens=max(1, math.floor(share)),
+        tokens_per_fill=tokens,
+        fill_interval_s=interval,
+    )

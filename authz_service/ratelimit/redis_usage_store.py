@@ -1,0 +1,148 @@
+"""UsageStore on Redis: one hash per bucket, one field per Envoy, shared by every replica.
+
+    {prefix}rlqs|{domain|k=v...}|<limit tag>     (the braces: one Redis Cluster slot per bucket)
+      <envoy>        "expires_at|demand|allowed|denied|peer"
+      <envoy>#share  the share last assigned to it
+
+A report is one pipelined round trip: per bucket, a script writes the Envoy's field, deletes
+the fields of Envoys whose entry expired, renews the key's expiry and returns what is left.
+Time comes from the caller, as for the quota store: replicas' clocks should agree to well
+within the assignment TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError, RedisError
+
+from authz_service.ratelimit.redis_store import Client, create_client
+from authz_service.ratelimit.store import StoreUnavailable
+from authz_service.ratelimit.usage_store import NO_SHARE, EnvoyUsage, ShareUpdate, UsageReport
+from authz_service.schema import RedisSettings
+
+_SHARE_SUFFIX = "#share"
+
+# KEYS[1]: the bucket. ARGV: now, key ttl (ms), envoy, packed usage.
+RECORD_SCRIPT = r"""
+local now = tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local name = fields[i]
+  if not string.find(name, '#', 1, true) then
+    local expires = tonumber(string.match(fields[i + 1], '^[^|]+'))
+    if expires == nil or expires <= now then
+      redis.call('HDEL', KEYS[1], name, name .. '#share')
+    end
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+"""
+_SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
+
+
+def pack(usage: EnvoyUsage) -> str:
+    return f"{usage.expires_at!r}|{usage.demand!r}|{usage.allowed}|{usage.denied}|{usage.peer}"
+
+
+def unpack(fields: dict[str, str], now: float) -> list[EnvoyUsage]:
+    """The live entries of a bucket's hash (HGETALL as a dict)."""
+    entries = []
+    for name, value in fields.items():
+        if name.endswith(_SHARE_SUFFIX):
+            continue
+        try:
+            expires, demand, allowed, denied, peer = value.split("|", 4)
+            usage = EnvoyUsage(
+                envoy=name,
+                peer=peer,
+                demand=float(demand),
+                allowed=int(allowed),
+                denied=int(denied),
+                expires_at=float(expires),
+                share=float(fields.get(name + _SHARE_SUFFIX, NO_SHARE)),
+            )
+        except ValueError:
+            continue  # not ours (or from an incompatible version): ignored, expires anyway
+        if usage.expires_at > now:
+            entries.append(usage)
+    return entries
+
+
+def _as_dict(raw: Any) -> dict[str, str]:
+    if isinstance(raw, dict):
+        return {_text(k): _text(v) for k, v in raw.items()}
+    items = [_text(item) for item in raw]
+    return dict(zip(items[0::2], items[1::2], strict=True))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisUsageStore:
+    def __init__(self, client: Client, key_prefix: str = "") -> None:
+        self._client = client
+        self._prefix = key_prefix
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings) -> RedisUsageStore:
+        return cls(create_client(settings), settings.key_prefix)
+
+    def key(self, bucket: str) -> str:
+        return f"{self._prefix}rlqs|{bucket}"
+
+    async def record(self, reports: Sequence[UsageReport], now: float) -> list[list[EnvoyUsage]]:
+        if not reports:
+            return []
+        # The key outlives its longest-lived entry by a second of slack.
+        args = [
+            (self.key(r.bucket), int((r.usage.expires_at - now) * 1000) + 1000, r.usage)
+            for r in reports
+        ]
+        try:
+            try:
+                raw = await self._run(args, now)
+            except NoScriptError:
+                # First report on this server (or after its restart): load, then again.
+                await self._client.script_load(RECORD_SCRIPT)
+                raw = await self._run(args, now)
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(f"redis: {error}") from error
+        return [unpack(_as_dict(fields), now) for fields in raw]
+
+    async def _run(self, args: Sequence[tuple[str, int, EnvoyUsage]], now: float) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for key, ttl_ms, usage in args:
+            values = (repr(float(now)), str(max(ttl_ms, 1000)), usage.envoy, pack(usage))
+            pipe.evalsha(_SHA, 1, key, *values)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
+
+    async def assign(self, shares: Sequence[ShareUpdate]) -> None:
+        if not shares:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for update in shares:
+                pipe.hset(self.key(update.bucket), update.envoy + _SHARE_SUFFIX, repr(update.share))
+            await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(f"redis: {error}") from error
+
+    async def read(self, bucket: str, now: float) -> list[EnvoyUsage]:
+        try:
+            raw = await self._client.hgetall(self.key(bucket))
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(f"redis: {error}") from error
+        return unpack(_as_dict(raw), now)
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,319 @@
+"""The Rate Limit Quota Service use case: usage reports in, each Envoy's share out.
+
+Every RLQS stream is one Envoy (Envoy's reports carry no node id; an Envoy with several
+`rate_limit_quota` filters opens one stream per filter, each with its own buckets). On each
+report the stream's buckets are recorded in the usage store, the limit of each bucket is split
+among the Envoys that reported it within the assignment TTL (ratelimit/quota_shares.py), and
+the reporting Envoy gets its share back. Envoys whose streams this replica holds get their new
+share pushed at once when it changed; those of other replicas get it at their next report
+(every 5 s). Re-sending an unchanged token bucket only refreshes its TTL in Envoy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from authz_service.ratelimit.outages import StoreOutages
+from authz_service.ratelimit.quota_assignments import Assignment, BucketUsage, Entry, Strategy
+from authz_service.ratelimit.quota_shares import demand_rate, fair_shares
+from authz_service.ratelimit.rules import RateLimitRules
+from authz_service.ratelimit.store import StoreUnavailable
+from authz_service.ratelimit.usage_store import (
+    EnvoyUsage,
+    MemoryUsageStore,
+    ShareUpdate,
+    UsageReport,
+    UsageStore,
+)
+from authz_service.schema import QuotaServiceSettings
+from authz_service.services.quota_buckets import (
+    ResolvedBucket,
+    assignment,
+    blanket,
+    descriptor_orders,
+    resolve,
+)
+from authz_service.telemetry.quota_telemetry import QuotaTelemetry
+
+log = logging.getLogger(__name__)
+
+# Without a `quota_service:` section the service still answers RLQS streams for the
+# `rate_limit` domains, with these settings (bucket keys then ordered alphabetically).
+DEFAULT_TTL_S = 15
+DEFAULT_MIN_SHARE = 0.1
+STORE_TIMEOUT_S = 1.0  # reports are off the request path: a slow store costs no request
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsageView:
+    """One bucket as the quota service sees it: its limit, every Envoy reporting it."""
+
+    bucket: ResolvedBucket
+    envoys: list[EnvoyUsage]
+    now: float
+    local_only: bool  # the store did not answer: this replica's Envoys only
+
+    @property
+    def demand(self) -> float:
+        return sum(usage.demand for usage in self.envoys)
+
+    @property
+    def allowed(self) -> int:
+        return sum(usage.allowed for usage in self.envoys)
+
+    @property
+    def denied(self) -> int:
+        return sum(usage.denied for usage in self.envoys)
+
+
+class QuotaServiceUnavailable(Exception):
+    """No rate limits are configured: there is nothing to assign."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    """What one report reads from the config in force (a reload swaps it)."""
+
+    rules: RateLimitRules
+    settings: QuotaServiceSettings | None
+    shadow_mode: bool = False
+
+    @property
+    def ttl_s(self) -> int:
+        return int(self.settings.assignment_ttl) if self.settings else DEFAULT_TTL_S
+
+    @property
+    def min_share(self) -> float:
+        return self.settings.min_share if self.settings else DEFAULT_MIN_SHARE
+
+    @property
+    def store_unavailable(self) -> str:
+        return self.settings.store_unavailable if self.settings else "local_shares"
+
+
+ConfigProvider = Callable[[], QuotaConfig | None]
+_REPLICA = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(eq=False)
+class EnvoyStream:
+    """One open RLQS stream: one Envoy (or one filter of one Envoy)."""
+
+    id: str
+    peer: str
+    # Assignments to send, answers and pushes alike; None: end the stream (shutting down).
+    outbox: asyncio.Queue[list[Assignment] | None] = field(default_factory=asyncio.Queue)
+    # store key -> the last assignment sent for that bucket
+    assigned: dict[str, Assignment] = field(default_factory=dict)
+
+
+class QuotaShareService:
+    def __init__(
+        self,
+        config: ConfigProvider,
+        store: UsageStore,
+        *,
+        telemetry: QuotaTelemetry | None = None,
+        outages: StoreOutages | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._store = store
+        # Every report is also kept here: what `local_shares` splits when the store fails.
+        self._local = store if isinstance(store, MemoryUsageStore) else MemoryUsageStore()
+        self._telemetry = telemetry or QuotaTelemetry()
+        self._outages = outages or StoreOutages()
+        self._clock = clock
+        self._streams = itertools.count(1)
+        self._holders: dict[str, set[EnvoyStream]] = {}  # store key -> local streams
+        self._open: set[EnvoyStream] = set()
+
+    def open_stream(self, peer: str) -> EnvoyStream:
+        stream = EnvoyStream(f"{_REPLICA}#{next(self._streams)}", peer)
+        self._open.add(stream)
+        self._telemetry.stream_opened(stream.id, peer)
+        return stream
+
+    def end_streams(self) -> None:
+        """Shutting down: end every stream now, so that Envoys reconnect (to another
+        replica) at their next report instead of waiting for the grace period to cut them.
+        They enforce their last assignments meanwhile."""
+        for stream in self._open:
+            stream.outbox.put_nowait(None)
+
+    def close_stream(self, stream: EnvoyStream) -> None:
+        """Its entries stay until their TTL: the Envoy enforces its last share until then."""
+        self._open.discard(stream)
+        for key in stream.assigned:
+            holders = self._holders.get(key)
+            if holders is not None:
+                holders.discard(stream)
+                if not holders:
+                    del self._holders[key]
+        self._telemetry.stream_closed(stream.id, stream.peer, len(stream.assigned))
+
+    async def report(
+        self, stream: EnvoyStream, domain: str, usages: Sequence[BucketUsage]
+    ) -> list[Assignment]:
+        """Record a usage report; the assignments to send back, one per bucket reported."""
+        config = self._config()
+        if config is None:
+            raise QuotaServiceUnavailable("rate limiting is not configured")
+        now = self._clock()
+        with self._telemetry.report_span(stream.id, domain, len(usages)) as span:
+            orders = descriptor_orders(config.settings.descriptors if config.settings else ())
+            buckets = [
+                resolve(config.rules, domain, usage.bucket_id, orders, config.shadow_mode)
+                for usage in usages
+            ]
+            counted = [(u, b) for u, b in zip(usages, buckets, strict=True) if b.counted]
+            for usage, bucket in zip(usages, buckets, strict=True):
+                name = bucket.limit.name if bucket.limit is not None else None
+                self._telemetry.usage(domain, name, usage)
+            live, degraded = await self._record(stream, counted, config, now)
+            assignments = []
+            for bucket in buckets:
+                if not bucket.counted:
+                    assignments.append(assignment(bucket, 0.0, config.ttl_s))
+                elif degraded and config.store_unavailable != "local_shares":
+                    strategy = (
+                        Strategy.ALLOW_ALL
+                        if config.store_unavailable == "allow_all"
+                        else Strategy.DENY_ALL
+                    )
+                    assignments.append(blanket(bucket, strategy, config.ttl_s))
+                else:
+                    assignments.append(
+                        await self._share_out(
+                            stream, domain, bucket, live[bucket.store_key], config
+                        )
+                    )
+            for sent in assignments:
+                self._telemetry.assigned(domain, sent)
+            span.set_attribute("authz.rlqs.degraded", degraded)
+        return assignments
+
+    async def _record(
+        self,
+        stream: EnvoyStream,
+        counted: Sequence[tuple[BucketUsage, ResolvedBucket]],
+        config: QuotaConfig,
+        now: float,
+    ) -> tuple[dict[str, list[EnvoyUsage]], bool]:
+        """Each counted bucket's live entries, and whether they are only this replica's."""
+        reports = [
+            UsageReport(
+                bucket.store_key,
+                EnvoyUsage(
+                    envoy=stream.id,
+                    peer=stream.peer,
+                    demand=demand_rate(usage.allowed, usage.denied, usage.elapsed_s),
+                    allowed=usage.allowed,
+                    denied=usage.denied,
+                    expires_at=now + config.ttl_s,
+                ),
+            )
+            for usage, bucket in counted
+        ]
+        keys = [report.bucket for report in reports]
+        for key in keys:
+            self._holders.setdefault(key, set()).add(stream)
+        if not reports:
+            return {}, False
+        try:
+            local = await self._local.record(reports, now)
+            if self._store is self._local:
+                self._outages.answered("quota_service")
+                return dict(zip(keys, local, strict=True)), False
+            async with asyncio.timeout(STORE_TIMEOUT_S):
+                shared = await self._store.record(reports, now)
+        except (StoreUnavailable, TimeoutError) as error:
+            self._outages.failed("quota_service", f"answering {config.store_unavailable}", error)
+            local = await self._local.read_many(keys, now)
+            return dict(zip(keys, local, strict=True)), True
+        self._outages.answered("quota_service")
+        return dict(zip(keys, shared, strict=True)), False
+
+    async def _share_out(
+        self,
+        stream: EnvoyStream,
+        domain: str,
+        bucket: ResolvedBucket,
+        live: list[EnvoyUsage],
+        config: QuotaConfig,
+    ) -> Assignment:
+        """This Envoy's assignment for `bucket`; other local Envoys whose share changed get
+        theirs pushed on their own streams."""
+        assert bucket.limit is not None
+        demands = {usage.envoy: usage.demand for usage in live}
+        demands.setdefault(stream.id, 0.0)
+        shares = fair_shares(bucket.limit.requests_per_unit, demands, config.min_share)
+        mine = assignment(bucket, shares[stream.id], config.ttl_s)
+        updates = [ShareUpdate(bucket.store_key, stream.id, mine.share)]
+        self._note(domain, stream, bucket.store_key, mine)
+        for other in self._holders.get(bucket.store_key, ()):
+            previous = other.assigned.get(bucket.store_key)
+            if other is stream or previous is None or other.id not in shares:
+                continue
+            pushed = assignment(
+                ResolvedBucket(
+                    previous.bucket_id, bucket.entries, bucket.limit, bucket.why, bucket.store_key
+                ),
+                shares[other.id],
+                config.ttl_s,
+            )
+            if not pushed.same_enforcement(previous):
+                other.outbox.put_nowait([pushed])
+                self._note(domain, other, bucket.store_key, pushed)
+                updates.append(ShareUpdate(bucket.store_key, other.id, pushed.share))
+        await self._local.assign(updates)
+        if self._store is not self._local:
+            try:
+                async with asyncio.timeout(STORE_TIMEOUT_S):
+                    await self._store.assign(updates)
+            except (StoreUnavailable, TimeoutError):
+                pass  # shown a report late in admin views; the next report writes it again
+        return mine
+
+    def _note(self, domain: str, stream: EnvoyStream, key: str, sent: Assignment) -> None:
+        previous = stream.assigned.get(key)
+        if not sent.same_enforcement(previous):
+            self._telemetry.rebalanced(domain, stream.id, sent, previous)
+        stream.assigned[key] = sent
+
+    async def view(self, domain: str, entries: Sequence[Entry]) -> QuotaUsageView | None:
+        """A bucket's global usage and each Envoy's share (admin quota, explain); None when
+        no limit of the domain governs it."""
+        config = self._config()
+        if config is None:
+            return None
+        orders = descriptor_orders(config.settings.descriptors if config.settings else ())
+        bucket = resolve(config.rules, domain, tuple(entries), orders, config.shadow_mode)
+        if bucket.limit is None:
+            return None
+        now = self._clock()
+        local_only = False
+        envoys: list[EnvoyUsage] = []
+        if bucket.counted:
+            try:
+                async with asyncio.timeout(STORE_TIMEOUT_S):
+                    envoys = await self._store.read(bucket.store_key, now)
+            except (StoreUnavailable, TimeoutError):
+                envoys, local_only = await self._local.read(bucket.store_key, now), True
+        return QuotaUsageView(bucket, sorted(envoys, key=lambda u: u.envoy), now, local_only)
+
+    async def close(self) -> None:
+        await self._store.close()
+        if self._local is not self._store:
+            await self._local.close()
+
+    def holders(self, store_key: str) -> int:
+        """Streams of this replica holding the bucket (tests, admin)."""
+        return len(self._holders.get(store_key, ()))
