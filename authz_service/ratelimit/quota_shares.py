@@ -20,11 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
-# Each share is shrunk by a trillionth, far more than the float rounding of summing thousands
-# of them: the shares never add up to more than the limit, and a share just under a whole
-# number of tokens never rounds up to it.
-_MARGIN = 1 - 1e-12
-
 
 @dataclass(frozen=True, slots=True)
 class TokenBucketShare:
@@ -46,27 +41,29 @@ def demand_rate(allowed: int, denied: int, elapsed_s: float) -> float:
     return (max(0, allowed) + max(0, denied)) / max(1.0, elapsed_s)
 
 
-def fair_shares(limit: float, demands: Mapping[str, float], min_share: float) -> dict[str, float]:
+def fair_shares(
+    limit: float, demands: Mapping[str, float], min_share: float
+) -> dict[str, Fraction]:
     """Split `limit` among the Envoys of `demands` (id -> requests per second).
 
-    Every Envoy gets (just under) `limit * min_share / n` at least; the shares sum to just
-    under `limit`.
+    Exact arithmetic (floats summed would add up to a hair over the limit): the shares sum to
+    `limit` exactly and each is at least `limit * min_share / n`.
     """
     if not demands or limit <= 0:
-        return {envoy: 0.0 for envoy in demands}
+        return {envoy: Fraction(0) for envoy in demands}
     count = len(demands)
-    guaranteed = limit * min_share / count
-    rest = limit - guaranteed * count
-    total = sum(max(0.0, demand) for demand in demands.values())
-    if total <= 0:
-        return {envoy: limit / count * _MARGIN for envoy in demands}
-    return {
-        envoy: (guaranteed + rest * (max(0.0, demand) / total)) * _MARGIN
-        for envoy, demand in demands.items()
-    }
+    whole = Fraction(limit)
+    # A setting such as 0.1 means a tenth, not the float nearest to it.
+    guaranteed = whole * Fraction(min_share).limit_denominator(10**9) / count
+    rest = whole - guaranteed * count
+    wanted = {envoy: Fraction(max(0.0, demand)) for envoy, demand in demands.items()}
+    total = sum(wanted.values(), Fraction(0))
+    if total == 0:
+        return {envoy: whole / count for envoy in demands}
+    return {envoy: guaranteed + rest * demand / total for envoy, demand in wanted.items()}
 
 
-def token_bucket(share: float, window_s: float) -> TokenBucketShare | None:
+def token_bucket(share: float | Fraction, window_s: float) -> TokenBucketShare | None:
     """The bucket admitting at most `share` requests per `window_s` (None: a share of 0).
 
     The refill uses whole seconds (Envoy divides by whole seconds) and whole tokens, rounded

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from authz_service.ratelimit.limiter import counter_base
 from authz_service.ratelimit.quota_assignments import Assignment, Entry, Strategy, Why
@@ -78,7 +79,7 @@ def resolve(
     return ResolvedBucket(bucket_id, entries, limit, why, key)
 
 
-def assignment(bucket: ResolvedBucket, share: float, ttl_s: int) -> Assignment:
+def assignment(bucket: ResolvedBucket, share: float | Fraction, ttl_s: int) -> Assignment:
     """What Envoy enforces for `bucket` given this Envoy's `share` of its limit."""
     limit = bucket.limit
     name = limit.name if limit is not None else ""
@@ -90,7 +91,7 @@ def assignment(bucket: ResolvedBucket, share: float, ttl_s: int) -> Assignment:
     if tokens is None:  # no share at all (cannot happen for an Envoy that reported)
         return Assignment(bucket.bucket_id, Strategy.DENY_ALL, ttl_s, bucket.why, limit_name=name)
     return Assignment(
-        bucket.bucket_id, Strategy.TOKEN_BUCKET, ttl_s, Why.SHARE, tokens, share, name
+        bucket.bucket_id, Strategy.TOKEN_BUCKET, ttl_s, Why.SHARE, tokens, float(share), name
     )
 
 

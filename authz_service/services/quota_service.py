@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -99,7 +100,6 @@ class QuotaConfig:
 
 
 ConfigProvider = Callable[[], QuotaConfig | None]
-_REPLICA = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(eq=False)
@@ -132,11 +132,14 @@ class QuotaShareService:
         self._outages = outages or StoreOutages()
         self._clock = clock
         self._streams = itertools.count(1)
+        # Unique per process start: a restarted replica (pid 1 again in a container) must
+        # not take over the entries its predecessor's streams left in the store.
+        self._replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._holders: dict[str, set[EnvoyStream]] = {}  # store key -> local streams
         self._open: set[EnvoyStream] = set()
 
     def open_stream(self, peer: str) -> EnvoyStream:
-        stream = EnvoyStream(f"{_REPLICA}#{next(self._streams)}", peer)
+        stream = EnvoyStream(f"{self._replica}#{next(self._streams)}", peer)
         self._open.add(stream)
         self._telemetry.stream_opened(stream.id, peer)
         return stream
