@@ -1,7 +1,11 @@
 """The local stack: Envoy + authz_service + demo upstream + development IdP, as processes.
 
     ./scripts/stack.sh        (sets up .venv, then runs: python -m tools.stack)
+    ./scripts/stack.sh --quota-mode rlqs      (or one-call; classic by default)
 
+Quota modes (tools/quota_modes.py, docs/quota-service.md): `classic` Envoy's ratelimit filter
+calls ShouldRateLimit per request; `one-call` Check enforces the quota itself; `rlqs` Envoy's
+rate_limit_quota filters enforce the shares this service assigns, off the request path.
 Ctrl-C stops everything. Ports: Envoy public HTTPS 10000 (plain HTTP 10080 redirects to it),
 internal 10001, metrics 10002, admin 9901; authz_service 9001; upstream v1 8080, v2 (canary)
 8082; development IdP (JWKS) 8081. The development CA is .stack/tls/ca.crt.
@@ -9,6 +13,7 @@ internal 10001, metrics 10002, admin 9901; authz_service 9001; upstream v1 8080,
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import threading
@@ -29,6 +34,7 @@ from tools.processes import (
     stopping,
     write_service_config,
 )
+from tools.quota_modes import MODES, one_call_section
 from tools.render_envoy import LOCAL_DEFAULTS
 
 IDP_PORT = 8081
@@ -43,7 +49,10 @@ def _idp(state: Path) -> DevIdentityProvider:
     return idp
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quota-mode", choices=MODES, default="classic")
+    quota_mode = parser.parse_args(argv).quota_mode
     state = REPO_ROOT / STATE_DIR
     state.mkdir(exist_ok=True)
     if envoy_binary() is None:
@@ -70,17 +79,24 @@ def main() -> int:
         jwks_uri=idp.jwks_uri,
         admin_port=9002,
         metrics_port=9102,
-        overrides={"rate_limit": rate_limit},
+        overrides={"rate_limit": rate_limit}
+        | (
+            {"check_quota": one_call_section(REPO_ROOT / "config" / "local.yaml")}
+            if quota_mode == "one-call"
+            else {}
+        ),
     )
     authz = start_authz(config, int(LOCAL_DEFAULTS["AUTHZ_PORT"]), state)
     with stopping([p for p in (redis, authz) if p is not None]) as processes:
         public, internal = int(LOCAL_DEFAULTS["PUBLIC_PORT"]), int(LOCAL_DEFAULTS["INTERNAL_PORT"])
         processes.append(
-            start_envoy({**LOCAL_DEFAULTS, "TLS_DIR": tls_dir}, state, [public, internal])
+            start_envoy(
+                {**LOCAL_DEFAULTS, "TLS_DIR": tls_dir}, state, [public, internal], quota_mode
+            )
         )
         token = idp.mint("alice", roles=["editor"], lifetime_s=3600, extra_claims={"tier": "gold"})
         admin = idp.mint("root", roles=["admin"], lifetime_s=3600)
-        print(_banner(public, internal, token, admin, state), flush=True)
+        print(_banner(public, internal, token, admin, state, quota_mode), flush=True)
         done = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: done.set())
         signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -99,11 +115,13 @@ def main() -> int:
     return 0
 
 
-def _banner(public: int, internal: int, token: str, admin: str, state: Path) -> str:
+def _banner(
+    public: int, internal: int, token: str, admin: str, state: Path, quota_mode: str
+) -> str:
     base = f"https://localhost:{public}"
     curl = f"curl --cacert {state.relative_to(REPO_ROOT)}/tls/ca.crt"
     return f"""
-Local stack is up (logs in {state}/). Try:
+Local stack is up, quota mode {quota_mode} (logs in {state}/). Try:
 
   # plain HTTP is redirected to HTTPS (308)
   curl -i http://127.0.0.1:{LOCAL_DEFAULTS["PUBLIC_HTTP_PORT"]}/public/hello
@@ -129,6 +147,8 @@ Local stack is up (logs in {state}/). Try:
   curl -i -H 'x-api-key: dev-only-api-key' http://127.0.0.1:{internal}/internal/jobs
   # why was it denied?
   .venv/bin/authz-service explain --config config/local.yaml --path /admin/users
+  # a user's quota: its counters (classic, one-call) and, in rlqs mode, each Envoy's share
+  .venv/bin/authz-service admin --address 127.0.0.1:9002 quota --domain gateway --entry user=alice
   # mint another DEVELOPMENT token
   .venv/bin/python -m tools.dev_idp mint --sub bob --roles admin
 

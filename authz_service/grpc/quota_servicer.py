@@ -57,7 +57,7 @@ class RateLimitQuotaServicer(rlqs_pb2_grpc.RateLimitQuotaServiceServicer):  # ty
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-            self._service.close_stream(stream)
+            await self._service.close_stream(stream)
 
     async def _read(self, reports: AsyncIterator[Any], stream: EnvoyStream) -> None:
         """Answer each report on the stream's outbox; raises _StreamEnded when done."""

@@ -3,8 +3,11 @@ enforces a share inside Envoy. Pure arithmetic: no store, no protobuf, no clock.
 
 A limit L per window W is split among the Envoys reporting the bucket recently: each gets
 `min_share / n` of L, and the rest is split in proportion to their demand (requests allowed
-plus denied per second in their last report; an equal split while nobody has any). The shares
-sum to L, and every active Envoy has one.
+plus denied per second in their last report; an equal split while nobody has any). An Envoy
+whose demand is not known yet (its first report of a bucket covers one request, not a
+period) counts as wanting what the others want on average: a new Envoy gets a full share at
+once instead of waiting 5 s for its next report. The shares sum to L, and every active Envoy
+has one.
 
 Envoy 1.40 enforces a share as a token bucket refilled continuously at tokens_per_fill /
 fill_interval, where fill_interval must be whole seconds (a sub-second one means no limit)
@@ -35,16 +38,22 @@ class TokenBucketShare:
         return self.tokens_per_fill / self.fill_interval_s
 
 
+UNKNOWN_DEMAND = -1.0
+
+
 def demand_rate(allowed: int, denied: int, elapsed_s: float) -> float:
-    """Requests per second an Envoy wanted over its last report. Envoy reports elapsed time in
-    whole seconds, and 0 in the first report of a bucket: count that as one second."""
+    """Requests per second an Envoy wanted over its last report, or UNKNOWN_DEMAND for the
+    first report of a bucket (Envoy sends it on the bucket's first request, elapsed 0 s)."""
+    if elapsed_s <= 0:
+        return UNKNOWN_DEMAND
     return (max(0, allowed) + max(0, denied)) / max(1.0, elapsed_s)
 
 
 def fair_shares(
     limit: float, demands: Mapping[str, float], min_share: float
 ) -> dict[str, Fraction]:
-    """Split `limit` among the Envoys of `demands` (id -> requests per second).
+    """Split `limit` among the Envoys of `demands` (id -> requests per second; a negative one
+    is unknown and counts as the mean of the known ones, or 1 if none is known).
 
     Exact arithmetic (floats summed would add up to a hair over the limit): the shares sum to
     `limit` exactly and each is at least `limit * min_share / n`.
@@ -56,7 +65,11 @@ def fair_shares(
     # A setting such as 0.1 means a tenth, not the float nearest to it.
     guaranteed = whole * Fraction(min_share).limit_denominator(10**9) / count
     rest = whole - guaranteed * count
-    wanted = {envoy: Fraction(max(0.0, demand)) for envoy, demand in demands.items()}
+    known = [Fraction(demand) for demand in demands.values() if demand >= 0]
+    guess = sum(known, Fraction(0)) / len(known) if known else Fraction(1)
+    wanted = {
+        envoy: Fraction(demand) if demand >= 0 else guess for envoy, demand in demands.items()
+    }
     total = sum(wanted.values(), Fraction(0))
     if total == 0:
         return {envoy: whole / count for envoy in demands}

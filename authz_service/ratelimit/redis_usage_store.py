@@ -20,7 +20,13 @@ from redis.exceptions import NoScriptError, RedisError
 
 from authz_service.ratelimit.redis_store import Client, create_client
 from authz_service.ratelimit.store import StoreUnavailable
-from authz_service.ratelimit.usage_store import NO_SHARE, EnvoyUsage, ShareUpdate, UsageReport
+from authz_service.ratelimit.usage_store import (
+    NO_SHARE,
+    EntryRef,
+    EnvoyUsage,
+    ShareUpdate,
+    UsageReport,
+)
 from authz_service.schema import RedisSettings
 
 _SHARE_SUFFIX = "#share"
@@ -43,6 +49,21 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
 _SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
+
+# KEYS[1]: the bucket. ARGV: the time to end by, then the Envoys whose entries end by then.
+EXPIRE_SCRIPT = r"""
+local at = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local value = redis.call('HGET', KEYS[1], ARGV[i])
+  if value then
+    local expires, rest = string.match(value, '^([^|]+)(|.*)$')
+    if expires and tonumber(expires) > at then
+      redis.call('HSET', KEYS[1], ARGV[i], ARGV[1] .. rest)
+    end
+  end
+end
+return 0
+"""
 
 
 def pack(usage: EnvoyUsage) -> str:
@@ -143,6 +164,20 @@ class RedisUsageStore:
         except (RedisError, OSError) as error:
             raise StoreUnavailable(f"redis: {error}") from error
         return unpack(_as_dict(raw), now)
+
+    async def expire(self, entries: Sequence[EntryRef], at: float) -> None:
+        by_bucket: dict[str, list[str]] = {}
+        for ref in entries:
+            by_bucket.setdefault(ref.bucket, []).append(ref.envoy)
+        if not by_bucket:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for bucket, envoys in by_bucket.items():
+                pipe.eval(EXPIRE_SCRIPT, 1, self.key(bucket), repr(float(at)), *envoys)
+            await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise StoreUnavailable(f"redis: {error}") from error
 
     async def close(self) -> None:
         await self._client.aclose()

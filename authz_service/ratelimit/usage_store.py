@@ -4,6 +4,7 @@ the service computes shares from the same figures.
     UsageStore.record(reports, now) -> each bucket's live entries (this report's included)
     UsageStore.assign(shares)       -> remember the share each Envoy was given
     UsageStore.read(bucket, now)    -> a bucket's live entries (admin, explain)
+    UsageStore.expire(entries, at)  -> end these entries at `at` at the latest (stream closed)
 
 An entry lives until `expires_at` (now + the assignment TTL at its last report): an Envoy that
 stops reporting gives its share back when its entry expires. Implementations:
@@ -49,6 +50,12 @@ class ShareUpdate:
     share: float
 
 
+@dataclass(frozen=True, slots=True)
+class EntryRef:
+    bucket: str
+    envoy: str
+
+
 class UsageStore(Protocol):
     async def record(
         self, reports: Sequence[UsageReport], now: float
@@ -57,6 +64,8 @@ class UsageStore(Protocol):
     async def assign(self, shares: Sequence[ShareUpdate]) -> None: ...
 
     async def read(self, bucket: str, now: float) -> list[EnvoyUsage]: ...
+
+    async def expire(self, entries: Sequence[EntryRef], at: float) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -97,6 +106,13 @@ class MemoryUsageStore:
 
     async def read_many(self, buckets: Sequence[str], now: float) -> list[list[EnvoyUsage]]:
         return [await self.read(bucket, now) for bucket in buckets]
+
+    async def expire(self, entries: Sequence[EntryRef], at: float) -> None:
+        for ref in entries:
+            envoys = self._buckets.get(ref.bucket)
+            usage = envoys.get(ref.envoy) if envoys is not None else None
+            if envoys is not None and usage is not None and usage.expires_at > at:
+                envoys[ref.envoy] = replace(usage, expires_at=at)
 
     async def close(self) -> None:
         self._buckets.clear()

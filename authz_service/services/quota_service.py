@@ -27,6 +27,7 @@ from authz_service.ratelimit.quota_shares import demand_rate, fair_shares
 from authz_service.ratelimit.rules import RateLimitRules
 from authz_service.ratelimit.store import StoreUnavailable
 from authz_service.ratelimit.usage_store import (
+    EntryRef,
     EnvoyUsage,
     MemoryUsageStore,
     ShareUpdate,
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL_S = 15
 DEFAULT_MIN_SHARE = 0.1
 STORE_TIMEOUT_S = 1.0  # reports are off the request path: a slow store costs no request
+# An Envoy whose stream ended keeps its share this long: it reconnects (to this replica or
+# another, under a new stream id) at its next report, 5 s later at most.
+RECONNECT_GRACE_S = 7.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,7 @@ class QuotaUsageView:
 
     @property
     def demand(self) -> float:
-        return sum(usage.demand for usage in self.envoys)
+        return sum(max(0.0, usage.demand) for usage in self.envoys)
 
     @property
     def allowed(self) -> int:
@@ -151,8 +155,10 @@ class QuotaShareService:
         for stream in self._open:
             stream.outbox.put_nowait(None)
 
-    def close_stream(self, stream: EnvoyStream) -> None:
-        """Its entries stay until their TTL: the Envoy enforces its last share until then."""
+    async def close_stream(self, stream: EnvoyStream) -> None:
+        """The stream ended (the Envoy stopped, or will reconnect under a new id): its share
+        is given back after RECONNECT_GRACE_S rather than the assignment TTL, so that its
+        next stream's entry does not count it twice for long."""
         self._open.discard(stream)
         for key in stream.assigned:
             holders = self._holders.get(key)
@@ -161,6 +167,15 @@ class QuotaShareService:
                 if not holders:
                     del self._holders[key]
         self._telemetry.stream_closed(stream.id, stream.peer, len(stream.assigned))
+        refs = [EntryRef(key, stream.id) for key in stream.assigned]
+        at = self._clock() + RECONNECT_GRACE_S
+        try:
+            await self._local.expire(refs, at)
+            if self._store is not self._local:
+                async with asyncio.timeout(STORE_TIMEOUT_S):
+                    await self._store.expire(refs, at)
+        except (StoreUnavailable, TimeoutError):
+            pass  # the entries expire after the TTL instead
 
     async def report(
         self, stream: EnvoyStream, domain: str, usages: Sequence[BucketUsage]

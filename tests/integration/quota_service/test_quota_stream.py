@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import grpc
-import pytest
 
 from authz_service.ratelimit.usage_store import MemoryUsageStore
+from authz_service.services.quota_service import RECONNECT_GRACE_S
 from tests.integration.quota_service.rig import (
     blanket,
     keys,
@@ -13,8 +13,10 @@ from tests.integration.quota_service.rig import (
     running_rig,
     token_bucket,
 )
+from tests.support.idp import wait_until
 
 ALICE = {"user": "alice"}
+BUCKET = "{gateway|user=alice}|f1000.0"  # its store key
 
 
 async def test_a_lone_envoy_is_assigned_the_whole_limit_as_a_token_bucket() -> None:
@@ -42,18 +44,34 @@ async def test_a_second_envoy_gets_a_share_and_the_first_is_pushed_its_smaller_o
         assert mine + theirs <= 100
 
 
-async def test_an_envoy_that_stops_reporting_gives_its_share_back_after_its_ttl() -> None:
+async def test_an_envoy_that_goes_silent_gives_its_share_back_after_the_ttl() -> None:
     async with running_rig() as rig:
         first, second = await rig.envoy(), await rig.envoy()
         await first.ask(report((ALICE, 250, 0, 5)))
         await second.ask(report((ALICE, 250, 0, 5)))
         await first.next()  # pushed: half
-        await first.close()  # Envoy gone; its last share holds in Envoy until its TTL
+        # The first Envoy stops reporting, its stream still open (a partition).
         rig.clock.now += 9
-        assert token_bucket((await second.ask(report((ALICE, 250, 0, 5)))).bucket_action[0])[
-            1
-        ] == pytest.approx(49, abs=1)
+        halved = await second.ask(report((ALICE, 250, 0, 5)))
+        assert token_bucket(halved.bucket_action[0]) == (50, 50, 1)
         rig.clock.now += 2  # the first Envoy's entry expired (TTL 10 s)
+        alone = await second.ask(report((ALICE, 250, 0, 5)))
+        assert token_bucket(alone.bucket_action[0]) == (100, 100, 1)
+
+
+async def test_an_envoy_whose_stream_ends_gives_its_share_back_one_report_later() -> None:
+    async with running_rig() as rig:
+        first, second = await rig.envoy(), await rig.envoy()
+        await first.ask(report((ALICE, 250, 0, 5)))
+        await second.ask(report((ALICE, 250, 0, 5)))
+        await first.next()
+        await first.close()  # Envoy stopped (or reconnects elsewhere under a new stream)
+        await first.call.code()
+        await wait_until(lambda: rig.service.holders(BUCKET) == 1)
+        rig.clock.now += RECONNECT_GRACE_S - 1
+        halved = await second.ask(report((ALICE, 250, 0, 5)))
+        assert token_bucket(halved.bucket_action[0]) == (50, 50, 1)
+        rig.clock.now += 2  # past the grace, well before the 10 s TTL
         alone = await second.ask(report((ALICE, 250, 0, 5)))
         assert token_bucket(alone.bucket_action[0]) == (100, 100, 1)
 

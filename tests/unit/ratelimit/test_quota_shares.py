@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from authz_service.ratelimit.quota_shares import (
+    UNKNOWN_DEMAND,
     TokenBucketShare,
     demand_rate,
     fair_shares,
@@ -21,7 +22,7 @@ windows = st.sampled_from([1.0, 2.5, 30.0, 60.0, 3600.0, 86400.0]) | st.floats(0
 min_shares = st.floats(min_value=0.001, max_value=1.0)
 demand_maps = st.dictionaries(
     st.text(min_size=1, max_size=8),
-    st.floats(min_value=0, max_value=1e7, allow_nan=False) | st.just(0.0),
+    st.floats(min_value=0, max_value=1e7, allow_nan=False) | st.just(0.0) | st.just(-1.0),
     min_size=1,
     max_size=50,
 )
@@ -110,6 +111,13 @@ def test_no_share_is_no_bucket() -> None:
     assert fair_shares(0, {"a": 1.0}, 0.1) == {"a": 0.0}
 
 
-def test_demand_counts_denied_requests_and_a_first_report_as_one_second() -> None:
+def test_demand_counts_denied_requests_and_is_unknown_in_a_first_report() -> None:
     assert demand_rate(40, 10, 5) == 10
-    assert demand_rate(1, 0, 0) == 1
+    assert demand_rate(3, 0, 0.5) == 3  # whole seconds at least
+    assert demand_rate(1, 0, 0) == UNKNOWN_DEMAND
+
+
+def test_a_new_envoy_of_unknown_demand_gets_an_average_share_at_once() -> None:
+    shares = fair_shares(100, {"busy": 80.0, "new": UNKNOWN_DEMAND}, 0.1)
+    assert shares["new"] == pytest.approx(50)
+    assert fair_shares(100, {"a": UNKNOWN_DEMAND, "b": UNKNOWN_DEMAND}, 0.1)["a"] == 50
