@@ -272,7 +272,11 @@ class AuthzServer:
         server = grpc.aio.server(interceptors=[self._admin_auth], options=options)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(
-                self.checks, self.reloader, self.revocation_store, QuotaAdmin(self._limiter)
+                self.checks,
+                self.reloader,
+                self.revocation_store,
+                QuotaAdmin(self._limiter),
+                self.quota_service,
             ),
             server,
         )

@@ -66,6 +66,7 @@ class QuotaGateway:
     config_path: Path
     authz_port: int
     admin_port: int
+    metrics_port: int
     tls_dir: Path
     upstream_port: int
     authz: Process
@@ -113,11 +114,12 @@ def running_quota_gateway(
     idp = DevIdentityProvider()
     idp.start()
     upstream = start_in_thread()
-    authz_port, admin_port = free_port(), free_port()
+    authz_port, admin_port, metrics_port = free_port(), free_port(), free_port()
     config_path = test_config(idp.jwks_uri, authz_port, workdir / "authz.yaml")
     config = yaml.safe_load(config_path.read_text())
     quota_config(config, redis_url)
     config["admin"] = {"listen": f"127.0.0.1:{admin_port}"}
+    config["telemetry"]["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     gateway = QuotaGateway(
         workdir,
@@ -125,6 +127,7 @@ def running_quota_gateway(
         config_path,
         authz_port,
         admin_port,
+        metrics_port,
         generate_dev_certs(workdir / "tls"),
         upstream.server_address[1],
         start_authz(config_path, authz_port, workdir),

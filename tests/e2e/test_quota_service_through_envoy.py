@@ -9,6 +9,11 @@ before its first assignment arrives (a few ms at this load).
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +26,7 @@ from tests.e2e.quota_gateway import (
     running_quota_gateway,
     wait_for,
 )
+from tests.support.scrape import metric_value
 
 pytestmark = pytest.mark.envoy
 
@@ -108,3 +114,47 @@ async def test_an_envoy_that_stops_hands_its_share_to_the_other(rlqs_gateway: Qu
     assert took <= RECONNECT_GRACE_S + 5 + 3, took
     after = load.answers.allowed("a", since=stopped_at)
     assert after <= LIMIT * (load.now() - stopped_at) + LIMIT, after
+
+
+async def test_admin_explain_metrics_and_audit_show_each_envoys_share(
+    rlqs_gateway: QuotaGateway,
+) -> None:
+    gateway = rlqs_gateway
+    user_token = token(gateway, "observed")
+    load = PacedLoad(gateway, user_token)
+    load.drive("a")
+    load.drive("b")
+    await load.until(7.0)  # past one periodic report of both Envoys
+    await load.stop_all()
+
+    quota = await asyncio.to_thread(
+        admin_cli, gateway, "--json", "quota", "--domain", "gateway", "--entry", "user=observed"
+    )
+    shared = json.loads(quota)["quota_service"]
+    assert shared["limit_name"] == "per-user" and shared["requests_per_unit"] == LIMIT
+    assert len(shared["envoys"]) == 2
+    shares = [envoy["share"] for envoy in shared["envoys"]]
+    assert all(share > 0 for share in shares) and sum(shares) <= LIMIT
+    assert int(shared["allowed"]) > 0 and int(shared["denied"]) > 0
+
+    os.environ["RLQS_E2E_TOKEN"] = user_token
+    explained = await asyncio.to_thread(
+        admin_cli, gateway, "explain", "--path", "/api/orders", "--token-from-env", "RLQS_E2E_TOKEN"
+    )
+    bucket = "quota service (RLQS) [user=observed]: per-user 20 per 1s, shared by 2 Envoys"
+    assert bucket in explained
+
+    streams = await metric_value(gateway.metrics_port, "authz_rlqs_streams", {})
+    assert streams >= 2
+    denied = {"domain": "gateway", "limit": "per-user", "outcome": "denied"}
+    assert await metric_value(gateway.metrics_port, "authz_rlqs_requests_total", denied) > 0
+    assert '"action":"rlqs-assignment"' in gateway.authz.log()
+
+
+def admin_cli(gateway: QuotaGateway, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "authz_service", "admin", "--address",
+         f"127.0.0.1:{gateway.admin_port}", *args],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return done.stdout
