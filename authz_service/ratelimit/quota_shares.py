@@ -18,6 +18,7 @@ a client spend its window at once.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,8 +63,9 @@ def fair_shares(
         return {envoy: Fraction(0) for envoy in demands}
     count = len(demands)
     whole = Fraction(limit)
-    # A setting such as 0.1 means a tenth, not the float nearest to it.
-    guaranteed = whole * Fraction(min_share).limit_denominator(10**9) / count
+    if count == 1:  # the common case (one Envoy per bucket, e.g. per user): all of it
+        return {envoy: whole for envoy in demands}
+    guaranteed = whole * _exact(min_share) / count
     rest = whole - guaranteed * count
     known = [Fraction(demand) for demand in demands.values() if demand >= 0]
     guess = sum(known, Fraction(0)) / len(known) if known else Fraction(1)
@@ -74,6 +76,12 @@ def fair_shares(
     if total == 0:
         return {envoy: whole / count for envoy in demands}
     return {envoy: guaranteed + rest * demand / total for envoy, demand in wanted.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _exact(fraction: float) -> Fraction:
+    """A setting such as 0.1 means a tenth, not the float nearest to it."""
+    return Fraction(fraction).limit_denominator(10**9)
 
 
 def token_bucket(share: float | Fraction, window_s: float) -> TokenBucketShare | None:

@@ -4,19 +4,24 @@
       <envoy>        "expires_at|demand|allowed|denied|peer"
       <envoy>#share  the share last assigned to it
 
-A report is one pipelined round trip: per bucket, a script writes the Envoy's field, deletes
-the fields of Envoys whose entry expired, renews the key's expiry and returns what is left.
+A report is one pipelined round trip: for each bucket, a script writes the Envoy's field,
+deletes the fields of Envoys whose entry expired, renews the key's expiry and returns what is
+left; on a standalone Redis one script call handles up to BATCH buckets (a report of 1,000
+per-user buckets is four calls), on a cluster each bucket is its own call (its own slot).
 Time comes from the caller, as for the quota store: replicas' clocks should agree to well
 within the assignment TTL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from authz_service.ratelimit.redis_store import Client, create_client
 from authz_service.ratelimit.store import StoreUnavailable
@@ -31,23 +36,30 @@ from authz_service.schema import RedisSettings
 
 _SHARE_SUFFIX = "#share"
 
-# KEYS[1]: the bucket. ARGV: now, key ttl (ms), envoy, packed usage.
+# KEYS: the buckets. ARGV: now, then per bucket: key ttl (ms), envoy, packed usage.
+# Returns each bucket's fields (HGETALL), in KEYS order.
 RECORD_SCRIPT = r"""
 local now = tonumber(ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local name = fields[i]
-  if not string.find(name, '#', 1, true) then
-    local expires = tonumber(string.match(fields[i + 1], '^[^|]+'))
-    if expires == nil or expires <= now then
-      redis.call('HDEL', KEYS[1], name, name .. '#share')
+local out = {}
+for k = 1, #KEYS do
+  local key, base = KEYS[k], 1 + (k - 1) * 3
+  redis.call('HSET', key, ARGV[base + 2], ARGV[base + 3])
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if not string.find(name, '#', 1, true) then
+      local expires = tonumber(string.match(fields[i + 1], '^[^|]+'))
+      if expires == nil or expires <= now then
+        redis.call('HDEL', key, name, name .. '#share')
+      end
     end
   end
+  redis.call('PEXPIRE', key, ARGV[base + 1])
+  out[k] = redis.call('HGETALL', key)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return redis.call('HGETALL', KEYS[1])
+return out
 """
+BATCH = 256  # buckets per script call on a standalone Redis (bounds one call's run time)
 _SHA = hashlib.sha1(RECORD_SCRIPT.encode()).hexdigest()
 
 # KEYS[1]: the bucket. ARGV: the time to end by, then the Envoys whose entries end by then.
@@ -106,13 +118,22 @@ def _text(value: Any) -> str:
 
 
 class RedisUsageStore:
-    def __init__(self, client: Client, key_prefix: str = "") -> None:
+    def __init__(self, client: Client, key_prefix: str = "", concurrency: int = 8) -> None:
         self._client = client
         self._prefix = key_prefix
+        # Cluster calls in flight at once: a report of 1,000 buckets must not ask for 1,000
+        # connections (the pool refuses beyond its size).
+        self._calls = asyncio.Semaphore(concurrency)
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> RedisUsageStore:
-        return cls(create_client(settings), settings.key_prefix)
+        concurrency = max(1, settings.pool_size // 2)
+        return cls(create_client(settings), settings.key_prefix, concurrency)
+
+    async def _bounded(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """`call()` once a slot is free (made then: a call never started is never made)."""
+        async with self._calls:
+            return await call()
 
     def key(self, bucket: str) -> str:
         return f"{self._prefix}rlqs|{bucket}"
@@ -132,20 +153,39 @@ class RedisUsageStore:
                 # First report on this server (or after its restart): load, then again.
                 await self._client.script_load(RECORD_SCRIPT)
                 raw = await self._run(args, now)
-        except (RedisError, OSError) as error:
+        except (RedisError, RedisClusterException, OSError) as error:
             raise StoreUnavailable(f"redis: {error}") from error
         return [unpack(_as_dict(fields), now) for fields in raw]
 
     async def _run(self, args: Sequence[tuple[str, int, EnvoyUsage]], now: float) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for key, ttl_ms, usage in args:
-            values = (repr(float(now)), str(max(ttl_ms, 1000)), usage.envoy, pack(usage))
-            pipe.evalsha(_SHA, 1, key, *values)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return results
+        calls = []
+        size = 1 if isinstance(self._client, RedisCluster) else BATCH
+        for start in range(0, len(args), size):
+            chunk = args[start : start + size]
+            values = [repr(float(now))]
+            for _, ttl_ms, usage in chunk:
+                values += [str(max(ttl_ms, 1000)), usage.envoy, pack(usage)]
+            calls.append(([key for key, _, _ in chunk], len(chunk), values))
+        if isinstance(self._client, RedisCluster):
+            # Scripts are not pipelined on a cluster: one call per bucket (slot), concurrent.
+            await self._client.initialize()
+            results: list[Any] = list(
+                await asyncio.gather(
+                    *(
+                        self._bounded(partial(self._client.evalsha, _SHA, n, *keys, *values))
+                        for keys, n, values in calls
+                    )
+                )
+            )
+        else:
+            pipe = self._client.pipeline(transaction=False)
+            for keys, n, values in calls:
+                pipe.evalsha(_SHA, n, *keys, *values)
+            results = await pipe.execute(raise_on_error=False)
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return [fields for chunk in results for fields in chunk]
 
     async def assign(self, shares: Sequence[ShareUpdate]) -> None:
         if not shares:
@@ -155,13 +195,13 @@ class RedisUsageStore:
             for update in shares:
                 pipe.hset(self.key(update.bucket), update.envoy + _SHARE_SUFFIX, repr(update.share))
             await pipe.execute()
-        except (RedisError, OSError) as error:
+        except (RedisError, RedisClusterException, OSError) as error:
             raise StoreUnavailable(f"redis: {error}") from error
 
     async def read(self, bucket: str, now: float) -> list[EnvoyUsage]:
         try:
             raw = await self._client.hgetall(self.key(bucket))
-        except (RedisError, OSError) as error:
+        except (RedisError, RedisClusterException, OSError) as error:
             raise StoreUnavailable(f"redis: {error}") from error
         return unpack(_as_dict(raw), now)
 
@@ -172,11 +212,22 @@ class RedisUsageStore:
         if not by_bucket:
             return
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for bucket, envoys in by_bucket.items():
-                pipe.eval(EXPIRE_SCRIPT, 1, self.key(bucket), repr(float(at)), *envoys)
-            await pipe.execute()
-        except (RedisError, OSError) as error:
+            await asyncio.gather(
+                *(
+                    self._bounded(
+                        partial(
+                            self._client.eval,
+                            EXPIRE_SCRIPT,
+                            1,
+                            self.key(bucket),
+                            repr(float(at)),
+                            *envoys,
+                        )
+                    )
+                    for bucket, envoys in by_bucket.items()
+                )
+            )
+        except (RedisError, RedisClusterException, OSError) as error:
             raise StoreUnavailable(f"redis: {error}") from error
 
     async def close(self) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from authz_service.ratelimit.outages import StoreOutages
 from authz_service.ratelimit.quota_assignments import Assignment, BucketUsage, Entry, Strategy
-from authz_service.ratelimit.quota_shares import demand_rate, fair_shares
+from authz_service.ratelimit.quota_shares import UNKNOWN_DEMAND, demand_rate, fair_shares
 from authz_service.ratelimit.rules import RateLimitRules
 from authz_service.ratelimit.store import StoreUnavailable
 from authz_service.ratelimit.usage_store import (
@@ -197,6 +197,7 @@ class QuotaShareService:
                 self._telemetry.usage(domain, name, usage)
             live, degraded = await self._record(stream, counted, config, now)
             assignments = []
+            changed: list[ShareUpdate] = []
             for bucket in buckets:
                 if not bucket.counted:
                     assignments.append(assignment(bucket, 0.0, config.ttl_s))
@@ -208,11 +209,10 @@ class QuotaShareService:
                     )
                     assignments.append(blanket(bucket, strategy, config.ttl_s))
                 else:
-                    assignments.append(
-                        await self._share_out(
-                            stream, domain, bucket, live[bucket.store_key], config
-                        )
-                    )
+                    live_entries = live[bucket.store_key]
+                    mine = self._share_out(stream, domain, bucket, live_entries, config, changed)
+                    assignments.append(mine)
+            await self._save_shares(changed)
             for sent in assignments:
                 self._telemetry.assigned(domain, sent)
             span.set_attribute("authz.rlqs.degraded", degraded)
@@ -250,7 +250,8 @@ class QuotaShareService:
             if self._store is self._local:
                 self._outages.answered("quota_service")
                 return dict(zip(keys, local, strict=True)), False
-            async with asyncio.timeout(STORE_TIMEOUT_S):
+            # A report of thousands of buckets (per-user ones) gets time to match.
+            async with asyncio.timeout(STORE_TIMEOUT_S + 0.002 * len(reports)):
                 shared = await self._store.record(reports, now)
         except (StoreUnavailable, TimeoutError) as error:
             self._outages.failed("quota_service", f"answering {config.store_unavailable}", error)
@@ -259,23 +260,23 @@ class QuotaShareService:
         self._outages.answered("quota_service")
         return dict(zip(keys, shared, strict=True)), False
 
-    async def _share_out(
+    def _share_out(
         self,
         stream: EnvoyStream,
         domain: str,
         bucket: ResolvedBucket,
         live: list[EnvoyUsage],
         config: QuotaConfig,
+        changed: list[ShareUpdate],
     ) -> Assignment:
         """This Envoy's assignment for `bucket`; other local Envoys whose share changed get
-        theirs pushed on their own streams."""
+        theirs pushed on their own streams. Shares that changed are added to `changed`."""
         assert bucket.limit is not None
         demands = {usage.envoy: usage.demand for usage in live}
-        demands.setdefault(stream.id, 0.0)
+        demands.setdefault(stream.id, UNKNOWN_DEMAND)
         shares = fair_shares(bucket.limit.requests_per_unit, demands, config.min_share)
         mine = assignment(bucket, shares[stream.id], config.ttl_s)
-        updates = [ShareUpdate(bucket.store_key, stream.id, mine.share)]
-        self._note(domain, stream, bucket.store_key, mine)
+        self._note(domain, stream, bucket.store_key, mine, changed)
         for other in self._holders.get(bucket.store_key, ()):
             previous = other.assigned.get(bucket.store_key)
             if other is stream or previous is None or other.id not in shares:
@@ -289,21 +290,34 @@ class QuotaShareService:
             )
             if not pushed.same_enforcement(previous):
                 other.outbox.put_nowait([pushed])
-                self._note(domain, other, bucket.store_key, pushed)
-                updates.append(ShareUpdate(bucket.store_key, other.id, pushed.share))
-        await self._local.assign(updates)
+                self._note(domain, other, bucket.store_key, pushed, changed)
+        return mine
+
+    async def _save_shares(self, changed: Sequence[ShareUpdate]) -> None:
+        """Shares that changed, for admin views (one round trip for the whole report)."""
+        if not changed:
+            return
+        await self._local.assign(changed)
         if self._store is not self._local:
             try:
                 async with asyncio.timeout(STORE_TIMEOUT_S):
-                    await self._store.assign(updates)
+                    await self._store.assign(changed)
             except (StoreUnavailable, TimeoutError):
-                pass  # shown a report late in admin views; the next report writes it again
-        return mine
+                pass  # admin views show the old share until the next change
 
-    def _note(self, domain: str, stream: EnvoyStream, key: str, sent: Assignment) -> None:
+    def _note(
+        self,
+        domain: str,
+        stream: EnvoyStream,
+        key: str,
+        sent: Assignment,
+        changed: list[ShareUpdate],
+    ) -> None:
         previous = stream.assigned.get(key)
         if not sent.same_enforcement(previous):
             self._telemetry.rebalanced(domain, stream.id, sent, previous)
+        if previous is None or previous.share != sent.share:
+            changed.append(ShareUpdate(key, stream.id, sent.share))
         stream.assigned[key] = sent
 
     async def view(self, domain: str, entries: Sequence[Entry]) -> QuotaUsageView | None:

@@ -1,1 +1,5 @@
-from tests.support.redis import redis_server, redis_server_factory  # noqa: F401
+from tests.support.redis import (  # noqa: F401 (fixtures)
+    redis_cluster,
+    redis_server,
+    redis_server_factory,
+)

@@ -19,7 +19,7 @@ from tests.integration.quota_service.rig import (
     running_rig,
     token_bucket,
 )
-from tests.support.redis import RedisServer, RedisServerFactory
+from tests.support.redis import LocalRedisCluster, RedisServer, RedisServerFactory
 
 pytestmark = pytest.mark.redis
 
@@ -94,3 +94,20 @@ async def test_enforcement_is_shared_again_once_redis_answers(
         await envoy_a.ask(report((ALICE, 250, 0, 5)))
         answer_b = await envoy_b.ask(report((ALICE, 250, 0, 5)))
         assert token_bucket(answer_b.bucket_action[0]) == (50, 50, 1)
+
+
+async def test_usage_of_many_buckets_in_one_report_on_a_redis_cluster(
+    redis_cluster: LocalRedisCluster,
+) -> None:
+    settings = RedisSettings.model_validate(
+        {"url": redis_cluster.url, "cluster": True, "key_prefix": f"c{uuid.uuid4().hex[:6]}:"}
+    )
+    async with running_rig(RedisUsageStore.from_settings(settings)) as rig:
+        envoy = await rig.envoy()
+        users = [{"user": f"user-{i}"} for i in range(300)]  # spread over every slot
+        response = await envoy.ask(report(*((user, 5, 0, 5) for user in users)))
+        assert len(response.bucket_action) == 300
+        assert {token_bucket(action) for action in response.bucket_action} == {(100, 100, 1)}
+        view = await rig.service.view("gateway", [("user", "user-299")])
+        assert view is not None and not view.local_only
+        assert [usage.allowed for usage in view.envoys] == [5]
