@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import grpc
 
+from authz_service.ratelimit.rules import compile_rules, parse_domain_document
 from authz_service.ratelimit.usage_store import MemoryUsageStore
-from authz_service.services.quota_service import RECONNECT_GRACE_S
+from authz_service.services.quota_service import RECONNECT_GRACE_S, QuotaConfig
 from tests.integration.quota_service.rig import (
+    LIMITS,
+    SETTINGS,
     blanket,
     keys,
     report,
@@ -144,3 +147,16 @@ async def test_a_full_memory_store_answers_local_shares_from_what_it_holds() -> 
         # A second bucket needs a second entry: the store refuses, the service still answers.
         response = await envoy.ask(report(({"user": "bob"}, 1, 0, 0)))
         assert token_bucket(response.bucket_action[0]) == (100, 100, 1)
+
+
+async def test_a_reloaded_limit_applies_to_the_next_report() -> None:
+    async with running_rig() as rig:
+        envoy = await rig.envoy()
+        before = await envoy.ask(report((ALICE, 1, 0, 0)))
+        reloaded = LIMITS.replace("requests_per_unit: 100, name: per-user", "requests_per_unit: 40")
+        rules = compile_rules([parse_domain_document(reloaded, "limits.yaml")])
+        rig.config[0] = QuotaConfig(rules, SETTINGS.model_copy(update={"assignment_ttl": 30.0}))
+        after = await envoy.ask(report((ALICE, 5, 0, 5)))
+        assert token_bucket(before.bucket_action[0]) == (100, 100, 1)
+        assert token_bucket(after.bucket_action[0]) == (40, 40, 1)
+        assert after.bucket_action[0].quota_assignment_action.assignment_time_to_live.seconds == 30

@@ -104,6 +104,8 @@ async def test_usage_of_many_buckets_in_one_report_on_a_redis_cluster(
     )
     async with running_rig(RedisUsageStore.from_settings(settings)) as rig:
         envoy = await rig.envoy()
+        # Cluster discovery and the script load on every node happen on the first report.
+        await envoy.ask(report(({"user": "first"}, 1, 0, 0)))
         users = [{"user": f"user-{i}"} for i in range(300)]  # spread over every slot
         response = await envoy.ask(report(*((user, 5, 0, 5) for user in users)))
         assert len(response.bucket_action) == 300
