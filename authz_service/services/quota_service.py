@@ -142,6 +142,10 @@ class QuotaShareService:
         self._holders: dict[str, set[EnvoyStream]] = {}  # store key -> local streams
         self._open: set[EnvoyStream] = set()
 
+    @property
+    def telemetry(self) -> QuotaTelemetry:
+        return self._telemetry
+
     def open_stream(self, peer: str) -> EnvoyStream:
         stream = EnvoyStream(f"{self._replica}#{next(self._streams)}", peer)
         self._open.add(stream)

@@ -72,6 +72,11 @@ class QuotaTelemetry:
         self._metrics = QuotaMetrics(metrics) if metrics is not None else None
         self._audit = audit if audit is not None and audit.enabled else None
 
+    @property
+    def metrics(self) -> QuotaMetrics | None:
+        """The metric objects, registered on the service's registry (None without one)."""
+        return self._metrics
+
     def stream_opened(self, envoy: str, peer: str) -> None:
         if self._metrics is not None:
             self._metrics.streams.inc()
