@@ -262,7 +262,14 @@ class QuotaShareService:
             local = await self._local.read_many(keys, now)
             return dict(zip(keys, local, strict=True)), True
         self._outages.answered("quota_service")
-        return dict(zip(keys, shared, strict=True)), False
+        # This replica's own Envoys count even if the store lost them (Redis restarted empty):
+        # otherwise the first to report after a loss gets the whole limit while the others,
+        # unseen, keep their shares until their next report.
+        merged = {
+            key: list({u.envoy: u for u in (*theirs, *ours)}.values())
+            for key, theirs, ours in zip(keys, shared, local, strict=True)
+        }
+        return merged, False
 
     def _share_out(
         self,

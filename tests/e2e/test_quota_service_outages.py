@@ -10,6 +10,7 @@ fails closed while it restarts: those requests are 503, whatever the quota mode.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +57,8 @@ async def test_a_service_restart_keeps_the_limit_enforced(rlqs_gateway: QuotaGat
     load.drive("b")
     await load.until(6.0)
     restarted_at = load.now()
-    gateway.restart_authz()  # SIGTERM (streams end at once), then a new process
+    # SIGTERM (streams end at once), then a new process; the load goes on meanwhile.
+    await asyncio.to_thread(gateway.restart_authz)
     back_at = load.now()
     await load.until(back_at + 12.0)
     await load.stop_all()

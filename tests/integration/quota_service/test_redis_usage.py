@@ -113,3 +113,19 @@ async def test_usage_of_many_buckets_in_one_report_on_a_redis_cluster(
         view = await rig.service.view("gateway", [("user", "user-299")])
         assert view is not None and not view.local_only
         assert [usage.allowed for usage in view.envoys] == [5]
+
+
+async def test_after_redis_restarts_empty_this_replicas_envoys_still_count(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    redis = redis_server_factory()
+    async with running_rig(store(redis, "empty:")) as rig:
+        first, second = await rig.envoy(), await rig.envoy()
+        await first.ask(report((ALICE, 250, 0, 5)))
+        await second.ask(report((ALICE, 250, 0, 5)))
+        await first.next()  # pushed: half
+        redis.kill()
+        redis.start()  # no persistence: every entry is gone
+        answer = await first.ask(report((ALICE, 250, 0, 5)))
+        # Not the whole limit: the second Envoy, unseen in Redis, still holds its half.
+        assert token_bucket(answer.bucket_action[0]) == (50, 50, 1)
