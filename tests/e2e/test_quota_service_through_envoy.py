@@ -111,7 +111,7 @@ async def test_an_envoy_that_stops_hands_its_share_to_the_other(rlqs_gateway: Qu
     await load.stop_all()
 
     assert shared <= LIMIT * 5 * 0.75, shared  # while C was there, A had about half
-    assert took <= RECONNECT_GRACE_S + 5 + 3, took
+    assert took <= RECONNECT_GRACE_S + 5 + 5, took  # + the 2 s window it is seen in
     after = load.answers.allowed("a", since=stopped_at)
     assert after <= LIMIT * (load.now() - stopped_at) + LIMIT, after
 
