@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.cli.admin import add_admin_parser, run_admin
 from authz_service.cli.explain_output import explanation_json, explanation_text
+from authz_service.cli.quota_service_output import quota_service_buckets, quota_service_lines
 from authz_service.cli.rlqs_commands import COMMANDS as RLQS_COMMANDS
 from authz_service.cli.rlqs_commands import add_rlqs_parsers, run_rlqs
 from authz_service.config.loader import ConfigError, load_config_file
@@ -282,8 +284,16 @@ async def _explain(args: argparse.Namespace) -> int:
     )
     try:
         explanation = await CheckService(lambda: compiled).explain(request)
+        # The quota service's buckets, read from its usage store (Redis: what every replica
+        # sees; the memory store of this fresh process knows no Envoy).
+        buckets = await quota_service_buckets(compiled, request, explanation.decision)
     finally:
         await registry.close()
         await stores.close()
-    print(explanation_json(explanation) if args.json else explanation_text(explanation))
+    if args.json:
+        document = json.loads(explanation_json(explanation))
+        document["quota_service"] = buckets
+        print(json.dumps(document, indent=2))
+    else:
+        print("\n".join([explanation_text(explanation), *quota_service_lines(buckets)]))
     return 0

@@ -10,7 +10,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from authz_service.decisions import Decision, RequestAttributes
+from authz_service.services.compiled_config import CompiledConfig
+from authz_service.services.quota_service_view import request_buckets, usage_views
+from authz_service.services.quota_wiring import build_quota_service
+
 View = dict[str, Any]
+
+
+async def quota_service_buckets(
+    compiled: CompiledConfig, request: RequestAttributes, decision: Decision
+) -> list[View]:
+    """`authz-service explain`: the request's quota service buckets, from the usage store the
+    config names (an allowed request only: a refused one never reaches Envoy's filters)."""
+    config = compiled.loaded.config
+    if config.quota_service is None or not decision.allowed:
+        return []
+    service = build_quota_service(lambda: compiled, config)
+    try:
+        return usage_views(await request_buckets(service, compiled, request, decision.identity))
+    finally:
+        await service.close()
 
 
 def _share(value: float, window: float) -> str:
