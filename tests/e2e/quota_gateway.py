@@ -109,7 +109,10 @@ class QuotaGateway:
 
 @contextlib.contextmanager
 def running_quota_gateway(
-    workdir: Path, envoys: tuple[str, ...] = ("a", "b"), redis_url: str | None = None
+    workdir: Path,
+    envoys: tuple[str, ...] = ("a", "b"),
+    redis_url: str | None = None,
+    otlp_port: int | None = None,
 ) -> Iterator[QuotaGateway]:
     idp = DevIdentityProvider()
     idp.start()
@@ -120,6 +123,9 @@ def running_quota_gateway(
     quota_config(config, redis_url)
     config["admin"] = {"listen": f"127.0.0.1:{admin_port}"}
     config["telemetry"]["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    if otlp_port is not None:
+        endpoint = f"http://127.0.0.1:{otlp_port}"
+        config["telemetry"]["tracing"] = {"exporter": "otlp_grpc", "endpoint": endpoint}
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     gateway = QuotaGateway(
         workdir,

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from authz_service.grpc.quota_servicer import SERVICE_NAME as RLQS_SERVICE
 from authz_service.services.quota_service import RECONNECT_GRACE_S
 from tests.e2e.quota_gateway import (
     LIMIT,
@@ -26,6 +27,7 @@ from tests.e2e.quota_gateway import (
     running_quota_gateway,
     wait_for,
 )
+from tests.support.otlp import OtlpReceiver, ReceivedSpan, running_otlp_receiver
 from tests.support.scrape import metric_value
 
 pytestmark = pytest.mark.envoy
@@ -35,10 +37,17 @@ FIRST_ASSIGNMENT_SLACK = 5
 
 
 @pytest.fixture(scope="module")
+def otlp() -> Iterator[OtlpReceiver]:
+    with running_otlp_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
 def rlqs_gateway(
-    tmp_path_factory: pytest.TempPathFactory, envoy_available: str
+    tmp_path_factory: pytest.TempPathFactory, envoy_available: str, otlp: OtlpReceiver
 ) -> Iterator[QuotaGateway]:
-    with running_quota_gateway(tmp_path_factory.mktemp("rlqs")) as gateway:
+    workdir = tmp_path_factory.mktemp("rlqs")
+    with running_quota_gateway(workdir, otlp_port=otlp.port) as gateway:
         yield gateway
 
 
@@ -116,8 +125,8 @@ async def test_an_envoy_that_stops_hands_its_share_to_the_other(rlqs_gateway: Qu
     assert after <= LIMIT * (load.now() - stopped_at) + LIMIT, after
 
 
-async def test_admin_explain_metrics_and_audit_show_each_envoys_share(
-    rlqs_gateway: QuotaGateway,
+async def test_admin_explain_metrics_spans_and_audit_show_each_envoys_share(
+    rlqs_gateway: QuotaGateway, otlp: OtlpReceiver
 ) -> None:
     gateway = rlqs_gateway
     user_token = token(gateway, "observed")
@@ -149,6 +158,15 @@ async def test_admin_explain_metrics_and_audit_show_each_envoys_share(
     denied = {"domain": "gateway", "limit": "per-user", "outcome": "denied"}
     assert await metric_value(gateway.metrics_port, "authz_rlqs_requests_total", denied) > 0
     assert '"action":"rlqs-assignment"' in gateway.authz.log()
+
+    def report_spans(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+        return [span for span in spans if span.name == f"{RLQS_SERVICE}/StreamRateLimitQuotas"]
+
+    spans = report_spans(await asyncio.to_thread(otlp.wait_for, lambda s: bool(report_spans(s))))
+    assert spans, "no usage report span"
+    assert spans[0].attributes["authz.ratelimit.domain"] == "gateway"
+    assert spans[0].attributes["authz.rlqs.buckets"] >= 1
+    assert spans[0].attributes["authz.rlqs.degraded"] is False
 
 
 def admin_cli(gateway: QuotaGateway, *args: str) -> str:
