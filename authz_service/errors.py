@@ -10,7 +10,9 @@
     │                              (cli/envoy_descriptors.py)
     ├── ListenError                a port that cannot be bound, at start (preflight/ports.py)
     ├── QuotaUnavailable           the admin quota call cannot be answered: no rate limiting,
-    │                              no such limit, or the store is down (services/quota_admin.py)
+    │   │                          no such limit, or the store is down (services/quota_admin.py)
+    │   └── QuotaServiceUnavailable  RLQS with no rate limits configured: nothing to assign
+    │                                (services/quota_types.py)
     ├── TransientError             the dependency may answer the next call: retry, or let the
     │   │                          configured failure mode decide; never a config problem
     │   ├── StoreUnavailable       the quota store did not answer: down, slow, breaker open,
@@ -24,7 +26,9 @@
     │   │   ├── UnreadableEvent    not an API Gateway REQUEST authorizer event
     │   │   │                      (lambda_authorizer/events.py)
     │   │   ├── BadRequest         a ShouldRateLimit request without domain or descriptors
-    │   │   │                      (grpc/ratelimit_messages.py)
+    │   │   │   │                  (grpc/ratelimit_messages.py)
+    │   │   │   └── BadReport      an RLQS usage report without a domain
+    │   │   │                      (grpc/quota_messages.py)
     │   │   └── AmbiguousRequest   two readers would read it differently: refused, not guessed
     │   │       ├── AmbiguousPath       (authz/paths.py)
     │   │       ├── AmbiguousHost       (authz/hosts.py)
@@ -48,11 +52,12 @@ Each class says what it becomes (class attributes, inherited down the tree):
 |---|---|---|---|---|---|
 | anything unexpected, AuthzError | internal_error | unavailable | UNKNOWN | 500 | no |
 | QuotaUnavailable | internal_error | unavailable | FAILED_PRECONDITION | 500 | no |
+| QuotaServiceUnavailable | internal_error | unavailable | FAILED_PRECONDITION | 500 | no |
 | StoreUnavailable | rate_limit_unavailable | unavailable | UNAVAILABLE | 503 | yes |
 | JwksFetchError | unknown_key | unauthenticated | UNAVAILABLE | 503 | yes |
 | UnreadableRequest (and below) | bad_request | forbidden | PERMISSION_DENIED | 403 | no |
 | UnreadableEvent | bad_request | unavailable | UNKNOWN | 500 | no |
-| BadRequest | bad_request | forbidden | INVALID_ARGUMENT | 400 | no |
+| BadRequest, BadReport | bad_request | forbidden | INVALID_ARGUMENT | 400 | no |
 | RequestTooLarge | request_too_large | forbidden | PERMISSION_DENIED | 431 | no |
 | Overloaded | overloaded | unavailable | UNAVAILABLE | 503 | yes |
 | CredentialError, SegmentError | malformed_token | unauthenticated | UNAUTHENTICATED | 401 | no |

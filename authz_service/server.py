@@ -27,6 +27,8 @@ from authz_service.grpc.authorization_servicer import (
     AuthorizationServicer,
     add_authorization_servicer,
 )
+from authz_service.grpc.quota_servicer import SERVICE_NAME as QUOTA_SERVICE
+from authz_service.grpc.quota_servicer import add_quota_servicer
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
 from authz_service.grpc.server_options import bind_port, grpc_options, server_options
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
@@ -39,6 +41,7 @@ from authz_service.schema import AdminSettings, Config, RedisSettings
 from authz_service.services.check import CheckService
 from authz_service.services.compiled_config import CompiledConfig, QuotaStoreHolder, compile_config
 from authz_service.services.quota_admin import QuotaAdmin
+from authz_service.services.quota_wiring import build_quota_service
 from authz_service.telemetry import tracing
 from authz_service.telemetry.connection_metrics import ConnectionCollector, ConnectionStats
 from authz_service.telemetry.metrics import Metrics, ServiceStateCollector
@@ -49,7 +52,7 @@ log = logging.getLogger(__name__)
 AUTHORIZATION_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
 RATELIMIT_SERVICE = rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-SERVED = (AUTHORIZATION_SERVICE, RATELIMIT_SERVICE)
+SERVED = (AUTHORIZATION_SERVICE, RATELIMIT_SERVICE, QUOTA_SERVICE)
 
 
 class AuthzServer:
@@ -98,6 +101,13 @@ class AuthzServer:
         self._draining = False
         self.revocation_store = build_revocation_store(config.revocation, _redis_client)
         self.checks = CheckService(lambda: self.reloader.current, self.revocation_store.revocations)
+        self.quota_service = build_quota_service(  # RLQS: Envoys' shares of each limit
+            lambda: self.reloader.current,
+            config,
+            self.metrics,
+            self.telemetry.audit,
+            self.stores.outages,
+        )
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._admin_server: grpc.aio.Server | None = None
@@ -204,6 +214,7 @@ class AuthzServer:
         )
         add_authorization_servicer(AuthorizationServicer(self.checks, self.telemetry), self._server)
         add_ratelimit_servicer(self._server, self._limiter, self.telemetry)
+        add_quota_servicer(self._server, self.quota_service)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (*SERVED, HEALTH_SERVICE, reflection.SERVICE_NAME), self._server
@@ -267,7 +278,11 @@ class AuthzServer:
         server = grpc.aio.server(interceptors=[self._admin_auth], options=options)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(
-                self.checks, self.reloader, self.revocation_store, QuotaAdmin(self._limiter)
+                self.checks,
+                self.reloader,
+                self.revocation_store,
+                QuotaAdmin(self._limiter),
+                self.quota_service,
             ),
             server,
         )
@@ -277,6 +292,7 @@ class AuthzServer:
     async def stop(self) -> None:
         """NOT_SERVING first (so health checks steer traffic away), then drain, then exit."""
         self._draining = True
+        self.quota_service.end_streams()
         await self.health.enter_graceful_shutdown()
         drain = self.compiled_config.loaded.config.server.drain_delay_s
         if drain:
@@ -302,6 +318,7 @@ class AuthzServer:
         await self.registry.close()
         await self.revocation_store.close()
         await self.stores.close()
+        await self.quota_service.close()
         if self._observability is not None:
             await self._observability.stop()
         self.telemetry.close()

@@ -15,13 +15,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from authz_service.cli.rlqs_render import quota_filters
+from authz_service.schema import Config
 from benchmarks import fixtures
 from tools.dev_idp import DevIdentityProvider
 from tools.processes import envoy_binary
 from tools.render_envoy import render
 
 ENVOY_DIR = Path(__file__).resolve().parent / "envoy"
-VARIANTS = ("plain", "ext_authz", "ext_authz_ratelimit", "native")
+VARIANTS = ("plain", "ext_authz", "ext_authz_ratelimit", "ext_authz_rlqs", "native")
 _JWT = "envoy.filters.http.jwt_authn"
 
 
@@ -107,6 +111,24 @@ def rbac_policies(rules: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str
     return deny, allow
 
 
+def with_rlqs_filters(rendered: str) -> str:
+    """ext_authz.yaml plus the rate_limit_quota filters `authz-service rlqs-filter` renders
+    for the scenario's three buckets (fixtures.rlqs_section), after ext_authz, as in the
+    gateway's RLQS quota mode; their RLQS stream goes to the ext_authz cluster."""
+    quota = fixtures.rlqs_section("redis://unused")["quota_service"]
+    config = Config.model_validate(
+        {"policies": {"default": {"rules": []}}, "rate_limit": {}, "quota_service": quota}
+    )
+    document = yaml.safe_load(rendered)
+    for listener in document["static_resources"]["listeners"]:
+        manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        names = [item["name"] for item in manager["http_filters"]]
+        if "envoy.filters.http.ext_authz" in names:
+            at = names.index("envoy.filters.http.ext_authz") + 1
+            manager["http_filters"][at:at] = quota_filters(config, cluster="authz")
+    return yaml.safe_dump(document, sort_keys=False)
+
+
 def render_variant(variant: str, values: Mapping[str, object], jwks: Mapping[str, Any]) -> str:
     """One of VARIANTS with ports (ADMIN_PORT, INGRESS_PORT, BACKEND_PORT, AUTHZ_PORT,
     RATELIMIT_PORT) filled in; `jwks` is the issuer's key set (used by the native variant)."""
@@ -121,6 +143,8 @@ def render_variant(variant: str, values: Mapping[str, object], jwks: Mapping[str
         "RBAC_ALLOW_POLICIES": json.dumps(allow),
         **values,
     }
+    if variant == "ext_authz_rlqs":
+        return with_rlqs_filters(render(filled, ENVOY_DIR / "ext_authz.yaml"))
     return render(filled, ENVOY_DIR / f"{variant}.yaml")
 
 

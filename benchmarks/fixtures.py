@@ -169,6 +169,13 @@ def one_call_section(redis_url: str) -> dict[str, Any]:
     }
 
 
+def rlqs_section(redis_url: str) -> dict[str, Any]:
+    """Scenario 3's RLQS mode: the same limits and three buckets as the one-call mode, for
+    Envoy's rate_limit_quota filters (usage and shares in the same Redis)."""
+    one_call = one_call_section(redis_url)
+    return {"rate_limit": one_call["rate_limit"], "quota_service": one_call["check_quota"]}
+
+
 def write_frames(path: Path, bodies: list[bytes]) -> Path:
     path.write_bytes(messages.frames_file(bodies))
     return path

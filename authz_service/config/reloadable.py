@@ -69,6 +69,8 @@ RELOADABLE: tuple[str, ...] = (
     "rate_limit.shadow_mode",
     "rate_limit.brute_force",
     "check_quota",
+    # Read by every usage report: buckets, TTL, shares, failure behaviour.
+    "quota_service",
     # A token can be changed live; removing one (opening the port) needs a restart.
     "admin.token_hash",
     "telemetry.metrics.token_hash",

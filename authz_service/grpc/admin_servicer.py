@@ -19,6 +19,8 @@ from authz_service.services.compiled_config import CompiledConfig
 from authz_service.services.explain_view import lockout_view, quota_view
 from authz_service.services.explanation import QuotaPreview
 from authz_service.services.quota_admin import QuotaAdmin, QuotaUnavailable
+from authz_service.services.quota_service import QuotaShareService
+from authz_service.services.quota_service_view import View, request_buckets, usage_view
 
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
@@ -88,6 +90,16 @@ def _quota_preview(preview: QuotaPreview | None) -> dict[str, Any]:
     }
 
 
+def _quota_service_usage(view: View) -> admin_pb2.QuotaServiceUsage:
+    """A quota service (RLQS) bucket view as protobuf."""
+    fields = {key: value for key, value in view.items() if key not in ("entries", "envoys")}
+    return admin_pb2.QuotaServiceUsage(
+        entries=[admin_pb2.DescriptorEntry(**entry) for entry in view["entries"]],
+        envoys=[admin_pb2.EnvoyShare(**envoy) for envoy in view["envoys"]],
+        **fields,
+    )
+
+
 def explain_request_attributes(request: admin_pb2.ExplainRequest) -> RequestAttributes:
     headers = {header.name.lower(): header.value for header in request.headers}
     if request.token:
@@ -110,17 +122,26 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
         reloader: ConfigReloader[CompiledConfig],
         revocations: RevocationStore,
         quotas: QuotaAdmin,
+        quota_service: QuotaShareService | None = None,
     ) -> None:
         self._checks = checks
         self._reloader = reloader
         self._revocations = revocations
         self._quotas = quotas
+        self._quota_service = quota_service
 
     async def Explain(
         self, request: admin_pb2.ExplainRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ExplainResponse:
-        explanation = await self._checks.explain(explain_request_attributes(request))
+        attributes = explain_request_attributes(request)
+        explanation = await self._checks.explain(attributes)
         decision = explanation.decision
+        buckets = []
+        if decision.allowed and self._quota_service is not None:
+            views = await request_buckets(
+                self._quota_service, self._reloader.current, attributes, decision.identity
+            )
+            buckets = [_quota_service_usage(usage_view(view)) for view in views]
         return admin_pb2.ExplainResponse(
             decision=decision.outcome.value,
             reason=decision.reason.value,
@@ -138,6 +159,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
             ],
             lockout=_lockout(explanation.lockout),
             **_quota_preview(explanation.quota),
+            quota_service=buckets,
         )
 
     async def Reload(
@@ -222,7 +244,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
         except QuotaUnavailable as error:
             await context.abort(grpc.StatusCode[error.grpc_status], str(error))
             raise AssertionError("unreachable") from None
+        shared = None
+        if self._quota_service is not None:
+            view = await self._quota_service.view(request.domain, entries)
+            # Only a bucket in use: classic and one-call users see their counters alone.
+            if view is not None and view.envoys:
+                shared = _quota_service_usage(usage_view(view))
         return admin_pb2.QuotaResponse(
+            quota_service=shared,
             counters=[
                 admin_pb2.QuotaCounter(
                     limit_name=counter.limit_name,
@@ -234,7 +263,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
                     reset_in_seconds=counter.reset_in_seconds,
                 )
                 for counter in counters
-            ]
+            ],
         )
 
 

@@ -53,6 +53,7 @@ from authz_service.schema.policy import (
     Requirement,
     Rule,
 )
+from authz_service.schema.quota_service import QuotaServiceSettings
 from authz_service.schema.ratelimit import (
     BruteForceSettings,
     CheckQuota,
@@ -129,6 +130,7 @@ __all__ = [
     "PolicySelection",
     "QuotaDescriptor",
     "QuotaEntry",
+    "QuotaServiceSettings",
     "QuotaSource",
     "RateLimitSettings",
     "RateLimitSpec",

@@ -18,6 +18,7 @@ from authz_service.schema.policy import (
     Policy,
     PolicySelection,
 )
+from authz_service.schema.quota_service import QuotaServiceSettings, check_identity_headers
 from authz_service.schema.ratelimit import CheckQuota, RateLimitSettings
 from authz_service.schema.server import AdminSettings, RequestLimits, ServerSettings
 from authz_service.schema.telemetry import TelemetrySettings
@@ -38,6 +39,8 @@ class Config(Strict):
     telemetry: TelemetrySettings = TelemetrySettings()
     rate_limit: RateLimitSettings | None = None
     check_quota: CheckQuota | None = None
+    # Envoy's Rate Limit Quota Service (RLQS): buckets, shares across Envoys.
+    quota_service: QuotaServiceSettings | None = None
     revocation: RevocationSettings = RevocationSettings()
     admin: AdminSettings = AdminSettings()
     # The HTTP check endpoint (NGINX auth_request, Traefik forwardAuth, Envoy http_service).
@@ -68,6 +71,10 @@ class Config(Strict):
                 "check_quota needs a rate_limit section (the limits and their store)",
                 ("check_quota",),
             )
+        if self.quota_service is not None:
+            if self.rate_limit is None:
+                raise FieldError("quota_service needs a rate_limit section", ("quota_service",))
+            check_identity_headers(self.quota_service, self.identity_headers)
         self._check_admin()
         return self
 

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Protocol
 
 from authz_service.decisions import Decision, RequestAttributes
 from authz_service.ratelimit.results import Descriptor, RateLimitResult
@@ -31,7 +31,16 @@ from authz_service.telemetry.audit import CheckRecord, RateLimitRecord
 
 log = logging.getLogger(__name__)
 
-Record = CheckRecord | RateLimitRecord
+
+class Record(Protocol):
+    """A queued line: its size while queued, and its text (formatted by the writer)."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def line(self) -> str: ...
+
+
 # Records formatted and written at once: bounds the text the writer holds besides the queue.
 _CHUNK_BYTES = 256 * 1024
 

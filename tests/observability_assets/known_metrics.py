@@ -64,7 +64,8 @@ def service_metrics(workdir: Path) -> KnownMetrics:
             # A collector's family (e.g. ServiceStateCollector's) knows its label names.
             names = getattr(family, "_labelnames", None)
             if names is None:
-                names = _wrapper(server.metrics, family.name)._labelnames
+                holders = (server.metrics, server.quota_service.telemetry.metrics)
+                names = _wrapper(holders, family.name)._labelnames
             extra = {"le"} if family.type == "histogram" else set()
             for suffix in SAMPLE_SUFFIXES[family.type]:
                 labels = set(names)
@@ -79,10 +80,13 @@ def service_metrics(workdir: Path) -> KnownMetrics:
     return known
 
 
-def _wrapper(metrics: object, name: str) -> MetricWrapperBase:
-    for value in vars(metrics).values():
-        if isinstance(value, MetricWrapperBase) and value._name == name:
-            return value
+def _wrapper(holders: tuple[object, ...], name: str) -> MetricWrapperBase:
+    """The metric object of that name among the attributes of `holders` (Metrics, and the
+    quota service's own metrics on the same registry)."""
+    for holder in holders:
+        for value in vars(holder).values():
+            if isinstance(value, MetricWrapperBase) and value._name == name:
+                return value
     raise AssertionError(f"no metric object for {name}")
 
 

@@ -15,10 +15,13 @@ import authz_service
 from authz_service import errors
 from authz_service.decisions import Outcome, Reason
 from authz_service.errors import AuthzError
+from authz_service.grpc.quota_servicer import _StreamEnded
 from authz_service.schema.base import FieldError
 
 # The schema is a leaf and pydantic needs a ValueError: the one class outside the tree.
-OUTSIDE_THE_TREE = {FieldError}
+# FieldError: the schema is a leaf (see errors.py); _StreamEnded: the RLQS servicer's own
+# control flow, caught in the same module and never an answer.
+OUTSIDE_THE_TREE = {FieldError, _StreamEnded}
 
 
 def our_exception_classes() -> set[type[BaseException]]:

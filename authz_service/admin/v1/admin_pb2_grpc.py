@@ -101,7 +101,9 @@ class AdminServiceServicer:
 
     def GetQuota(self, request, context):
         """Current counters of a rate-limit descriptor, one per limit it has (per second AND per
-        day: both), and resetting them (all of them; the response lists each one reset).
+        day: both), and resetting them (all of them; the response lists each one reset). When
+        the descriptor is also a quota service (RLQS) bucket: its global usage and each Envoy's
+        share (shares come from Envoys' reports; a reset does not touch them).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
