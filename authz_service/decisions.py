@@ -57,6 +57,7 @@ class Identity:
     expires_at: float | None = None
     token_id: str = ""  # the JWT's `jti`, for revocation
     issued_at: float | None = None
+    bound_jkt: str = ""  # the token's `cnf.jkt` (RFC 9449): a DPoP proof by that key is needed
 
 
 class Outcome(enum.StrEnum):
@@ -106,6 +107,9 @@ class Reason(enum.StrEnum):
     OVERLOADED = "overloaded"
     AUDIT_UNAVAILABLE = "audit_unavailable"
     REQUEST_TOO_LARGE = "request_too_large"  # 431: too many or too large headers
+    DPOP_PROOF_MISSING = "dpop_proof_missing"  # a DPoP-bound token without a proof
+    INVALID_DPOP_PROOF = "invalid_dpop_proof"  # the proof does not verify (RFC 9449)
+    DPOP_PROOF_REPLAYED = "dpop_proof_replayed"  # the proof's jti was seen before
 
 
 _HTTP_STATUS = {

@@ -118,4 +118,15 @@ class JwtProviderVerifier:
             expires_at=float(exp),
             token_id=jti if isinstance(jti := claims.get("jti"), str) else "",
             issued_at=float(iat) if isinstance(iat := claims.get("iat"), int | float) else None,
+            bound_jkt=bound_jkt(claims),
         )
+
+
+def bound_jkt(claims: Mapping[str, object]) -> str:
+    """The key a token is bound to by DPoP (`cnf.jkt`, RFC 9449 6.1), or ""."""
+    confirmation = claims.get("cnf")
+    if not isinstance(confirmation, dict) or "jkt" not in confirmation:
+        return ""
+    jkt = confirmation["jkt"]
+    # A `jkt` that is no string still binds the token: no proof can match it (refused).
+    return jkt if isinstance(jkt, str) and jkt else "\0unusable"

@@ -24,6 +24,7 @@ def test_the_stages_run_in_the_documented_order() -> None:
         "lockout",
         "authenticate",
         "revocation",
+        "dpop",
         "failed_attempts",
         "authorize",
         "replay",
