@@ -256,3 +256,16 @@ def test_deny_carries_extra_headers_of_the_decision() -> None:
         Outcome.RATE_LIMITED, Reason.RATE_LIMITED, extra_headers={"retry-after": "3"}
     )
     assert responses().deny(decision).headers["retry-after"] == "3"
+
+
+def test_a_refused_dpop_proof_is_answered_with_a_dpop_challenge_naming_the_algorithms() -> None:
+    refused = Decision(
+        Outcome.UNAUTHENTICATED,
+        Reason.INVALID_DPOP_PROOF,
+        "proof htm does not match the request method",
+        bearer_error="invalid_dpop_proof",
+    )
+    challenge = responses().deny(refused).headers["www-authenticate"]
+    assert challenge.startswith("DPoP realm=")
+    assert 'algs="ES256 EdDSA PS256 RS256"' in challenge
+    assert 'error="invalid_dpop_proof"' in challenge
