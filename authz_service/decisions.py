@@ -57,6 +57,8 @@ class Identity:
     expires_at: float | None = None
     token_id: str = ""  # the JWT's `jti`, for revocation
     issued_at: float | None = None
+    acr: str = ""  # how the user authenticated (RFC 9470 step-up rules read it)
+    auth_time: float | None = None
     bound_jkt: str = ""  # the token's `cnf.jkt` (RFC 9449): a DPoP proof by that key is needed
 
 
@@ -107,6 +109,7 @@ class Reason(enum.StrEnum):
     OVERLOADED = "overloaded"
     AUDIT_UNAVAILABLE = "audit_unavailable"
     REQUEST_TOO_LARGE = "request_too_large"  # 431: too many or too large headers
+    INSUFFICIENT_USER_AUTHENTICATION = "insufficient_user_authentication"  # RFC 9470 step-up
     DPOP_PROOF_MISSING = "dpop_proof_missing"  # a DPoP-bound token without a proof
     INVALID_DPOP_PROOF = "invalid_dpop_proof"  # the proof does not verify (RFC 9449)
     DPOP_PROOF_REPLAYED = "dpop_proof_replayed"  # the proof's jti was seen before
@@ -151,6 +154,8 @@ class Decision:
     extra_headers: Mapping[str, str] = field(default_factory=dict)
     # A deny body that must match another path's exactly (the 429 of the RateLimitService).
     body: str = ""
+    # Parameters the WWW-Authenticate challenge adds (step-up: acr_values, max_age).
+    challenge: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def allowed(self) -> bool:

@@ -118,6 +118,8 @@ class JwtProviderVerifier:
             expires_at=float(exp),
             token_id=jti if isinstance(jti := claims.get("jti"), str) else "",
             issued_at=float(iat) if isinstance(iat := claims.get("iat"), int | float) else None,
+            acr=header_safe(acr) if isinstance(acr := claims.get("acr"), str) else "",
+            auth_time=float(at) if isinstance(at := claims.get("auth_time"), int | float) else None,
             bound_jkt=bound_jkt(claims),
         )
 

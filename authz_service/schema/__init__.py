@@ -53,6 +53,7 @@ from authz_service.schema.policy import (
     RequestMatch,
     Requirement,
     Rule,
+    StepUp,
 )
 from authz_service.schema.ratelimit import (
     BruteForceSettings,
@@ -146,6 +147,7 @@ __all__ = [
     "ServerSettings",
     "ServerTls",
     "Sha256Hash",
+    "StepUp",
     "Strict",
     "TelemetrySettings",
     "Text",

@@ -181,6 +181,8 @@ class ResponsePolicy:
                     f', error="{decision.bearer_error}", '
                     f'error_description="{_description(decision.message)}"'
                 )
+            for name, value in decision.challenge.items():
+                challenge += f', {name}="{_quoted(value)}"'
             headers["www-authenticate"] = challenge
         headers.update(decision.extra_headers)
         body = decision.body or json.dumps(

@@ -14,6 +14,7 @@ from authz_service.services.stages.lockout import FailedAttemptStage, LockoutSta
 from authz_service.services.stages.quota import QuotaStage
 from authz_service.services.stages.replay import ReplayStage
 from authz_service.services.stages.revocation import RevocationStage
+from authz_service.services.stages.step_up import StepUpStage
 
 STAGES: tuple[type[Stage], ...] = (
     LockoutStage,  # an address locked out for failed authentications: refused before any work
@@ -22,6 +23,7 @@ STAGES: tuple[type[Stage], ...] = (
     DpopStage,  # a DPoP-bound token needs a fresh proof by its key (RFC 9449)
     FailedAttemptStage,  # a failed authentication counts toward the address's lockout
     AuthorizeStage,  # RBAC (with the ;params reading) and method overrides -> the decision
+    StepUpStage,  # the allowing rule's step-up (acr, auth age) and DPoP-only requirements
     ReplayStage,  # an allowed use of a one-time token uses it up
     QuotaStage,  # quota inside Check: only allowed requests are charged
 )

@@ -27,6 +27,7 @@ def test_the_stages_run_in_the_documented_order() -> None:
         "dpop",
         "failed_attempts",
         "authorize",
+        "step_up",
         "replay",
         "quota",
     ]

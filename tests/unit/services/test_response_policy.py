@@ -269,3 +269,17 @@ def test_a_refused_dpop_proof_is_answered_with_a_dpop_challenge_naming_the_algor
     assert challenge.startswith("DPoP realm=")
     assert 'algs="ES256 EdDSA PS256 RS256"' in challenge
     assert 'error="invalid_dpop_proof"' in challenge
+
+
+def test_a_step_up_refusal_names_the_acr_values_and_max_age_in_its_challenge() -> None:
+    refused = Decision(
+        Outcome.UNAUTHENTICATED,
+        Reason.INSUFFICIENT_USER_AUTHENTICATION,
+        "authentication is older than the route accepts",
+        bearer_error="insufficient_user_authentication",
+        challenge={"acr_values": "urn:mfa", "max_age": "300"},
+    )
+    challenge = responses().deny(refused).headers["www-authenticate"]
+    assert challenge.startswith("Bearer realm=")
+    assert 'error="insufficient_user_authentication"' in challenge
+    assert challenge.endswith(', acr_values="urn:mfa", max_age="300"')
