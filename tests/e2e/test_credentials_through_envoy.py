@@ -1,6 +1,8 @@
-"""DPoP (RFC 9449) through the real Envoy: a token bound to a client key (`cnf.jkt`) passes
-only with a fresh proof by that key for this method and URL, sent with the DPoP scheme; a
-proof's `jti` is used once across replicas sharing Redis."""
+"""Zero-trust credentials through the real Envoy. DPoP (RFC 9449): a token bound to a client
+key (`cnf.jkt`) passes only with a fresh proof by that key for this method and URL, sent with
+the DPoP scheme; a proof's `jti` is used once across replicas sharing Redis. Step-up (RFC
+9470): a route asking for MFA within 5 minutes answers a weaker or older login 401 with what
+is needed; a DPoP-only route refuses a Bearer token."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from tests.support.redis import RedisServer
 pytestmark = pytest.mark.envoy
 
 PATH = "/api/orders"
+MFA = "urn:example:acr:mfa"
 
 
 def dpop_config(redis_url: str, prefix: str, jwks_uri: str | None = None) -> Any:
@@ -25,6 +28,11 @@ def dpop_config(redis_url: str, prefix: str, jwks_uri: str | None = None) -> Any
         provider = config["jwt_providers"][0]
         provider["token_sources"].append({"header": "authorization", "prefix": "DPoP "})
         provider["dpop"] = {"algorithms": ["ES256"], "max_age_s": 30}
+        for rule in config["policies"]["public"]["rules"]:
+            if rule["name"] == "downloads":  # step-up: MFA within the last 5 minutes
+                rule["step_up"] = {"acr_values": [MFA], "max_age_s": 300}
+            if rule["name"] == "admin-area":
+                rule["require_dpop"] = True
         if jwks_uri is not None:  # a second replica trusting the first replica's IdP
             provider["jwks_uri"] = jwks_uri
         # Roomy timeouts: a loaded 2-core CI machine must not turn a proof check into a 503.
@@ -60,6 +68,7 @@ def call(
     scheme: str = "DPoP",
     method: str = "GET",
     host: str | None = None,
+    path: str = PATH,
 ) -> httpx.Response:
     headers = {"authorization": f"{scheme} {token}"}
     if host is not None:
@@ -67,7 +76,7 @@ def call(
     if proof is not None:
         headers["dpop"] = proof
     with stack.client() as http:
-        return http.request(method, stack.public_url + PATH + "?page=1", headers=headers)
+        return http.request(method, stack.public_url + path + "?page=1", headers=headers)
 
 
 def assert_refused(response: httpx.Response, reason: str) -> None:
@@ -147,3 +156,38 @@ def test_a_bound_token_presented_as_bearer_is_refused(first: Stack) -> None:
     token = bound_token(first, client)
     response = call(first, token, client.proof("GET", url(first), token), scheme="Bearer")
     assert_refused(response, "invalid_token")
+
+
+def user_token(stack: Stack, acr: str, auth_age_s: float) -> str:
+    claims = {"acr": acr, "auth_time": int(time.time() - auth_age_s)}
+    return stack.idp.mint("alice", extra_claims=claims)
+
+
+def test_step_up_satisfied_by_a_fresh_mfa_login_is_allowed(first: Stack) -> None:
+    token = user_token(first, MFA, auth_age_s=5)
+    response = call(first, token, None, scheme="Bearer", path="/downloads/report.pdf")
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("acr", "age"), [("urn:example:acr:password", 5), (MFA, 3600)], ids=["weak", "stale"]
+)
+def test_step_up_required_asks_the_client_to_reauthenticate(
+    first: Stack, acr: str, age: float
+) -> None:
+    token = user_token(first, acr, auth_age_s=age)
+    response = call(first, token, None, scheme="Bearer", path="/downloads/report.pdf")
+    assert_refused(response, "insufficient_user_authentication")
+    challenge = response.headers["www-authenticate"]
+    assert 'error="insufficient_user_authentication"' in challenge
+    assert f'acr_values="{MFA}"' in challenge
+    assert 'max_age="300"' in challenge
+
+
+def test_a_dpop_only_route_refuses_a_bearer_token_and_takes_a_bound_one(first: Stack) -> None:
+    bearer = first.idp.mint("root", roles=["admin"])
+    assert_refused(call(first, bearer, None, scheme="Bearer", path="/admin/users"), "invalid_token")
+    client = DpopClient()
+    bound = first.idp.mint("root", roles=["admin"], extra_claims={"cnf": {"jkt": client.jkt}})
+    proof = client.proof("GET", first.public_url + "/admin/users", bound)
+    assert call(first, bound, proof, path="/admin/users").status_code == 200
