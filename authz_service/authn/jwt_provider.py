@@ -121,6 +121,7 @@ class JwtProviderVerifier:
             acr=header_safe(acr) if isinstance(acr := claims.get("acr"), str) else "",
             auth_time=float(at) if isinstance(at := claims.get("auth_time"), int | float) else None,
             bound_jkt=bound_jkt(claims),
+            bound_x5t=bound_x5t(claims),
         )
 
 
@@ -132,3 +133,12 @@ def bound_jkt(claims: Mapping[str, object]) -> str:
     jkt = confirmation["jkt"]
     # A `jkt` that is no string still binds the token: no proof can match it (refused).
     return jkt if isinstance(jkt, str) and jkt else "\0unusable"
+
+
+def bound_x5t(claims: Mapping[str, object]) -> str:
+    """The certificate a token is bound to (`cnf.x5t#S256`, RFC 8705 3.1), or ""."""
+    confirmation = claims.get("cnf")
+    if not isinstance(confirmation, dict) or "x5t#S256" not in confirmation:
+        return ""
+    x5t = confirmation["x5t#S256"]
+    return x5t if isinstance(x5t, str) and x5t else "\0unusable"

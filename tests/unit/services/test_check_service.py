@@ -25,6 +25,7 @@ def test_the_stages_run_in_the_documented_order() -> None:
         "authenticate",
         "revocation",
         "dpop",
+        "certificate_binding",
         "failed_attempts",
         "authorize",
         "step_up",
