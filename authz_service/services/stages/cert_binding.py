@@ -38,4 +38,10 @@ class CertificateBindingStage(PureStage):
             evaluation.authn = _NO_CERTIFICATE
         elif not hmac.compare_digest(presented.encode(), identity.bound_x5t.encode()):
             evaluation.authn = _OTHER_CERTIFICATE
+        if explanation is not None:
+            found = evaluation.authn
+            note = (
+                found.message if isinstance(found, AuthnFailure) else "client certificate matches"
+            )
+            explanation.bindings.append(f"certificate (x5t#S256): {note}")
         return None

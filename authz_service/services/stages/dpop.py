@@ -62,7 +62,15 @@ class DpopStage(Stage):
         return await self._check(evaluation, record=True)
 
     async def explain(self, evaluation: Evaluation, explanation: Explanation) -> Decision | None:
-        return await self._check(evaluation, record=False)
+        answer = await self._check(evaluation, record=False)
+        authn = evaluation.authn
+        if answer is not None:
+            explanation.bindings.append(f"dpop: {answer.message}")
+        elif isinstance(authn, AuthnFailure):
+            explanation.bindings.append(f"dpop: refused ({authn.reason.value}): {authn.message}")
+        elif isinstance(authn, Identity) and authn.bound_jkt:
+            explanation.bindings.append("dpop: proof verified, jti unused")
+        return answer
 
     async def _check(self, evaluation: Evaluation, *, record: bool) -> Decision | None:
         """Replaces a refused identity by its failure; answers only when the store is down."""

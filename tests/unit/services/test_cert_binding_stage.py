@@ -41,3 +41,11 @@ def test_an_unbound_token_needs_no_certificate() -> None:
     found = evaluation("", bound="")
     CertificateBindingStage().decide(found, None)
     assert isinstance(found.authn, Identity)
+
+
+def test_explain_names_the_certificate_binding_and_its_outcome() -> None:
+    noted = Explanation()
+    CertificateBindingStage().decide(evaluation("b3RoZXItY2VydA"), noted)
+    assert noted.bindings == [
+        "certificate (x5t#S256): client certificate is not the one the token is bound to"
+    ]
