@@ -89,9 +89,12 @@ class DpopStage(Stage):
             return None
         if not identity.bound_jkt:
             if settings.required or as_dpop:
-                evaluation.authn = _failure(
-                    Reason.INVALID_TOKEN, "provider requires DPoP-bound tokens", "invalid_token"
+                message = (
+                    "provider requires DPoP-bound tokens"
+                    if settings.required
+                    else "DPoP scheme with a token that is not DPoP-bound"
                 )
+                evaluation.authn = _failure(Reason.INVALID_TOKEN, message, "invalid_token")
             return None
         if not as_dpop:
             evaluation.authn = _failure(

@@ -131,3 +131,14 @@ async def test_explain_names_the_binding_checked_and_why_it_failed_without_secre
     (binding,) = noted.bindings
     assert binding.startswith("dpop: refused (invalid_dpop_proof): proof key is not the key")
     assert TOKEN not in binding and headers["dpop"] not in binding and client.jkt not in binding
+
+
+async def test_an_unbound_token_sent_with_the_dpop_scheme_is_refused() -> None:
+    client, store = DpopClient(), RecordingStore()
+    found = evaluation(dpop_request(client))  # a proof, but the token has no cnf.jkt
+    await stage(store).enforce(found)
+    assert isinstance(found.authn, AuthnFailure)
+    assert (found.authn.reason, found.authn.message) == (
+        Reason.INVALID_TOKEN,
+        "DPoP scheme with a token that is not DPoP-bound",
+    )
