@@ -138,6 +138,12 @@ class Rule(Strict):
     def _allow_xor_deny(self) -> Rule:
         if self.deny == (self.allow is not None):
             raise ValueError(f"rule {self.name!r} needs exactly one of 'allow' or 'deny: true'")
+        if (self.step_up is not None or self.require_dpop) and self.allow in (None, "anonymous"):
+            # Only an allow for a verified caller can ask how that caller authenticated.
+            raise ValueError(
+                f"rule {self.name!r}: 'step_up' and 'require_dpop' need an allow that "
+                "is not 'anonymous'"
+            )
         return self
 
 

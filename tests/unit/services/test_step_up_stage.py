@@ -82,3 +82,19 @@ def test_an_api_key_cannot_satisfy_a_step_up_rule() -> None:
     refusal = stage().decide(allowed(service), None)
     assert refusal is not None
     assert refusal.reason is Reason.AUTHENTICATION_REQUIRED
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"name": "r", "allow": "anonymous", "step_up": {"acr_values": ["urn:mfa"]}},
+        {"name": "r", "deny": True, "require_dpop": True},
+    ],
+)
+def test_step_up_on_a_rule_that_asks_for_no_caller_is_a_config_error(rule: dict[str, Any]) -> None:
+    from pydantic import ValidationError
+
+    from authz_service.schema import Rule
+
+    with pytest.raises(ValidationError, match="need an allow that is not 'anonymous'"):
+        Rule.model_validate(rule)
