@@ -26,6 +26,8 @@ class RequestAttributes:
     peer_principal: str = ""
     context: Mapping[str, str] = field(default_factory=dict)
     request_id: str = ""
+    # x5t#S256 of the client's mTLS certificate (authn/cert_binding.py says where from), or "".
+    client_cert_thumbprint: str = ""
 
     @property
     def path_without_query(self) -> str:
@@ -57,6 +59,10 @@ class Identity:
     expires_at: float | None = None
     token_id: str = ""  # the JWT's `jti`, for revocation
     issued_at: float | None = None
+    acr: str = ""  # how the user authenticated (RFC 9470 step-up rules read it)
+    auth_time: float | None = None
+    bound_x5t: str = ""  # the token's `cnf.x5t#S256` (RFC 8705): the client cert it needs
+    bound_jkt: str = ""  # the token's `cnf.jkt` (RFC 9449): a DPoP proof by that key is needed
 
 
 class Outcome(enum.StrEnum):
@@ -106,6 +112,11 @@ class Reason(enum.StrEnum):
     OVERLOADED = "overloaded"
     AUDIT_UNAVAILABLE = "audit_unavailable"
     REQUEST_TOO_LARGE = "request_too_large"  # 431: too many or too large headers
+    INSUFFICIENT_USER_AUTHENTICATION = "insufficient_user_authentication"  # RFC 9470 step-up
+    CERTIFICATE_MISMATCH = "certificate_mismatch"  # RFC 8705: not the certificate bound to
+    DPOP_PROOF_MISSING = "dpop_proof_missing"  # a DPoP-bound token without a proof
+    INVALID_DPOP_PROOF = "invalid_dpop_proof"  # the proof does not verify (RFC 9449)
+    DPOP_PROOF_REPLAYED = "dpop_proof_replayed"  # the proof's jti was seen before
 
 
 _HTTP_STATUS = {
@@ -147,6 +158,8 @@ class Decision:
     extra_headers: Mapping[str, str] = field(default_factory=dict)
     # A deny body that must match another path's exactly (the 429 of the RateLimitService).
     body: str = ""
+    # Parameters the WWW-Authenticate challenge adds (step-up: acr_values, max_age).
+    challenge: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def allowed(self) -> bool:

@@ -37,7 +37,8 @@
     │   ├── RequestTooLarge        too many or too large headers (services/request_limits.py)
     │   └── Overloaded             shed: too many checks in flight
     ├── CredentialError            a credential that cannot even be read
-    │   └── SegmentError           a JWT segment that is not strict JSON (authn/strict_json.py)
+    │   ├── SegmentError           a JWT segment that is not strict JSON (authn/strict_json.py)
+    │   └── DpopError              a DPoP proof that does not verify (authn/dpop.py)
     └── AuthorizerAnswer           how an AWS Lambda authorizer answers what is not a policy:
         ├── Unauthorized           by raising (lambda_authorizer/responses.py: 401)
         └── AuthorizerUnavailable  (lambda_authorizer/handler.py: 500)
@@ -61,6 +62,7 @@ Each class says what it becomes (class attributes, inherited down the tree):
 | RequestTooLarge | request_too_large | forbidden | PERMISSION_DENIED | 431 | no |
 | Overloaded | overloaded | unavailable | UNAVAILABLE | 503 | yes |
 | CredentialError, SegmentError | malformed_token | unauthenticated | UNAUTHENTICATED | 401 | no |
+| DpopError | invalid_dpop_proof | unauthenticated | UNAUTHENTICATED | 401 | no |
 | Unauthorized | authentication_required | unauthenticated | UNAUTHENTICATED | 401 | no |
 
 The reason code and outcome are those of `decisions.Reason` and `decisions.Outcome` (a leaf

@@ -118,4 +118,27 @@ class JwtProviderVerifier:
             expires_at=float(exp),
             token_id=jti if isinstance(jti := claims.get("jti"), str) else "",
             issued_at=float(iat) if isinstance(iat := claims.get("iat"), int | float) else None,
+            acr=header_safe(acr) if isinstance(acr := claims.get("acr"), str) else "",
+            auth_time=float(at) if isinstance(at := claims.get("auth_time"), int | float) else None,
+            bound_jkt=bound_jkt(claims),
+            bound_x5t=bound_x5t(claims),
         )
+
+
+def bound_jkt(claims: Mapping[str, object]) -> str:
+    """The key a token is bound to by DPoP (`cnf.jkt`, RFC 9449 6.1), or ""."""
+    confirmation = claims.get("cnf")
+    if not isinstance(confirmation, dict) or "jkt" not in confirmation:
+        return ""
+    jkt = confirmation["jkt"]
+    # A `jkt` that is no string still binds the token: no proof can match it (refused).
+    return jkt if isinstance(jkt, str) and jkt else "\0unusable"
+
+
+def bound_x5t(claims: Mapping[str, object]) -> str:
+    """The certificate a token is bound to (`cnf.x5t#S256`, RFC 8705 3.1), or ""."""
+    confirmation = claims.get("cnf")
+    if not isinstance(confirmation, dict) or "x5t#S256" not in confirmation:
+        return ""
+    x5t = confirmation["x5t#S256"]
+    return x5t if isinstance(x5t, str) and x5t else "\0unusable"

@@ -73,6 +73,7 @@ def explanation_json(explanation: Explanation) -> str:
                 for r in explanation.trace.rules
             ],
             "lockout": lockout_view(explanation.lockout),
+            "bindings": explanation.bindings,
             "quota": quota_view(explanation.quota),
         },
         indent=2,
@@ -88,6 +89,7 @@ def explanation_text(explanation: Explanation) -> str:
         f"rule:       {decision.rule or '-'}",
         f"why:        {decision.message}",
         f"credential: {explanation.credential}",
+        *(f"binding:    {binding}" for binding in explanation.bindings),
     ]
     identity = _identity_view(decision.identity)
     if identity:

@@ -75,6 +75,7 @@ RELOADABLE: tuple[str, ...] = (
     "admin.token_hash",
     "telemetry.metrics.token_hash",
     "http_check.trusted_proxies",
+    "http_check.trust_forwarded_client_cert",
     "http_check.endpoints",
     "http_check.max_concurrent_requests",
     "http_check.nginx",

@@ -10,6 +10,7 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
+from authz_service.authn.cert_binding import thumbprint_of_envoy_certificate
 from authz_service.decisions import Outcome, RequestAttributes
 from authz_service.schema import RequestLimits
 from authz_service.services.request_limits import check_head_size, check_header_count
@@ -72,6 +73,7 @@ def request_attributes(
         # Envoy's `id` is its stream number; the id clients and access logs quote is the
         # x-request-id header (generate_request_id), so audit lines carry that.
         request_id=headers.get("x-request-id") or http.id,
+        client_cert_thumbprint=thumbprint_of_envoy_certificate(source.certificate),
     )
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
+from authz_service.authn.cert_binding import thumbprint_of_xfcc
 from authz_service.decisions import RequestAttributes
 from authz_service.errors import UnreadableRequest
 from authz_service.schema import Endpoint, HttpCheckSettings, Integration
@@ -141,6 +142,7 @@ def _attributes(
     received: ReceivedRequest,
     endpoint: Endpoint,
     source_address: str,
+    settings: HttpCheckSettings,
 ) -> RequestAttributes:
     return RequestAttributes(
         method=method,
@@ -150,7 +152,17 @@ def _attributes(
         source_address=source_address,
         context=endpoint.context,
         request_id=received.headers.get("x-request-id", ""),
+        client_cert_thumbprint=_forwarded_client_cert(received, settings),
     )
+
+
+def _forwarded_client_cert(received: ReceivedRequest, settings: HttpCheckSettings) -> str:
+    """The client certificate's x5t#S256 from XFCC, trusted only as the setting says."""
+    if not settings.trust_forwarded_client_cert:
+        return ""
+    if not is_trusted(received.peer, settings.trusted_proxies):
+        return ""
+    return thumbprint_of_xfcc(received.headers.get("x-forwarded-client-cert", ""))
 
 
 def envoy_request(
@@ -162,7 +174,9 @@ def envoy_request(
     header = received.headers.get(settings.envoy.client_address_header)
     source = client_address(header, received.peer, settings.trusted_proxies, forwarded_for=True)
     host = received.headers.get("host", "")
-    return _attributes(_method(received.method, "method"), host, path, received, endpoint, source)
+    return _attributes(
+        _method(received.method, "method"), host, path, received, endpoint, source, settings
+    )
 
 
 def nginx_request(
@@ -179,7 +193,7 @@ def nginx_request(
         settings.trusted_proxies,
         forwarded_for=names.client_address_header == "x-forwarded-for",
     )
-    return _attributes(method, host, path, received, endpoint, source)
+    return _attributes(method, host, path, received, endpoint, source, settings)
 
 
 def traefik_request(
@@ -195,7 +209,7 @@ def traefik_request(
         settings.trusted_proxies,
         forwarded_for=True,
     )
-    return _attributes(method, host, path, received, endpoint, source)
+    return _attributes(method, host, path, received, endpoint, source, settings)
 
 
 Translator = Callable[[ReceivedRequest, Endpoint, HttpCheckSettings], RequestAttributes]

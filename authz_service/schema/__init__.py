@@ -25,6 +25,7 @@ from authz_service.schema.credentials import (
     ApiKey,
     ApiKeySettings,
     AsymmetricAlgorithm,
+    DpopSettings,
     JwksSettings,
     JwtProvider,
     MtlsSettings,
@@ -52,6 +53,7 @@ from authz_service.schema.policy import (
     RequestMatch,
     Requirement,
     Rule,
+    StepUp,
 )
 from authz_service.schema.quota_service import QuotaServiceSettings
 from authz_service.schema.ratelimit import (
@@ -110,6 +112,7 @@ __all__ = [
     "ConnectionLimits",
     "DescriptorSpec",
     "DomainSpec",
+    "DpopSettings",
     "Duration",
     "Endpoint",
     "EnvoyHttpSettings",
@@ -146,6 +149,7 @@ __all__ = [
     "ServerSettings",
     "ServerTls",
     "Sha256Hash",
+    "StepUp",
     "Strict",
     "TelemetrySettings",
     "Text",

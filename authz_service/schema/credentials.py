@@ -62,6 +62,24 @@ class ReplayProtection(Strict):
     failure_mode: Literal["unavailable", "allow"] = "unavailable"
 
 
+class DpopSettings(Strict):
+    """`jwt_providers[].dpop` (RFC 9449). A token bound to a key (`cnf.jkt`) is always checked
+    for a proof; `required: true` also refuses this provider's unbound tokens. Example (YAML):
+
+    dpop: {required: true, algorithms: [ES256], max_age_s: 60}
+    """
+
+    required: bool = False
+    algorithms: list[AsymmetricAlgorithm] = Field(
+        default=["ES256", "RS256", "PS256", "EdDSA"], min_length=1
+    )
+    # A proof's `iat` may be this old (plus leeway_s), or leeway_s in the future.
+    max_age_s: float = Field(default=60.0, gt=0, le=3600)
+    leeway_s: float = Field(default=5.0, ge=0, le=300)
+    # Replay store down: "unavailable" answers 503 (fail closed); "allow" accepts untracked.
+    failure_mode: Literal["unavailable", "allow"] = "unavailable"
+
+
 class JwtProvider(Strict):
     name: str = Field(min_length=1)
     issuer: str = Field(min_length=1)
@@ -83,6 +101,8 @@ class JwtProvider(Strict):
     jwks: JwksSettings = JwksSettings()
     # One-time tokens: a second use of a `jti` is refused until the token expires.
     replay_protection: ReplayProtection = ReplayProtection()
+    # Sender-constrained tokens: DPoP proofs (RFC 9449).
+    dpop: DpopSettings = DpopSettings()
 
     @field_validator("claims_to_headers")
     @classmethod

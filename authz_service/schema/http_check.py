@@ -98,6 +98,10 @@ class HttpCheckSettings(Strict):
         default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")]
     )
     endpoints: list[Endpoint] = Field(default_factory=_default_endpoints, min_length=1)
+    # Certificate-bound tokens (RFC 8705): read the client certificate's hash from
+    # x-forwarded-client-cert, only from a trusted proxy that sanitises it (Envoy
+    # forward_client_cert_details: SANITIZE_SET); off, a bound token never passes here.
+    trust_forwarded_client_cert: bool = False
     # Beyond this many checks in flight, new ones are answered 503 `overloaded` at once
     # (nginx and Traefik then refuse the request: fail closed) instead of queueing.
     max_concurrent_requests: int | None = Field(default=256, ge=1)

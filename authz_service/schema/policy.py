@@ -109,17 +109,41 @@ class Requirement(Strict):
     auth_methods: list[Literal["jwt", "api_key", "mtls"]] = Field(default_factory=list)
 
 
+class StepUp(Strict):
+    """`rules[].step_up` (RFC 9470): how the user must have authenticated for this rule. A
+    token that falls short is answered 401 `insufficient_user_authentication` naming what is
+    needed, so the client re-authenticates. Example (YAML):
+
+    step_up: {acr_values: [urn:example:mfa], max_age_s: 300}
+    """
+
+    # The token's `acr` must be one of these (empty: any).
+    acr_values: list[str] = Field(default_factory=list)
+    # The token's `auth_time` must be at most this old (absent `auth_time`: refused).
+    max_age_s: float | None = Field(default=None, gt=0)
+
+
 class Rule(Strict):
     name: str = Field(min_length=1)
     match: RequestMatch = RequestMatch()
     # "anonymous": anyone; "authenticated": any verified identity; a Requirement: conditions.
     allow: Literal["anonymous", "authenticated"] | Requirement | None = None
     deny: bool = False
+    # Step-up (RFC 9470): the acr and authentication age this rule needs.
+    step_up: StepUp | None = None
+    # Sender-constrained tokens only on this route: a token not bound by DPoP is refused.
+    require_dpop: bool = False
 
     @model_validator(mode="after")
     def _allow_xor_deny(self) -> Rule:
         if self.deny == (self.allow is not None):
             raise ValueError(f"rule {self.name!r} needs exactly one of 'allow' or 'deny: true'")
+        if (self.step_up is not None or self.require_dpop) and self.allow in (None, "anonymous"):
+            # Only an allow for a verified caller can ask how that caller authenticated.
+            raise ValueError(
+                f"rule {self.name!r}: 'step_up' and 'require_dpop' need an allow that "
+                "is not 'anonymous'"
+            )
         return self
 
 

@@ -74,7 +74,11 @@ class RateLimitSettings(Strict):
         return self
 
 
-QuotaSource = Literal["client_ip", "principal", "tier", "auth_method", "method", "host", "path"]
+# bound_key: the key or certificate a sender-constrained token is bound to ("jkt:<thumbprint>"
+# for DPoP, "x5t:<thumbprint>" for RFC 8705); an unbound token has none (descriptor dropped).
+QuotaSource = Literal[
+    "client_ip", "principal", "tier", "auth_method", "method", "host", "path", "bound_key"
+]
 
 
 class QuotaEntry(Strict):

@@ -23,7 +23,18 @@ _SOURCES: dict[str, _Resolver] = {
     "method": lambda request, _identity: request.method.upper(),
     "host": lambda request, _identity: _canonical_host(request.host),
     "path": lambda request, _identity: request.path_without_query,
+    "bound_key": lambda _request, identity: bound_key(identity),
 }
+
+
+def bound_key(identity: Identity | None) -> str:
+    """The key a sender-constrained token is bound to: one counter per client key, however
+    many subjects or tokens it holds."""
+    if identity is None:
+        return ""
+    if identity.bound_jkt:
+        return "jkt:" + identity.bound_jkt
+    return "x5t:" + identity.bound_x5t if identity.bound_x5t else ""
 
 
 def _canonical_host(host: str) -> str:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from authz_service.authn.authenticator import Authenticator
+from authz_service.authn.dpop import DpopVerifier
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.authn.replay import ReplayGuard
 from authz_service.authz.method_overrides import MethodOverrides
@@ -79,6 +80,7 @@ class CompiledConfig:
     limiter: RateLimiter | None = None
     quota: CheckQuotaDescriptors | None = None
     replay: ReplayGuard | None = None
+    dpop: DpopVerifier | None = None
     method_overrides: MethodOverrides = field(default_factory=MethodOverrides)
 
     @property
@@ -115,6 +117,13 @@ def compile_config(
                     f"{config.check_quota.domain!r} (known: {', '.join(sorted(limits.domains))})"
                 )
             quota = CheckQuotaDescriptors(config.check_quota)
+    dpop = None
+    if config.jwt_providers:
+        # Any JWT provider may issue DPoP-bound tokens: their proofs' jtis go to the quota
+        # store (Redis: shared by replicas); without rate_limit, a memory store.
+        holder = stores or QuotaStoreHolder()
+        store = holder.store_for(config.rate_limit or RateLimitSettings())
+        dpop = DpopVerifier({p.issuer: p.dpop for p in config.jwt_providers}, store)
     replay = None
     if any(p.replay_protection.enabled for p in config.jwt_providers):
         # The quota store (Redis: shared by replicas); without rate_limit, a memory store.
@@ -130,5 +139,6 @@ def compile_config(
         limiter=limiter,
         quota=quota,
         replay=replay,
+        dpop=dpop,
         method_overrides=MethodOverrides(config.method_overrides),
     )

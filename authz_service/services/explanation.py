@@ -35,4 +35,7 @@ class Explanation:
     trace: Trace = field(default_factory=Trace)  # the RBAC rules, as evaluated
     credential: str = "none"  # which credential was found, never its value
     lockout: LockoutState | None = None  # None: brute-force lockout off or no source address
+    # Sender-constraint checks (DPoP, certificate binding): which binding, and why it failed;
+    # never a proof, thumbprint or token.
+    bindings: list[str] = field(default_factory=list)
     quota: QuotaPreview | None = None  # None: no quota in Check, or the request is refused

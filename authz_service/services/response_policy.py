@@ -17,6 +17,7 @@ from authz_service.decisions import (
     Decision,
     Identity,
     Outcome,
+    Reason,
     RequestAttributes,
     http_status,
 )
@@ -57,6 +58,12 @@ def _quoted(value: str) -> str:
 _MAX_DESCRIPTION = 200
 
 
+# Refusals answered with a DPoP challenge (RFC 9449 7.1): the proof was missing or failed.
+DPOP_REASONS = frozenset(
+    {Reason.DPOP_PROOF_MISSING, Reason.INVALID_DPOP_PROOF, Reason.DPOP_PROOF_REPLAYED}
+)
+
+
 def _description(message: str) -> str:
     """RFC 6750 error_description: printable ASCII only; messages may quote token content."""
     printable = "".join(ch for ch in message if " " <= ch <= "~")
@@ -67,6 +74,10 @@ class ResponsePolicy:
     def __init__(self, config: Config, credential_headers: frozenset[str]):
         names = config.identity_headers
         self._realm = _quoted(config.realm)
+        # RFC 9449 7.1: a DPoP challenge names the proof algorithms accepted.
+        self._dpop_algs = " ".join(
+            sorted({alg for provider in config.jwt_providers for alg in provider.dpop.algorithms})
+        )
         self._subject = names.subject
         self._roles = names.roles
         self._scopes = names.scopes
@@ -161,12 +172,17 @@ class ResponsePolicy:
             REASON_HEADER: decision.reason.value,
         }
         if decision.outcome is Outcome.UNAUTHENTICATED:
-            challenge = f'Bearer realm="{self._realm}"'
+            scheme = "DPoP" if decision.reason in DPOP_REASONS else "Bearer"
+            challenge = f'{scheme} realm="{self._realm}"'
+            if scheme == "DPoP":
+                challenge += f', algs="{self._dpop_algs}"'
             if decision.bearer_error:
                 challenge += (
                     f', error="{decision.bearer_error}", '
                     f'error_description="{_description(decision.message)}"'
                 )
+            for name, value in decision.challenge.items():
+                challenge += f', {name}="{_quoted(value)}"'
             headers["www-authenticate"] = challenge
         headers.update(decision.extra_headers)
         body = decision.body or json.dumps(

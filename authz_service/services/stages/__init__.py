@@ -9,17 +9,23 @@ from __future__ import annotations
 from authz_service.services.pipeline import Pipeline, Stage, StageInputs
 from authz_service.services.stages.authenticate import AuthenticateStage
 from authz_service.services.stages.authorize import AuthorizeStage
+from authz_service.services.stages.cert_binding import CertificateBindingStage
+from authz_service.services.stages.dpop import DpopStage
 from authz_service.services.stages.lockout import FailedAttemptStage, LockoutStage
 from authz_service.services.stages.quota import QuotaStage
 from authz_service.services.stages.replay import ReplayStage
 from authz_service.services.stages.revocation import RevocationStage
+from authz_service.services.stages.step_up import StepUpStage
 
 STAGES: tuple[type[Stage], ...] = (
     LockoutStage,  # an address locked out for failed authentications: refused before any work
     AuthenticateStage,  # credentials -> Identity, AuthnFailure, or None (nothing presented)
     RevocationStage,  # a revoked token's identity becomes a failure
+    DpopStage,  # a DPoP-bound token needs a fresh proof by its key (RFC 9449)
+    CertificateBindingStage,  # a certificate-bound token needs its client cert (RFC 8705)
     FailedAttemptStage,  # a failed authentication counts toward the address's lockout
     AuthorizeStage,  # RBAC (with the ;params reading) and method overrides -> the decision
+    StepUpStage,  # the allowing rule's step-up (acr, auth age) and DPoP-only requirements
     ReplayStage,  # an allowed use of a one-time token uses it up
     QuotaStage,  # quota inside Check: only allowed requests are charged
 )

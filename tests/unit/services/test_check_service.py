@@ -24,8 +24,11 @@ def test_the_stages_run_in_the_documented_order() -> None:
         "lockout",
         "authenticate",
         "revocation",
+        "dpop",
+        "certificate_binding",
         "failed_attempts",
         "authorize",
+        "step_up",
         "replay",
         "quota",
     ]

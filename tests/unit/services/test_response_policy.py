@@ -256,3 +256,30 @@ def test_deny_carries_extra_headers_of_the_decision() -> None:
         Outcome.RATE_LIMITED, Reason.RATE_LIMITED, extra_headers={"retry-after": "3"}
     )
     assert responses().deny(decision).headers["retry-after"] == "3"
+
+
+def test_a_refused_dpop_proof_is_answered_with_a_dpop_challenge_naming_the_algorithms() -> None:
+    refused = Decision(
+        Outcome.UNAUTHENTICATED,
+        Reason.INVALID_DPOP_PROOF,
+        "proof htm does not match the request method",
+        bearer_error="invalid_dpop_proof",
+    )
+    challenge = responses().deny(refused).headers["www-authenticate"]
+    assert challenge.startswith("DPoP realm=")
+    assert 'algs="ES256 EdDSA PS256 RS256"' in challenge
+    assert 'error="invalid_dpop_proof"' in challenge
+
+
+def test_a_step_up_refusal_names_the_acr_values_and_max_age_in_its_challenge() -> None:
+    refused = Decision(
+        Outcome.UNAUTHENTICATED,
+        Reason.INSUFFICIENT_USER_AUTHENTICATION,
+        "authentication is older than the route accepts",
+        bearer_error="insufficient_user_authentication",
+        challenge={"acr_values": "urn:mfa", "max_age": "300"},
+    )
+    challenge = responses().deny(refused).headers["www-authenticate"]
+    assert challenge.startswith("Bearer realm=")
+    assert 'error="insufficient_user_authentication"' in challenge
+    assert challenge.endswith(', acr_values="urn:mfa", max_age="300"')

@@ -1,0 +1,47 @@
+"""Certificate-bound tokens (RFC 8705): a token with `cnf.x5t#S256` is accepted only from the
+client whose mTLS certificate has that thumbprint; from any other client (or one without a
+certificate) its identity becomes a 401 `certificate_mismatch` failure, counted toward the
+lockout. The thumbprint comes from the transport (authn/cert_binding.py says from where and
+when it is trusted). Pure: an in-process comparison."""
+
+from __future__ import annotations
+
+import hmac
+
+from authz_service.decisions import AuthnFailure, Decision, Identity, Reason
+from authz_service.services.explanation import Explanation
+from authz_service.services.pipeline import Evaluation, PureStage, StageInputs
+
+_NO_CERTIFICATE = AuthnFailure(
+    Reason.CERTIFICATE_MISMATCH, "certificate-bound token without a client certificate"
+)
+_OTHER_CERTIFICATE = AuthnFailure(
+    Reason.CERTIFICATE_MISMATCH, "client certificate is not the one the token is bound to"
+)
+
+
+class CertificateBindingStage(PureStage):
+    name = "certificate_binding"
+    explains_after_refusal = True
+
+    @classmethod
+    def build(cls, inputs: StageInputs) -> CertificateBindingStage | None:
+        # Only JWT providers issue bound tokens.
+        return cls() if inputs.compiled.loaded.config.jwt_providers else None
+
+    def decide(self, evaluation: Evaluation, explanation: Explanation | None) -> Decision | None:
+        identity = evaluation.authn
+        if not isinstance(identity, Identity) or not identity.bound_x5t:
+            return None
+        presented = evaluation.request.client_cert_thumbprint
+        if not presented:
+            evaluation.authn = _NO_CERTIFICATE
+        elif not hmac.compare_digest(presented.encode(), identity.bound_x5t.encode()):
+            evaluation.authn = _OTHER_CERTIFICATE
+        if explanation is not None:
+            found = evaluation.authn
+            note = (
+                found.message if isinstance(found, AuthnFailure) else "client certificate matches"
+            )
+            explanation.bindings.append(f"certificate (x5t#S256): {note}")
+        return None

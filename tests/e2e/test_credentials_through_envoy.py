@@ -1,0 +1,193 @@
+"""Zero-trust credentials through the real Envoy. DPoP (RFC 9449): a token bound to a client
+key (`cnf.jkt`) passes only with a fresh proof by that key for this method and URL, sent with
+the DPoP scheme; a proof's `jti` is used once across replicas sharing Redis. Step-up (RFC
+9470): a route asking for MFA within 5 minutes answers a weaker or older login 401 with what
+is needed; a DPoP-only route refuses a Bearer token."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Stack, running_stack
+from tests.support.dpop_proofs import DpopClient
+from tests.support.redis import RedisServer
+
+pytestmark = pytest.mark.envoy
+
+PATH = "/api/orders"
+MFA = "urn:example:acr:mfa"
+
+
+def dpop_config(redis_url: str, prefix: str, jwks_uri: str | None = None) -> Any:
+    def edit(config: dict[str, Any]) -> None:
+        provider = config["jwt_providers"][0]
+        provider["token_sources"].append({"header": "authorization", "prefix": "DPoP "})
+        provider["dpop"] = {"algorithms": ["ES256"], "max_age_s": 30}
+        for rule in config["policies"]["public"]["rules"]:
+            if rule["name"] == "downloads":  # step-up: MFA within the last 5 minutes
+                rule["step_up"] = {"acr_values": [MFA], "max_age_s": 300}
+            if rule["name"] == "admin-area":
+                rule["require_dpop"] = True
+        if jwks_uri is not None:  # a second replica trusting the first replica's IdP
+            provider["jwks_uri"] = jwks_uri
+        # Roomy timeouts: a loaded 2-core CI machine must not turn a proof check into a 503.
+        redis = {"url": redis_url, "key_prefix": prefix, "timeout_ms": 1000}
+        config["rate_limit"].update(store="redis", redis={**redis, "connect_timeout_ms": 2000})
+
+    return edit
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, envoy_available: str
+) -> Iterator[tuple[Stack, Stack]]:
+    """Two gateways (Envoy + authz_service each) sharing one Redis and one IdP."""
+    prefix = f"e2e-dpop{time.time_ns() % 1_000_000}:"
+    with running_stack(
+        tmp_path_factory.mktemp("dpop-a"), edit_config=dpop_config(redis_server.url, prefix)
+    ) as first:
+        second_config = dpop_config(redis_server.url, prefix, first.idp.jwks_uri)
+        with running_stack(tmp_path_factory.mktemp("dpop-b"), edit_config=second_config) as second:
+            yield first, second
+
+
+def bound_token(stack: Stack, client: DpopClient, **claims: Any) -> str:
+    return stack.idp.mint("alice", extra_claims={"cnf": {"jkt": client.jkt}, **claims})
+
+
+def call(
+    stack: Stack,
+    token: str,
+    proof: str | None,
+    *,
+    scheme: str = "DPoP",
+    method: str = "GET",
+    host: str | None = None,
+    path: str = PATH,
+) -> httpx.Response:
+    headers = {"authorization": f"{scheme} {token}"}
+    if host is not None:
+        headers["host"] = host
+    if proof is not None:
+        headers["dpop"] = proof
+    with stack.client() as http:
+        return http.request(method, stack.public_url + path + "?page=1", headers=headers)
+
+
+def assert_refused(response: httpx.Response, reason: str) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["x-authz-reason"] == reason
+
+
+@pytest.fixture
+def first(replicas: tuple[Stack, Stack]) -> Stack:
+    return replicas[0]
+
+
+def url(stack: Stack) -> str:
+    return stack.public_url + PATH
+
+
+def test_a_bound_token_with_a_valid_proof_is_allowed(first: Stack) -> None:
+    client = DpopClient()
+    token = bound_token(first, client)
+    response = call(first, token, client.proof("GET", url(first), token))
+    assert response.status_code == 200, first.logs()
+
+
+def test_a_bound_token_without_a_proof_gets_a_dpop_challenge(first: Stack) -> None:
+    client = DpopClient()
+    response = call(first, bound_token(first, client), None)
+    assert_refused(response, "dpop_proof_missing")
+    assert response.headers["www-authenticate"].startswith("DPoP ")
+    assert 'algs="ES256"' in response.headers["www-authenticate"]
+
+
+def test_a_proof_replayed_on_another_replica_is_refused(replicas: tuple[Stack, Stack]) -> None:
+    first, second = replicas
+    client = DpopClient()
+    token = bound_token(first, client)
+    # Replicas behind one public name: both are called as the second one's host, which the
+    # proof's htu names; the first replica takes the proof, the second sees its jti in Redis.
+    proof = client.proof("GET", url(second), token)
+    public_host = second.public_url.removeprefix("https://")
+    taken = call(first, token, proof, host=public_host)
+    assert taken.status_code == 200, (taken.headers, taken.text)
+    assert_refused(call(second, token, proof), "dpop_proof_replayed")
+
+
+@pytest.mark.parametrize(
+    ("make_proof", "reason"),
+    [
+        (lambda c, u, t: c.proof("POST", u, t), "invalid_dpop_proof"),
+        (
+            lambda c, u, t: c.proof("GET", u.replace("/api/orders", "/api/other"), t),
+            "invalid_dpop_proof",
+        ),
+        (lambda c, u, t: DpopClient().proof("GET", u, t), "invalid_dpop_proof"),
+        (lambda c, u, t: c.proof("GET", u, "another-token"), "invalid_dpop_proof"),
+        (lambda c, u, t: c.proof("GET", u, t, iat=time.time() - 300), "invalid_dpop_proof"),
+    ],
+    ids=["other-method", "other-url", "other-key", "ath-of-another-token", "stale-iat"],
+)
+def test_a_proof_that_does_not_fit_the_request_is_refused(
+    first: Stack, make_proof: Any, reason: str
+) -> None:
+    client = DpopClient()
+    token = bound_token(first, client)
+    assert_refused(call(first, token, make_proof(client, url(first), token)), reason)
+
+
+def test_a_replayed_proof_is_refused(first: Stack) -> None:
+    client = DpopClient()
+    token = bound_token(first, client)
+    proof = client.proof("GET", url(first), token)
+    assert call(first, token, proof).status_code == 200
+    assert_refused(call(first, token, proof), "dpop_proof_replayed")
+
+
+def test_a_bound_token_presented_as_bearer_is_refused(first: Stack) -> None:
+    client = DpopClient()
+    token = bound_token(first, client)
+    response = call(first, token, client.proof("GET", url(first), token), scheme="Bearer")
+    assert_refused(response, "invalid_token")
+
+
+def user_token(stack: Stack, acr: str, auth_age_s: float) -> str:
+    claims = {"acr": acr, "auth_time": int(time.time() - auth_age_s)}
+    return stack.idp.mint("alice", extra_claims=claims)
+
+
+def test_step_up_satisfied_by_a_fresh_mfa_login_is_allowed(first: Stack) -> None:
+    token = user_token(first, MFA, auth_age_s=5)
+    response = call(first, token, None, scheme="Bearer", path="/downloads/report.pdf")
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("acr", "age"), [("urn:example:acr:password", 5), (MFA, 3600)], ids=["weak", "stale"]
+)
+def test_step_up_required_asks_the_client_to_reauthenticate(
+    first: Stack, acr: str, age: float
+) -> None:
+    token = user_token(first, acr, auth_age_s=age)
+    response = call(first, token, None, scheme="Bearer", path="/downloads/report.pdf")
+    assert_refused(response, "insufficient_user_authentication")
+    challenge = response.headers["www-authenticate"]
+    assert 'error="insufficient_user_authentication"' in challenge
+    assert f'acr_values="{MFA}"' in challenge
+    assert 'max_age="300"' in challenge
+
+
+def test_a_dpop_only_route_refuses_a_bearer_token_and_takes_a_bound_one(first: Stack) -> None:
+    bearer = first.idp.mint("root", roles=["admin"])
+    assert_refused(call(first, bearer, None, scheme="Bearer", path="/admin/users"), "invalid_token")
+    client = DpopClient()
+    bound = first.idp.mint("root", roles=["admin"], extra_claims={"cnf": {"jkt": client.jkt}})
+    proof = client.proof("GET", first.public_url + "/admin/users", bound)
+    assert call(first, bound, proof, path="/admin/users").status_code == 200
