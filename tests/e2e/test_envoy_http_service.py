@@ -68,10 +68,14 @@ def start_envoy(workdir: Path, authz_port: int, upstream_port: int) -> tuple[Pro
     return envoy, listen
 
 
-@pytest.fixture(scope="module")
-def envoy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
+@pytest.fixture(scope="module", params=["aiohttp", "granian"])
+def envoy_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayStack]:
+    """The same Envoy in front of either HTTP server of the check endpoint."""
     endpoint = {"path": "/envoy", "integration": "envoy", "context": {"policy": "public"}}
-    with running_gateway(tmp_path_factory.mktemp("envoy-http"), endpoint, start_envoy) as stack:
+    workdir = tmp_path_factory.mktemp(f"envoy-http-{request.param}")
+    with running_gateway(workdir, endpoint, start_envoy, server=request.param) as stack:
         yield stack
 
 
