@@ -3,14 +3,15 @@
 One function builds the app from a list of routes: `build_asgi_app([Route(prefix, handler)])`.
 A route's handler gets the framework-neutral `Subrequest` and returns an `HttpReply`; the
 first route whose prefix the path is at or under answers. To add an endpoint (an AuthZEN
-evaluation, say), put its `Route` before the catch-all check route. The body is never read:
-every check is decided on the head, like the aiohttp endpoint.
+evaluation, say), put its `Route` before the catch-all check route, with
+`max_body_bytes` > 0 if it needs the body (a longer body is answered 413 unread). A check
+never reads the body: it is decided on the head, like on the aiohttp endpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from authz_service.http.check_endpoint import Subrequest
@@ -24,6 +25,7 @@ AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RouteHandler = Callable[[Subrequest], Awaitable[HttpReply]]
 
 _NOT_FOUND = HttpReply(404, {"content-type": "text/plain"}, "no route here\n")
+_TOO_LARGE = HttpReply(413, {"content-type": "text/plain"}, "request body too large\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,7 @@ class Route:
 
     prefix: str
     handler: RouteHandler
+    max_body_bytes: int = 0  # 0: the body is not read
 
     def matches(self, path: str) -> bool:
         prefix = self.prefix.rstrip("/")
@@ -68,10 +71,35 @@ def build_asgi_app(routes: Sequence[Route]) -> AsgiApp:
         subrequest = subrequest_from_scope(scope)
         path = subrequest.raw_path.split("?", 1)[0]
         route = next((route for route in ordered if route.matches(path)), None)
-        reply = _NOT_FOUND if route is None else await route.handler(subrequest)
+        if route is None:
+            reply = _NOT_FOUND
+        elif route.max_body_bytes:
+            body = await read_body(receive, route.max_body_bytes)
+            reply = (
+                _TOO_LARGE if body is None else await route.handler(replace(subrequest, body=body))
+            )
+        else:
+            reply = await route.handler(subrequest)
         await send_reply(send, reply)
 
     return app
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None past `limit` bytes (the rest is left unread)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def send_reply(send: Send, reply: HttpReply) -> None:

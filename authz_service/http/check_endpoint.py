@@ -65,6 +65,7 @@ class Subrequest:
     raw_path: str  # the request target as sent: path and query, not decoded
     raw_headers: tuple[tuple[str, str], ...]  # as received, names in any case
     remote: str  # the socket peer's address
+    body: bytes = b""  # read only for a route that asks for it (a check never does)
 
     def header(self, name: str) -> str | None:
         """The first value of a header (`name` lower-case)."""
