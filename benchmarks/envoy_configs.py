@@ -21,7 +21,7 @@ from tools.processes import envoy_binary
 from tools.render_envoy import render
 
 ENVOY_DIR = Path(__file__).resolve().parent / "envoy"
-VARIANTS = ("plain", "ext_authz", "ext_authz_ratelimit", "native")
+VARIANTS = ("plain", "ext_authz", "ext_authz_http", "ext_authz_ratelimit", "native")
 _JWT = "envoy.filters.http.jwt_authn"
 
 

@@ -117,6 +117,18 @@ def service_config(
     )
 
 
+def http_check_section(port: int) -> dict[str, Any]:
+    """The HTTP check endpoint on granian, mounted where ext_authz_http.yaml's prefix points."""
+    endpoint = {"path": "/envoy", "integration": "envoy", "context": {"policy": "public"}}
+    return {
+        "http_check": {
+            "listen": f"127.0.0.1:{port}",
+            "server": "granian",
+            "endpoints": [endpoint],
+        }
+    }
+
+
 def rate_limit_section(redis_url: str) -> dict[str, Any]:
     """The `rate_limit:` section for scenario 2 and 3: the three descriptors of
     messages.rate_limit_request with limits no run reaches (every answer is OK)."""
