@@ -33,6 +33,7 @@ from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
 from authz_service.grpc.server_options import bind_port, grpc_options, server_options
 from authz_service.grpc.tls import ClientSanInterceptor, ReloadingCertificates, server_credentials
 from authz_service.http.check_endpoint import HttpCheckServer
+from authz_service.http.granian_server import GranianCheckServer
 from authz_service.http.observability_server import ObservabilityServer
 from authz_service.preflight.open_files import OpenPorts, ensure_descriptors
 from authz_service.preflight.ports import ListenError, check_all
@@ -97,7 +98,9 @@ class AuthzServer:
         self.metrics.add_state_collector(ConnectionCollector(self._connection_stats))
         self.telemetry = Reporter(config.telemetry, self.metrics)
         self._observability: ObservabilityServer | None = None
-        self.http_check: HttpCheckServer | None = None  # http_check: (authz_service/http/)
+        self.http_check: HttpCheckServer | GranianCheckServer | None = (
+            None  # http_check: (authz_service/http/)
+        )
         self._draining = False
         self.revocation_store = build_revocation_store(config.revocation, _redis_client)
         self.checks = CheckService(lambda: self.reloader.current, self.revocation_store.revocations)
@@ -252,7 +255,10 @@ class AuthzServer:
         self.registry.start()
         await self.revocation_store.start()
         if config.http_check is not None:
-            self.http_check = HttpCheckServer(
+            serve_with = (
+                GranianCheckServer if config.http_check.server == "granian" else HttpCheckServer
+            )
+            self.http_check = serve_with(
                 config.http_check, self.checks, self.telemetry, self.grace_period_s
             )
             self._connection_stats.append(self.http_check.stats)

@@ -25,7 +25,14 @@ from tools.processes import envoy_binary
 from tools.render_envoy import render
 
 ENVOY_DIR = Path(__file__).resolve().parent / "envoy"
-VARIANTS = ("plain", "ext_authz", "ext_authz_ratelimit", "ext_authz_rlqs", "native")
+VARIANTS = (
+    "plain",
+    "ext_authz",
+    "ext_authz_http",
+    "ext_authz_ratelimit",
+    "ext_authz_rlqs",
+    "native",
+)
 _JWT = "envoy.filters.http.jwt_authn"
 
 

@@ -111,7 +111,8 @@ def _row(target: Target, runs: list[tuple[LoadResult, dict[str, float], float]])
 def ratio(
     name: str, rows: list[Row], numerator: str, denominator: str, target: float | None = None
 ) -> Row:
-    """rps(numerator) / rps(denominator), or why it cannot be computed."""
+    """rps(numerator) / rps(denominator), or why it cannot be computed: a missing or
+    skipped row, or a row with any failed request."""
     by_key = {row["key"]: row for row in rows}
     entry: Row = {"name": name, "numerator": numerator, "denominator": denominator}
     if target is not None:
@@ -121,6 +122,12 @@ def ratio(
         if row is None or "rps" not in row:
             why = "no such row" if row is None else row.get("skipped") or row.get("error")
             entry["skipped"] = f"{key}: {why}"
+            return entry
+    for key in (numerator, denominator):
+        failed = sum(by_key[key].get("errors", {}).values())
+        if failed:
+            # A row with failed answers measured something else (fast errors): no ratio.
+            entry["skipped"] = f"{key}: {failed} requests failed ({by_key[key]['errors']})"
             return entry
     entry["value"] = round(by_key[numerator]["rps"] / by_key[denominator]["rps"], 3)
     if target is not None:

@@ -369,6 +369,8 @@ ENVOY_ROWS = [
     ("null_authz", "Envoy + null ext_authz"),
     ("null_authz_rl", "Envoy + null ext_authz + null ratelimit"),
     ("service_authz", "Envoy + authz_service (auth + RBAC)"),
+    ("null_authz_http", "Envoy http_service + null HTTP server (granian)"),
+    ("service_authz_http", "Envoy http_service + authz_service on granian (auth + RBAC)"),
     ("service_authz_rl", "Envoy + authz_service (auth + RBAC + 3 descriptors)"),
     ("service_authz_rlqs", "Envoy + authz_service (auth + RBAC) + RLQS quota, 3 buckets"),
     ("native", "Envoy jwt_authn + RBAC + local_ratelimit"),
@@ -488,6 +490,24 @@ def scenario_envoy(bench: Bench) -> Scenario:
             )
         else:
             pending.append(skipped("service_authz_rlqs", names["service_authz_rlqs"], rl_why))
+        null_http, null_http_port = services.start_null_http_server(bench.workdir)
+        bench.keep(null_http)
+        envoy_target(
+            "null_authz_http",
+            "ext_authz_http",
+            {"authz": null_http.popen.pid},
+            AUTHZ_PORT=null_http_port,
+        )
+        http_port = free_port()
+        http_service, _ = bench.service(
+            "authz-envoy-http", extra=fixtures.http_check_section(http_port)
+        )
+        envoy_target(
+            "service_authz_http",
+            "ext_authz_http",
+            {"authz": http_service.popen.pid},
+            AUTHZ_PORT=http_port,
+        )
         envoy_target("native", "native", {})
         if one_call_why is None:
             one_call, one_call_port = bench.service(
@@ -528,7 +548,21 @@ def scenario_envoy(bench: Bench) -> Scenario:
                 "service_authz_rl",
                 2.5,
             ),
+            ratio(
+                "authz_service HTTP / null HTTP server",
+                rows,
+                "service_authz_http",
+                "null_authz_http",
+                0.85,
+            ),
+            ratio(
+                "authz_service HTTP / authz_service gRPC",
+                rows,
+                "service_authz_http",
+                "service_authz",
+            ),
             ratio("authz_service / native filters", rows, "service_authz", "native"),
+            ratio("authz_service HTTP / native filters", rows, "service_authz_http", "native"),
             ratio("authz_service+rl / native filters", rows, "service_authz_rl", "native"),
             ratio("authz_service / plain Envoy", rows, "service_authz", "plain"),
             ratio("native filters / plain Envoy", rows, "native", "plain"),

@@ -32,6 +32,14 @@ def start_null_server(workdir: Path) -> tuple[Process, int]:
     return process, port
 
 
+def start_null_http_server(workdir: Path) -> tuple[Process, int]:
+    port = free_port()
+    argv = [sys.executable, "-m", "benchmarks.null_http_server", "--listen", f"127.0.0.1:{port}"]
+    process = spawn("null-http-server", argv, workdir)
+    wait_for_port(port, process=process.popen)
+    return process, port
+
+
 def start_service(
     config: Path, port: int, workdir: Path, name: str, workers: int | None = None
 ) -> Process:

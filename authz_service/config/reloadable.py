@@ -50,6 +50,7 @@ START_ONLY: tuple[str, ...] = (
     "rate_limit.local_cache_max_entries",
     "rate_limit.memory_max_keys",
     "http_check.listen",
+    "http_check.server",  # the HTTP server (aiohttp or granian) is chosen at start
 )
 
 # Applied by a reload, for the next request, with no restart.

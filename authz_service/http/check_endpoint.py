@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 
 from aiohttp import web
 from opentelemetry.trace import Span
@@ -55,6 +56,34 @@ def parser_max_headers(limits: RequestLimits) -> int:
     return 2 * limits.max_headers
 
 
+@dataclass(frozen=True, slots=True)
+class Subrequest:
+    """The subrequest as any HTTP server (aiohttp, granian's ASGI) hands it over: what the
+    transport reads, whatever web framework received it."""
+
+    method: str
+    raw_path: str  # the request target as sent: path and query, not decoded
+    raw_headers: tuple[tuple[str, str], ...]  # as received, names in any case
+    remote: str  # the socket peer's address
+    body: bytes = b""  # read only for a route that asks for it (a check never does)
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header (`name` lower-case)."""
+        for key, value in self.raw_headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    @classmethod
+    def from_aiohttp(cls, request: web.Request) -> Subrequest:
+        return cls(
+            request.method,
+            request.raw_path,
+            tuple(request.headers.items()),
+            request.remote or "",
+        )
+
+
 class HttpCheckTransport:
     """One endpoint's subrequests <-> core types, for services/check_use_case.py."""
 
@@ -68,12 +97,12 @@ class HttpCheckTransport:
         self._translate = REQUEST_TRANSLATORS[endpoint.integration]
         self.span_method = endpoint.integration
 
-    def metadata(self, context: web.Request) -> Metadata | None:
+    def metadata(self, context: Subrequest) -> Metadata | None:
         """Envoy's trace context, as the gRPC path gets it in its metadata."""
-        traceparent = context.headers.get("traceparent")
+        traceparent = context.header("traceparent")
         return [("traceparent", traceparent)] if traceparent else None
 
-    def read(self, wire: web.Request, limits: RequestLimits) -> RequestAttributes:
+    def read(self, wire: Subrequest, limits: RequestLimits) -> RequestAttributes:
         # Measured on what the parser kept (bounded by parser_max_headers), before the
         # header map is built: the gRPC path's check, for the same 431 deny.
         check_header_count(len(wire.raw_headers), limits)
@@ -81,19 +110,20 @@ class HttpCheckTransport:
         received = ReceivedRequest(
             method=wire.method,
             target=wire.raw_path,
-            headers=join_headers(wire.headers.items()),
-            peer=wire.remote or "",
+            headers=join_headers(wire.raw_headers),
+            peer=wire.remote,
         )
         return self._translate(received, self._endpoint, self._settings)
 
-    def refused(self, wire: web.Request, error: RequestRefused) -> RequestAttributes:
+    def refused(self, wire: Subrequest, error: RequestRefused) -> RequestAttributes:
         if isinstance(error, RequestTooLarge):  # the head, cut short: its headers unread
-            return refused_head(wire.method, wire.host or "", wire.raw_path, wire.remote or "")
-        return unreadable_request(wire.headers.get("x-request-id", ""))
+            host = wire.header("host") or ""
+            return refused_head(wire.method, host, wire.raw_path, wire.remote)
+        return unreadable_request(wire.header("x-request-id") or "")
 
     def answer(
         self,
-        wire: web.Request,
+        wire: Subrequest,
         decision: Decision,
         compiled: CompiledConfig,
         request: RequestAttributes,
@@ -125,13 +155,16 @@ class HttpCheckHandler:
         self._transports = transports
         self._use_case.max_in_flight = settings.max_concurrent_requests
 
-    async def handle(self, request: web.Request) -> web.Response:
-        endpoint = endpoint_for(request.raw_path, self._endpoints)
+    async def reply(self, subrequest: Subrequest) -> HttpReply:
+        """The answer to one subrequest, whichever server received it."""
+        endpoint = endpoint_for(subrequest.raw_path, self._endpoints)
         if endpoint is None:
-            reply = _NOT_HERE  # not a check: nothing to decide, count or audit
-        else:
-            transport = self._transports[endpoint.path]
-            reply = await self._use_case.check(transport, request, request)
+            return _NOT_HERE  # not a check: nothing to decide, count or audit
+        transport = self._transports[endpoint.path]
+        return await self._use_case.check(transport, subrequest, subrequest)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        reply = await self.reply(Subrequest.from_aiohttp(request))
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body.encode())
 
 

@@ -1,5 +1,6 @@
 -- wrk script: the benchmark request with ten headers, the bearer token rotating through the
--- pool (one token per line in the file given after `--`); prints one JSON line when done.
+-- pool (one token per line in the file given after `--`), to the URL's path; prints one JSON
+-- line when done.
 local tokens = {}
 local next_token = 0
 
@@ -11,7 +12,7 @@ end
 
 function request()
   next_token = next_token % #tokens + 1
-  return wrk.format("GET", "/api/orders/12345", {
+  return wrk.format("GET", wrk.path, {
     ["Host"] = "api.example.com",
     ["Authorization"] = "Bearer " .. tokens[next_token],
     ["User-Agent"] = "bench-client/1.0",

@@ -45,6 +45,7 @@ def http_check_config(
     http_port: int,
     endpoint: dict[str, Any],
     edit: EditConfig | None = None,
+    server: str = "aiohttp",
 ) -> Path:
     """config/local.yaml with this run's addresses, one HTTP check endpoint, brute-force
     lockout off (these tests send bad tokens from 127.0.0.1), then `edit` applied."""
@@ -55,7 +56,11 @@ def http_check_config(
         jwks_uri=idp.jwks_uri,
     )
     config = yaml.safe_load(path.read_text())
-    config["http_check"] = {"listen": f"127.0.0.1:{http_port}", "endpoints": [endpoint]}
+    config["http_check"] = {
+        "listen": f"127.0.0.1:{http_port}",
+        "server": server,
+        "endpoints": [endpoint],
+    }
     config["rate_limit"]["brute_force"] = {"enabled": False}
     if edit is not None:
         edit(config)
@@ -69,13 +74,15 @@ def running_gateway(
     endpoint: dict[str, Any],
     start_gateway: StartGateway,
     edit: EditConfig | None = None,
+    server: str = "aiohttp",
 ) -> Iterator[GatewayStack]:
-    """IdP, upstream, the service (its config changed by `edit`) and the gateway."""
+    """IdP, upstream, the service (its config changed by `edit`, its HTTP check endpoint
+    served by `server`: aiohttp or granian) and the gateway."""
     idp = DevIdentityProvider()
     idp.start()
     upstream = start_in_thread()
     grpc_port, http_port = free_port(), free_port()
-    config = http_check_config(workdir, idp, grpc_port, http_port, endpoint, edit)
+    config = http_check_config(workdir, idp, grpc_port, http_port, endpoint, edit, server)
     authz = start_authz(config, grpc_port, workdir)
     gateway: Process | None = None
     try:

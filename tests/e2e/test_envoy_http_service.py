@@ -5,6 +5,7 @@ shipped, with this run's ports) calling authz_service's HTTP check endpoint.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,12 +52,38 @@ def test_the_shipped_config_is_valid_for_envoy() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+ACCESS_LOG = "access.log"
+FILE_ACCESS_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
+# What the rate-limit filter would read: the metadata ext_authz set from our answer's headers.
+METADATA_FORMAT = (
+    "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:x-user-id)% "
+    "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:x-user-tier)%\n"
+)
+
+
+def with_access_log(example: dict[str, Any], path: Path) -> None:
+    """A file access log of the dynamic metadata, on the shipped listener (test-only)."""
+    (listener,) = example["static_resources"]["listeners"]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    manager["access_log"] = [
+        {
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": FILE_ACCESS_LOG,
+                "path": str(path),
+                "log_format": {"text_format_source": {"inline_string": METADATA_FORMAT}},
+            },
+        }
+    ]
+
+
 def start_envoy(workdir: Path, authz_port: int, upstream_port: int) -> tuple[Process, int]:
     binary = find_binary("envoy")
     listen = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "envoy.yaml"
     example = yaml.safe_load(EXAMPLE.read_text())
+    with_access_log(example, workdir / ACCESS_LOG)
     rendered = envoy_config(example, listen=listen, authz=authz_port, upstream=upstream_port)
     config.write_text(rendered)
     envoy = spawn(
@@ -68,10 +95,14 @@ def start_envoy(workdir: Path, authz_port: int, upstream_port: int) -> tuple[Pro
     return envoy, listen
 
 
-@pytest.fixture(scope="module")
-def envoy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
+@pytest.fixture(scope="module", params=["aiohttp", "granian"])
+def envoy_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayStack]:
+    """The same Envoy in front of either HTTP server of the check endpoint."""
     endpoint = {"path": "/envoy", "integration": "envoy", "context": {"policy": "public"}}
-    with running_gateway(tmp_path_factory.mktemp("envoy-http"), endpoint, start_envoy) as stack:
+    workdir = tmp_path_factory.mktemp(f"envoy-http-{request.param}")
+    with running_gateway(workdir, endpoint, start_envoy, server=request.param) as stack:
         yield stack
 
 
@@ -167,3 +198,22 @@ def test_a_method_override_is_decided_on_and_never_reaches_the_upstream(
     assert denied.headers["x-authz-reason"] == "missing_role"
     assert same.status_code == 200
     assert "x-http-method" not in same.json()["headers"]
+
+
+def test_the_answer_headers_become_dynamic_metadata_for_the_rate_limit_filter(
+    envoy_stack: GatewayStack,
+) -> None:
+    name = f"user-{uuid.uuid4().hex[:8]}"
+    token = envoy_stack.idp.mint(name, roles=["editor"], extra_claims={"tier": "gold"})
+    response = request(envoy_stack, "GET", "/api/orders", token)
+    assert response.status_code == 200, envoy_stack.logs()
+    access_log = envoy_stack.gateway.log_path.parent / ACCESS_LOG
+    deadline = time.monotonic() + 10.0
+    lines: list[str] = []
+    while time.monotonic() < deadline:  # Envoy flushes its access log on its own timer
+        lines = access_log.read_text().splitlines() if access_log.exists() else []
+        if any(line.startswith(name) for line in lines):
+            break
+        time.sleep(0.05)  # poll interval of the wait on the condition above
+    (line,) = [line for line in lines if line.startswith(name)]
+    assert line == f"{name} gold"  # principal and tier, as a descriptor would read them

@@ -108,13 +108,15 @@ def with_quota_and_an_admin_host_rule(config: dict[str, Any]) -> None:
     config["policies"]["public"]["rules"].insert(0, rule)
 
 
-@pytest.fixture(scope="module")
-def nginx_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
+@pytest.fixture(scope="module", params=["aiohttp", "granian"])
+def nginx_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayStack]:
     find_binary("nginx")
     endpoint = {"path": "/nginx", "integration": "nginx", "context": {"policy": "public"}}
-    workdir = tmp_path_factory.mktemp("nginx")
+    workdir = tmp_path_factory.mktemp(f"nginx-{request.param}")
     with running_gateway(
-        workdir, endpoint, start_nginx, with_quota_and_an_admin_host_rule
+        workdir, endpoint, start_nginx, with_quota_and_an_admin_host_rule, request.param
     ) as stack:
         yield stack
 

@@ -72,12 +72,16 @@ def with_an_admin_host_rule(config: dict[str, Any]) -> None:
     config["policies"]["public"]["rules"].insert(0, rule)
 
 
-@pytest.fixture(scope="module")
-def traefik_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
+@pytest.fixture(scope="module", params=["aiohttp", "granian"])
+def traefik_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayStack]:
     find_binary("traefik")
     endpoint = {"path": "/traefik", "integration": "traefik", "context": {"policy": "public"}}
-    workdir = tmp_path_factory.mktemp("traefik")
-    with running_gateway(workdir, endpoint, start_traefik, with_an_admin_host_rule) as stack:
+    workdir = tmp_path_factory.mktemp(f"traefik-{request.param}")
+    with running_gateway(
+        workdir, endpoint, start_traefik, with_an_admin_host_rule, request.param
+    ) as stack:
         wait_for_routes(stack.url)
         yield stack
 

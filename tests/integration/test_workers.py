@@ -35,7 +35,13 @@ def two_free_ports() -> int:
     raise RuntimeError("no two consecutive free ports")
 
 
-def write_config(path: Path, port: int, open_prefix: str, http_port: int | None = None) -> None:
+def write_config(
+    path: Path,
+    port: int,
+    open_prefix: str,
+    http_port: int | None = None,
+    http_server: str = "aiohttp",
+) -> None:
     config: dict[str, Any] = {
         "server": {"listen": f"127.0.0.1:{port}", "grace_period_s": 1, "watch_config": False},
         "admin": {"listen": None},
@@ -53,7 +59,7 @@ def write_config(path: Path, port: int, open_prefix: str, http_port: int | None 
         },
     }
     if http_port is not None:
-        config["http_check"] = {"listen": f"127.0.0.1:{http_port}"}
+        config["http_check"] = {"listen": f"127.0.0.1:{http_port}", "server": http_server}
     path.write_text(yaml.safe_dump(config))
 
 
@@ -166,13 +172,16 @@ def test_sigterm_stops_all_workers_cleanly(
             assert probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_each_worker_serves_the_http_check_endpoint_on_its_own_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize("http_server", ["aiohttp", "granian"])
+def test_each_worker_serves_the_http_check_endpoint_on_its_own_port(
+    tmp_path: Path, http_server: str
+) -> None:
     base = two_free_ports()
     http_base = base
     while abs(http_base - base) < 2:
         http_base = two_free_ports()
     config = tmp_path / "config.yaml"
-    write_config(config, base, "/open/", http_port=http_base)
+    write_config(config, base, "/open/", http_port=http_base, http_server=http_server)
     process = start_supervisor(config)
     try:
         for port in (base, base + 1, http_base, http_base + 1):

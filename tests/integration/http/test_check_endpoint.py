@@ -57,9 +57,14 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
         yield start_server
 
 
-@pytest.fixture
-async def server(start: Start, idp: DevIdentityProvider) -> AuthzServer:
-    return await start(http_config(idp))
+@pytest.fixture(params=["aiohttp", "granian"])
+async def server(
+    request: pytest.FixtureRequest, start: Start, idp: DevIdentityProvider
+) -> AuthzServer:
+    """Every test through the client runs on both HTTP servers: the same answers."""
+    config = http_config(idp)
+    config["http_check"]["server"] = request.param
+    return await start(config)
 
 
 @pytest.fixture
@@ -285,3 +290,14 @@ async def grpc_check(server: AuthzServer, path: str) -> external_auth_pb2.CheckR
         stub = external_auth_pb2_grpc.AuthorizationStub(channel)
         response: external_auth_pb2.CheckResponse = await stub.Check(request, timeout=5)
     return response
+
+
+async def test_http_check_server_setting_picks_the_server(
+    server: AuthzServer, client: httpx.AsyncClient
+) -> None:
+    assert server.http_check is not None
+    chosen = server.compiled_config.loaded.config.http_check
+    assert chosen is not None
+    expected = {"aiohttp": "HttpCheckServer", "granian": "GranianCheckServer"}[chosen.server]
+    assert type(server.http_check).__name__ == expected
+    assert (await client.get("/elsewhere")).status_code == 404
