@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from authz_service.authz.conditions import BadCondition, Condition, variables
 from authz_service.authz.globs import compile_glob
 from authz_service.authz.hosts import AmbiguousHost, canonical_host
 from authz_service.authz.paths import AmbiguousPath, canonical_path, without_parameters
@@ -34,11 +35,21 @@ class RuleTrace:
     decided: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ConditionTrace:
+    """One `when:` evaluated, for `explain`: its rule, its source and its value."""
+
+    rule: str
+    expression: str
+    value: str
+
+
 @dataclass(slots=True)
 class Trace:
     policy: str = ""
     path: str = ""
     rules: list[RuleTrace] = field(default_factory=list)
+    conditions: list[ConditionTrace] = field(default_factory=list)
 
 
 class CompiledPathMatch:
@@ -94,6 +105,7 @@ class CompiledRule:
         self._principals = [compile_glob(p) for p in requirement.principals] if requirement else []
         self._peers = [compile_glob(p) for p in requirement.peer_principals] if requirement else []
         self.requirement = requirement
+        self.condition = Condition(rule.when, deny_rule=rule.deny) if rule.when else None
 
     def first_segments(self) -> set[str] | None:
         """First path segments this rule can match; None when it may match any path."""
@@ -154,6 +166,22 @@ class CompiledRule:
         return None
 
 
+class ConditionError(ValueError):
+    """A rule's `when:` that does not compile; `location` is its path in the config."""
+
+    def __init__(self, location: tuple[str | int, ...], problem: BadCondition) -> None:
+        column = f" (column {problem.column})" if problem.column else ""
+        super().__init__(f"{problem}{column}")
+        self.location = location
+
+
+def _compile_rule(policy: str, index: int, rule: Rule) -> CompiledRule:
+    try:
+        return CompiledRule(rule)
+    except BadCondition as problem:
+        raise ConditionError(("policies", policy, "rules", index, "when"), problem) from None
+
+
 class CompiledPolicy:
     """A policy's rules, indexed by the request path's first segment.
 
@@ -164,7 +192,9 @@ class CompiledPolicy:
 
     def __init__(self, name: str, policy: Policy):
         self.name = name
-        self.rules = tuple(CompiledRule(rule) for rule in policy.rules)
+        self.rules = tuple(
+            _compile_rule(name, index, rule) for index, rule in enumerate(policy.rules)
+        )
         by_segment: dict[str, list[int]] = {}
         anywhere: list[int] = []
         for index, rule in enumerate(self.rules):
@@ -254,8 +284,7 @@ def evaluate(
     if trace is not None:
         trace.path = path
     method = request.method.upper()
-    peer = request.peer_principal
-    decision = _first_match(policy, method, host, path, identity, peer, trace)
+    decision = _first_match(policy, request, method, host, path, identity, trace)
     if ";" in path and decision.allowed:
         # A Servlet container reads `/admin;x/users` as /admin/users, a proxy or another
         # server as a path under `/admin;x/`. Allow only what both readings allow.
@@ -263,7 +292,7 @@ def evaluate(
         if trace is not None:
             why = "a Servlet container cuts ;parameters: this reading must allow too"
             trace.rules.append(RuleTrace(f"(read as {cut})", False, why))
-        as_cut = _first_match(policy, method, host, cut, identity, peer, trace)
+        as_cut = _first_match(policy, request, method, host, cut, identity, trace)
         if not as_cut.allowed:
             return as_cut
     return decision
@@ -271,13 +300,14 @@ def evaluate(
 
 def _first_match(
     policy: CompiledPolicy,
+    request: RequestAttributes,
     method: str,
     host: str,
     path: str,
     identity: Identity | None,
-    peer: str,
     trace: Trace | None,
 ) -> Decision:
+    seen: dict[str, object] | None = None  # built once, for the first rule with a condition
     for rule in policy.rules if trace is not None else policy.candidates(path):
         if trace is None:
             if not rule.applies(method, host, path):
@@ -287,7 +317,20 @@ def _first_match(
             if mismatch is not None:
                 trace.rules.append(RuleTrace(rule.name, False, mismatch))
                 continue
-        decision = _apply(rule, policy.name, identity, peer)
+        if rule.condition is not None:
+            if seen is None:
+                seen = variables(request, identity)
+            result = rule.condition.evaluate(seen)
+            if trace is not None:
+                trace.conditions.append(
+                    ConditionTrace(rule.name, rule.condition.source, result.shown)
+                )
+            if not result.holds:
+                if trace is not None:
+                    why = f"when: {rule.condition.source} is {result.shown}"
+                    trace.rules.append(RuleTrace(rule.name, False, why))
+                continue
+        decision = _apply(rule, policy.name, identity, request.peer_principal)
         if trace is not None:
             trace.rules.append(RuleTrace(rule.name, True, decision.message, decided=True))
         return decision
@@ -319,4 +362,12 @@ def _apply(rule: CompiledRule, policy: str, identity: Identity | None, peer: str
     return Decision(Outcome.ALLOW, Reason.ALLOWED, "requirements met", rule.name, policy, identity)
 
 
-__all__ = ["CompiledPolicy", "PolicySet", "RuleTrace", "Trace", "evaluate"]
+__all__ = [
+    "CompiledPolicy",
+    "ConditionError",
+    "ConditionTrace",
+    "PolicySet",
+    "RuleTrace",
+    "Trace",
+    "evaluate",
+]

@@ -72,6 +72,10 @@ def explanation_json(explanation: Explanation) -> str:
                 {"rule": r.rule, "matched": r.matched, "decided": r.decided, "why": r.why}
                 for r in explanation.trace.rules
             ],
+            "conditions": [
+                {"rule": c.rule, "when": c.expression, "value": c.value}
+                for c in explanation.trace.conditions
+            ],
             "lockout": lockout_view(explanation.lockout),
             "quota": quota_view(explanation.quota),
         },
@@ -104,6 +108,10 @@ def explanation_text(explanation: Explanation) -> str:
         lines.append(f"  {mark} {rule.rule}: {state}: {rule.why}")
     if not explanation.trace.rules:
         lines.append("  (none)")
+    if explanation.trace.conditions:
+        lines.append("conditions (when:):")
+        for condition in explanation.trace.conditions:
+            lines.append(f"  {condition.rule}: {condition.expression} -> {condition.value}")
     lines.extend(lockout_lines(lockout_view(explanation.lockout)))
     lines.extend(quota_lines(quota_view(explanation.quota)))
     return "\n".join(lines)

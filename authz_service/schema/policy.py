@@ -115,6 +115,9 @@ class Rule(Strict):
     # "anonymous": anyone; "authenticated": any verified identity; a Requirement: conditions.
     allow: Literal["anonymous", "authenticated"] | Requirement | None = None
     deny: bool = False
+    # A CEL expression over `request` and `identity` (authz/conditions.py): the rule applies
+    # only when it is true. Compiled when the config is loaded.
+    when: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _allow_xor_deny(self) -> Rule:
