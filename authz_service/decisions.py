@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,11 @@ class Identity:
     expires_at: float | None = None
     token_id: str = ""  # the JWT's `jti`, for revocation
     issued_at: float | None = None
+    # The verified token's whole payload, for `when:` conditions (authz/conditions.py); never
+    # put in a header or a log line as a whole.
+    verified_claims: Mapping[str, Any] = field(
+        default_factory=dict, repr=False, compare=False, hash=False
+    )
 
 
 class Outcome(enum.StrEnum):

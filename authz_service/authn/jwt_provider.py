@@ -118,4 +118,5 @@ class JwtProviderVerifier:
             expires_at=float(exp),
             token_id=jti if isinstance(jti := claims.get("jti"), str) else "",
             issued_at=float(iat) if isinstance(iat := claims.get("iat"), int | float) else None,
+            verified_claims=claims,
         )

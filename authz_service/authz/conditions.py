@@ -112,7 +112,7 @@ def variables(request: RequestAttributes, identity: Identity | None) -> dict[str
         "roles": sorted(identity.roles) if identity else [],
         "scopes": sorted(identity.scopes) if identity else [],
         "tier": identity.tier if identity else "",
-        "claims": dict(identity.claims) if identity else {},
+        "claims": dict(identity.verified_claims) if identity else {},
     }
     return {"request": seen, "identity": who}
 

@@ -20,7 +20,7 @@ ACME_ALICE = Identity(
     principal="alice",
     method=AuthMethod.JWT,
     roles=frozenset({"member"}),
-    claims={"tenant": "acme"},
+    verified_claims={"tenant": "acme", "sub": "alice"},
 )
 
 
