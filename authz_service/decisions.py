@@ -141,6 +141,19 @@ class AuthnFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowVerdict:
+    """What the shadow rules or shadow policy would have decided; recorded, never enforced."""
+
+    outcome: Outcome
+    reason: Reason
+    rule: str
+    policy: str
+
+    def agrees_with(self, decision: Decision) -> bool:
+        return self.outcome is decision.outcome and self.reason is decision.reason
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     outcome: Outcome
     reason: Reason
@@ -153,6 +166,8 @@ class Decision:
     extra_headers: Mapping[str, str] = field(default_factory=dict)
     # A deny body that must match another path's exactly (the 429 of the RateLimitService).
     body: str = ""
+    # Set when the policy has shadow rules or a shadow policy (schema/policy.py).
+    shadow: ShadowVerdict | None = None
 
     @property
     def allowed(self) -> bool:

@@ -8,7 +8,7 @@ rules say: a broken token must not quietly become an anonymous request.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from authz_service.authz.conditions import BadCondition, Condition, variables
 from authz_service.authz.globs import compile_glob
@@ -21,6 +21,7 @@ from authz_service.decisions import (
     Outcome,
     Reason,
     RequestAttributes,
+    ShadowVerdict,
 )
 from authz_service.schema import PathMatch, Policy, PolicySelection, Requirement, Rule
 
@@ -50,6 +51,7 @@ class Trace:
     path: str = ""
     rules: list[RuleTrace] = field(default_factory=list)
     conditions: list[ConditionTrace] = field(default_factory=list)
+    shadow: ShadowVerdict | None = None
 
 
 class CompiledPathMatch:
@@ -190,11 +192,18 @@ class CompiledPolicy:
     rules tried when a policy has many.
     """
 
-    def __init__(self, name: str, policy: Policy):
+    def __init__(self, name: str, policy: Policy, *, with_shadow_rules: bool = False):
         self.name = name
         self.rules = tuple(
-            _compile_rule(name, index, rule) for index, rule in enumerate(policy.rules)
+            _compile_rule(name, index, rule)
+            for index, rule in enumerate(policy.rules)
+            if with_shadow_rules or rule.mode == "enforce"
         )
+        # Evaluated beside this policy, recorded in Decision.shadow, never enforced: the same
+        # rules with the shadow ones in place (or a `shadow_of` policy, set by PolicySet).
+        self.shadow: CompiledPolicy | None = None
+        if not with_shadow_rules and any(rule.mode == "shadow" for rule in policy.rules):
+            self.shadow = CompiledPolicy(name, policy, with_shadow_rules=True)
         by_segment: dict[str, list[int]] = {}
         anywhere: list[int] = []
         for index, rule in enumerate(self.rules):
@@ -221,7 +230,14 @@ class PolicySet:
     """Every policy of a config, and how a request selects one."""
 
     def __init__(self, policies: Mapping[str, Policy], selection: PolicySelection):
-        self._policies = {name: CompiledPolicy(name, policy) for name, policy in policies.items()}
+        self._policies = {
+            name: CompiledPolicy(name, policy)
+            for name, policy in policies.items()
+            if policy.shadow_of is None
+        }
+        for name, policy in policies.items():
+            if policy.shadow_of is not None:  # the config checked it names an enforced one
+                self._policies[policy.shadow_of].shadow = CompiledPolicy(name, policy)
         self._selection = selection
 
     @property
@@ -247,7 +263,14 @@ class PolicySet:
             )
         if trace is not None:
             trace.policy = policy.name
-        return evaluate(policy, request, authn, trace)
+        decision = evaluate(policy, request, authn, trace)
+        if policy.shadow is None:
+            return decision
+        would = evaluate(policy.shadow, request, authn)
+        verdict = ShadowVerdict(would.outcome, would.reason, would.rule, policy.shadow.name)
+        if trace is not None:
+            trace.shadow = verdict
+        return replace(decision, shadow=verdict)
 
 
 def _unauthenticated(
