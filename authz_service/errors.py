@@ -6,8 +6,11 @@
     │   │                          (config/errors.py re-exports it)
     │   ├── DescriptorBudgetError  the connection caps do not fit the open-file limit
     │   │                          (preflight/open_files.py)
-    │   └── EnvoyConfigError       an Envoy file `check-descriptors` reads is unusable
-    │                              (cli/envoy_descriptors.py)
+    │   ├── EnvoyConfigError       an Envoy file `check-descriptors` reads is unusable
+    │   │                          (cli/envoy_descriptors.py)
+    │   └── BadCondition           a rule's `when:` that does not compile or exceeds the cost
+    │       │                      bound (authz/conditions.py)
+    │       └── ConditionError     the same, with its place in the config (authz/rbac.py)
     ├── ListenError                a port that cannot be bound, at start (preflight/ports.py)
     ├── QuotaUnavailable           the admin quota call cannot be answered: no rate limiting,
     │                              no such limit, or the store is down (services/quota_admin.py)

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 import cel
 
 from authz_service.decisions import Identity, RequestAttributes
+from authz_service.errors import ConfigError
 
 MAX_LENGTH = 1024
 MAX_COMPREHENSIONS = 2
@@ -32,7 +33,7 @@ _MACRO = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_
 _POSITION = re.compile(r"<input>:(\d+):(\d+): (.*?)(?:\n|$)")
 
 
-class BadCondition(ValueError):
+class BadCondition(ConfigError):
     """A `when:` expression that cannot be used; `column` is 1-based, 0 when unknown."""
 
     def __init__(self, message: str, column: int = 0) -> None:

@@ -168,12 +168,12 @@ class CompiledRule:
         return None
 
 
-class ConditionError(ValueError):
+class ConditionError(BadCondition):
     """A rule's `when:` that does not compile; `location` is its path in the config."""
 
     def __init__(self, location: tuple[str | int, ...], problem: BadCondition) -> None:
         column = f" (column {problem.column})" if problem.column else ""
-        super().__init__(f"{problem}{column}")
+        super().__init__(f"{problem}{column}", problem.column)
         self.location = location
 
 
