@@ -9,4 +9,9 @@ scripts/setup-venv.sh
 # The layers of docs/architecture.md ([tool.importlinter] in pyproject.toml).
 .venv/bin/lint-imports
 scripts/gen-protos.sh --check
+# The shipped policies' own tests (NAME.tests.yaml beside each config), offline; the deployed
+# configs name their rate-limit files by where they are mounted.
+.venv/bin/python -m authz_service test config/local.yaml --require-coverage
+.venv/bin/python -m authz_service test compose/authz/config.yaml deploy/kubernetes/authz-service/config.yaml \
+  --rate-limit-dir examples/ratelimit/domains --require-coverage
 .venv/bin/python -m pytest -q "$@"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.cli.admin import add_admin_parser, run_admin
 from authz_service.cli.explain_output import explanation_json, explanation_text
+from authz_service.cli.policy_test_output import add_test_parser, run_tests
 from authz_service.config.loader import ConfigError, load_config_file
 from authz_service.config.secrets import check_secrets
 from authz_service.decisions import RequestAttributes
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true")
 
     add_admin_parser(commands)
+    add_test_parser(commands)
 
     coverage = commands.add_parser(
         "check-descriptors",
@@ -108,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _health(args)
     if args.command == "check-descriptors":
         return _check_descriptors(args)
+    if args.command == "test":
+        return run_tests(args)
     return 2
 
 
