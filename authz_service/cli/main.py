@@ -13,6 +13,7 @@ from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.cli.admin import add_admin_parser, run_admin
 from authz_service.cli.explain_output import explanation_json, explanation_text
 from authz_service.cli.policy_test_output import add_test_parser, run_tests
+from authz_service.cli.replay_output import add_replay_parser, run_replay
 from authz_service.config.loader import ConfigError, load_config_file
 from authz_service.config.secrets import check_secrets
 from authz_service.decisions import RequestAttributes
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_parser(commands)
     add_test_parser(commands)
+    add_replay_parser(commands)
 
     coverage = commands.add_parser(
         "check-descriptors",
@@ -112,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_descriptors(args)
     if args.command == "test":
         return run_tests(args)
+    if args.command == "replay":
+        return run_replay(args)
     return 2
 
 
