@@ -1,6 +1,6 @@
 # authz_service: the ext_authz + rate-limit gRPC service Envoy calls (port 9001).
 #
-#   docker build -t authz-service .
+#   docker build -t authz-service .         (or: podman build; --build-arg PIP_INDEX_URL=...)
 #   docker run -v "$PWD/compose/authz:/etc/authz:ro" -p 9001:9001 authz-service
 #
 # The config is read from /etc/authz/config.yaml; its directory is watched, so mounting a
@@ -8,7 +8,10 @@
 
 # -- build: install the package and its dependencies into a virtualenv ------------------------
 FROM python:3.11-slim AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# The package index pip installs from (a mirror or a proxy of PyPI); only the build stage
+# sees it.
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_INDEX_URL=$PIP_INDEX_URL
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src

@@ -28,6 +28,8 @@
     │   │   │                      (lambda_authorizer/events.py)
     │   │   ├── BadRequest         a ShouldRateLimit request without domain or descriptors
     │   │   │                      (grpc/ratelimit_messages.py)
+    │   │   ├── BadEvaluation      a body that is no AuthZEN Access Evaluation Request: 400
+    │   │   │                      (services/authzen.py)
     │   │   └── AmbiguousRequest   two readers would read it differently: refused, not guessed
     │   │       ├── AmbiguousPath       (authz/paths.py)
     │   │       ├── AmbiguousHost       (authz/hosts.py)
@@ -56,6 +58,7 @@ Each class says what it becomes (class attributes, inherited down the tree):
 | UnreadableRequest (and below) | bad_request | forbidden | PERMISSION_DENIED | 403 | no |
 | UnreadableEvent | bad_request | unavailable | UNKNOWN | 500 | no |
 | BadRequest | bad_request | forbidden | INVALID_ARGUMENT | 400 | no |
+| BadEvaluation | bad_request | forbidden | INVALID_ARGUMENT | 400 | no |
 | RequestTooLarge | request_too_large | forbidden | PERMISSION_DENIED | 431 | no |
 | Overloaded | overloaded | unavailable | UNAVAILABLE | 503 | yes |
 | CredentialError, SegmentError | malformed_token | unauthenticated | UNAUTHENTICATED | 401 | no |

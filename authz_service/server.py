@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ from authz_service.http.observability_server import ObservabilityServer
 from authz_service.preflight.open_files import OpenPorts, ensure_descriptors
 from authz_service.preflight.ports import ListenError, check_all
 from authz_service.ratelimit.limiter import RateLimiter
-from authz_service.ratelimit.store_stats import store_stats
 from authz_service.schema import AdminSettings, Config, RedisSettings
 from authz_service.services.check import CheckService
 from authz_service.services.compiled_config import CompiledConfig, QuotaStoreHolder, compile_config
@@ -141,8 +141,9 @@ class AuthzServer:
         verifiers = self.reloader.current.authenticator.verifiers.values()
         return [(verifier.provider.name, verifier.jwks) for verifier in verifiers]
 
-    def _store_stats(self) -> list[tuple[str, float]]:
-        return store_stats(self.stores.store)
+    def _store_stats(self) -> Mapping[str, float]:
+        store = self.stores.store
+        return store.stats() if store is not None else {}
 
     def _readiness(self) -> tuple[bool, dict[str, object]]:
         compiled = self.reloader.current
@@ -150,8 +151,14 @@ class AuthzServer:
             verifier.provider.name: len(verifier.jwks.keys)
             for verifier in compiled.authenticator.verifiers.values()
         }
-        ready = self._server is not None and not self._draining
-        return ready, {"config_version": compiled.version, "jwks_keys": jwks}
+        # A provider without keys refuses every token it issued: until its JWKS has been
+        # fetched, send traffic to replicas that can decide (fail closed stays the answer).
+        waiting = sorted(name for name, count in jwks.items() if count == 0)
+        ready = self._server is not None and not self._draining and not waiting
+        details: dict[str, object] = {"config_version": compiled.version, "jwks_keys": jwks}
+        if waiting:
+            details["waiting_for_jwks"] = waiting
+        return ready, details
 
     def _listens(self) -> list[tuple[str, str | None]]:
         http = (

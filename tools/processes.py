@@ -132,7 +132,9 @@ def write_service_config(
     return out
 
 
-def start_authz(config_path: Path, port: int, workdir: Path, name: str = "authz") -> Process:
+def start_authz(
+    config_path: Path, port: int, workdir: Path, name: str = "authz", log_level: str = "WARNING"
+) -> Process:
     process = spawn(
         name,
         [
@@ -143,7 +145,7 @@ def start_authz(config_path: Path, port: int, workdir: Path, name: str = "authz"
             "--config",
             str(config_path),
             "--log-level",
-            "WARNING",
+            log_level,
         ],
         workdir,
     )

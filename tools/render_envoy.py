@@ -112,10 +112,33 @@ TARGETS: Mapping[str, Target] = {
 }
 
 
+class RenderError(ValueError):
+    """A value the template cannot take: an unknown name, a port that is not a port."""
+
+
+def check_values(values: Mapping[str, object], template_text: str) -> None:
+    """Refuse names the template does not have (a typo would silently keep the default) and
+    ports that are not numbers in 1..65535 (Envoy would only say so at start)."""
+    known = {
+        match.group("named") or match.group("braced")
+        for match in string.Template.pattern.finditer(template_text)
+        if match.group("named") or match.group("braced")
+    }
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise RenderError(
+            f"unknown name(s) {', '.join(unknown)}; the template has: {', '.join(sorted(known))}"
+        )
+    for key, value in values.items():
+        if key.endswith("_PORT") and not (str(value).isdigit() and 0 < int(str(value)) < 65536):
+            raise RenderError(f"{key}={value!r}: a port is a number from 1 to 65535")
+
+
 def render(values: Mapping[str, object], template: Path = TEMPLATE) -> str:
     """The template with every placeholder filled; a missing value is an error, not a blank."""
+    text = template.read_text()
     merged = {**LOCAL_DEFAULTS, **{key: str(value) for key, value in values.items()}}
-    return string.Template(template.read_text()).substitute(merged)
+    return string.Template(text).substitute(merged)
 
 
 def render_target(name: str) -> str:
@@ -162,8 +185,16 @@ def main() -> int:
         return 0
     if args.out is None:
         parser.error("one of --out, --target or --check is required")
+    malformed = [item for item in args.set if "=" not in item]
+    if malformed:
+        parser.error(f"--set takes NAME=VALUE, got {malformed[0]!r}")
     values = dict(item.split("=", 1) for item in args.set)
-    args.out.write_text(render(values, args.template))
+    try:
+        check_values(values, args.template.read_text())
+        args.out.write_text(render(values, args.template))
+    except RenderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -80,10 +80,13 @@ class JwksCache:
         discovery_issuer: str | None = None,
         client: httpx.AsyncClient | None = None,
         clock: Clock = time.monotonic,
+        name: str = "",
     ) -> None:
         """`uri_or_discovery` is the jwks_uri; with `discovery_issuer` it is found via OIDC."""
         self._jwks_uri: str | None = None if discovery_issuer else uri_or_discovery
         self._discovery_issuer = discovery_issuer
+        # The provider(s) this key set serves, for log lines an operator can act on.
+        self.name = name
         self._settings = settings
         self._client = client
         self._own_client = client is None
@@ -117,6 +120,13 @@ class JwksCache:
             self._client = None
 
     # -- lookups ---------------------------------------------------------------------------
+
+    @property
+    def source_url(self) -> str:
+        """Where keys come from: the jwks_uri, or the issuer's OIDC discovery document."""
+        if self._jwks_uri is not None:
+            return self._jwks_uri
+        return f"{self._discovery_issuer}/.well-known/openid-configuration (discovery)"
 
     @property
     def keys(self) -> Mapping[str, jwt.PyJWK]:
@@ -191,7 +201,11 @@ class JwksCache:
             self._last_failure = self._clock()
             self._last_error = _describe(error)
             log.warning(
-                "jwks fetch failed (keeping %d cached keys): %s", len(self._keys), self._last_error
+                "jwks fetch for provider %s from %s failed (keeping %d cached keys): %s",
+                self.name or "?",
+                self.source_url,
+                len(self._keys),
+                self._last_error,
             )
         else:
             self._keys = keys  # atomic swap

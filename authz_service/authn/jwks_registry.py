@@ -33,8 +33,10 @@ class JwksRegistry:
             cache = self._caches.get(key)
             if cache is None:
                 uri, discovery, settings = key
-                cache = JwksCache(uri, settings, discovery_issuer=discovery)
+                cache = JwksCache(uri, settings, discovery_issuer=discovery, name=provider.name)
                 self._caches[key] = cache
+            elif provider.name not in cache.name.split(", "):
+                cache.name = f"{cache.name}, {provider.name}"  # one key set, several providers
             by_issuer[provider.issuer] = cache
         return by_issuer
 

@@ -7,12 +7,14 @@ rules say: a broken token must not quietly become an anonymous request.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from authz_service.authz.conditions import BadCondition, Condition, variables
 from authz_service.authz.globs import compile_glob
 from authz_service.authz.hosts import AmbiguousHost, canonical_host
+from authz_service.authz.path_match import CompiledPathMatch
 from authz_service.authz.paths import AmbiguousPath, canonical_path, without_parameters
 from authz_service.decisions import (
     AuthnFailure,
@@ -23,7 +25,15 @@ from authz_service.decisions import (
     RequestAttributes,
     ShadowVerdict,
 )
-from authz_service.schema import PathMatch, Policy, PolicySelection, Requirement, Rule
+from authz_service.schema import Policy, PolicySelection, Requirement, Rule
+
+
+class Mismatch(enum.Enum):
+    """The part of a request that a rule's match does not cover."""
+
+    METHOD = "method"
+    HOST = "host"
+    PATH = "path"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,43 +64,6 @@ class Trace:
     shadow: ShadowVerdict | None = None
 
 
-class CompiledPathMatch:
-    __slots__ = ("_exact", "_glob", "_prefix", "description")
-
-    def __init__(self, spec: PathMatch):
-        self._exact = spec.exact
-        self._prefix = spec.prefix
-        self._glob = compile_glob(spec.glob, slash_is_special=True) if spec.glob else None
-        kind, value = next((k, v) for k, v in spec.model_dump().items() if v is not None)
-        self.description = f"{kind} {value}"
-
-    @property
-    def first_segment(self) -> str | None:
-        """The path's first segment if every path this matches starts with it, else None.
-
-        "/api/" and "/api/x" and "/api/*" pin "api"; "/ap" (could be "/apis") and "/*" do not.
-        """
-        literal = self._exact if self._exact is not None else self._prefix
-        if literal is None:
-            assert self._glob is not None
-            literal = self.description.split(" ", 1)[1]
-        rest = literal[1:]
-        segment, slash, _ = rest.partition("/")
-        if any(ch in segment for ch in "*?"):
-            return None
-        if slash or self._exact is not None:
-            return segment
-        return None
-
-    def matches(self, path: str) -> bool:
-        if self._exact is not None:
-            return path == self._exact
-        if self._prefix is not None:
-            return path.startswith(self._prefix)
-        assert self._glob is not None
-        return self._glob.fullmatch(path) is not None
-
-
 class CompiledRule:
     def __init__(self, rule: Rule):
         self.name = rule.name
@@ -98,7 +71,6 @@ class CompiledRule:
         self.allow = rule.allow
         # The config holds hosts in canonical form (authz/hosts.py), as requests are compared.
         self._hosts = [compile_glob(h) for h in rule.match.hosts]
-        # Hosts without wildcards are a set lookup, not a regex per host.
         literal = all(not any(ch in h for ch in "*?") for h in rule.match.hosts)
         self._host_set = frozenset(rule.match.hosts) if literal else None
         self._methods = frozenset(rule.match.methods)
@@ -121,27 +93,32 @@ class CompiledRule:
             segments.add(segment)
         return segments
 
-    def applies(self, method: str, host: str, path: str) -> bool:
-        """The fast form of `match` for Check: no explanation; `host` canonical."""
+    def mismatch(self, method: str, host: str, path: str) -> Mismatch | None:
+        """What of the request this rule's match does not cover; None when the rule applies.
+
+        Check and explain both ask this (explain then says why with `why_not`), so the two can
+        never disagree on which rule applies. `host` is canonical.
+        """
         if self._methods and method not in self._methods:
-            return False
+            return Mismatch.METHOD
         if self._hosts:
+            # Hosts without wildcards are a set lookup, not a regex per host.
             if self._host_set is not None:
                 if host not in self._host_set:
-                    return False
+                    return Mismatch.HOST
             elif not any(h.fullmatch(host) for h in self._hosts):
-                return False
-        return not self._paths or any(p.matches(path) for p in self._paths)
-
-    def match(self, method: str, host: str, path: str) -> str | None:
-        """None when the rule applies, else why it does not (for explain); `host` canonical."""
-        if self._methods and method not in self._methods:
-            return f"method {method} not in {sorted(self._methods)}"
-        if self._hosts and not any(h.fullmatch(host) for h in self._hosts):
-            return f"host {host!r} not matched"
+                return Mismatch.HOST
         if self._paths and not any(p.matches(path) for p in self._paths):
-            return f"path {path!r} not matched by " + ", ".join(p.description for p in self._paths)
+            return Mismatch.PATH
         return None
+
+    def why_not(self, mismatch: Mismatch, method: str, host: str, path: str) -> str:
+        """`mismatch` in words, for explain."""
+        if mismatch is Mismatch.METHOD:
+            return f"method {method} not in {sorted(self._methods)}"
+        if mismatch is Mismatch.HOST:
+            return f"host {host!r} not matched"
+        return f"path {path!r} not matched by " + ", ".join(p.description for p in self._paths)
 
     def unmet(self, identity: Identity, peer_principal: str) -> tuple[Reason, str] | None:
         """Why `identity` does not satisfy the requirement; None when it does."""
@@ -199,6 +176,8 @@ class CompiledPolicy:
             for index, rule in enumerate(policy.rules)
             if with_shadow_rules or rule.mode == "enforce"
         )
+        # A request without a Host would skip every host-scoped rule, deny rules included.
+        self.host_scoped = any(rule.match.hosts for rule in policy.rules)
         # Evaluated beside this policy, recorded in Decision.shadow, never enforced: the same
         # rules with the shadow ones in place (or a `shadow_of` policy, set by PolicySet).
         self.shadow: CompiledPolicy | None = None
@@ -304,6 +283,14 @@ def evaluate(
         return Decision(
             Outcome.FORBIDDEN, Reason.BAD_REQUEST, str(error), policy=policy.name, identity=identity
         )
+    if not host and policy.host_scoped:
+        return Decision(
+            Outcome.FORBIDDEN,
+            Reason.BAD_REQUEST,
+            "request has no host, and the policy has host-scoped rules",
+            policy=policy.name,
+            identity=identity,
+        )
     if trace is not None:
         trace.path = path
     method = request.method.upper()
@@ -332,14 +319,12 @@ def _first_match(
 ) -> Decision:
     seen: dict[str, object] | None = None  # built once, for the first rule with a condition
     for rule in policy.rules if trace is not None else policy.candidates(path):
-        if trace is None:
-            if not rule.applies(method, host, path):
-                continue
-        else:
-            mismatch = rule.match(method, host, path)
-            if mismatch is not None:
-                trace.rules.append(RuleTrace(rule.name, False, mismatch))
-                continue
+        missed = rule.mismatch(method, host, path)
+        if missed is not None:
+            if trace is not None:
+                why = rule.why_not(missed, method, host, path)
+                trace.rules.append(RuleTrace(rule.name, False, why))
+            continue
         if rule.condition is not None:
             if seen is None:
                 seen = variables(request, identity)

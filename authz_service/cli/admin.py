@@ -32,8 +32,15 @@ def add_admin_parser(commands: Any) -> None:
     admin.add_argument("--tls-key", help="client key (mutual TLS)")
     admin.add_argument("--timeout", type=float, default=5.0)
     actions = admin.add_subparsers(dest="action", required=True)
+    # `--json` works before or after the action (`admin --json status`, `admin status --json`).
+    json_after = argparse.ArgumentParser(add_help=False)
+    json_after.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
-    explain = actions.add_parser("explain", help="the decision for a described request")
+    explain = actions.add_parser(
+        "explain", help="the decision for a described request", parents=[json_after]
+    )
     explain.add_argument("--method", default="GET")
     explain.add_argument("--host", default="localhost")
     explain.add_argument("--path", required=True)
@@ -45,10 +52,12 @@ def add_admin_parser(commands: Any) -> None:
     explain.add_argument("--source-address", default="")
     explain.add_argument("--peer-principal", default="")
 
-    actions.add_parser("status", help="config version, reloads, JWKS state")
-    actions.add_parser("reload", help="reload the config file now")
+    actions.add_parser("status", help="config version, reloads, JWKS state", parents=[json_after])
+    actions.add_parser("reload", help="reload the config file now", parents=[json_after])
 
-    revoke = actions.add_parser("revoke", help="revoke a token by jti, or a subject's tokens")
+    revoke = actions.add_parser(
+        "revoke", help="revoke a token by jti, or a subject's tokens", parents=[json_after]
+    )
     target = revoke.add_mutually_exclusive_group(required=True)
     target.add_argument("--jti")
     target.add_argument("--subject")
@@ -60,13 +69,22 @@ def add_admin_parser(commands: Any) -> None:
         "--before", type=float, default=0.0, help="subject: tokens issued before (unix)"
     )
 
-    quota = actions.add_parser("quota", help="read (or --reset) a descriptor's counters")
+    quota = actions.add_parser(
+        "quota", help="read (or --reset) a descriptor's counters", parents=[json_after]
+    )
     quota.add_argument("--domain", required=True)
     quota.add_argument("--entry", action="append", default=[], metavar="KEY=VALUE", required=True)
     quota.add_argument("--reset", action="store_true")
 
 
 def run_admin(args: argparse.Namespace) -> int:
+    if args.action == "explain" and args.token_from_env and not os.environ.get(args.token_from_env):
+        # An unset variable would silently evaluate an anonymous request instead.
+        print(
+            f"error: --token-from-env: environment variable {args.token_from_env} is not set",
+            file=sys.stderr,
+        )
+        return 2
     token = os.environ.get(args.token_env, "")
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     with client_channel(args.address, args.tls_ca, args.tls_cert, args.tls_key) as channel:
@@ -99,7 +117,7 @@ def _call(stub: Any, args: argparse.Namespace, metadata: Any) -> Any:
             name, _, value = header.partition(":")
             request.headers.add(name=name.strip(), value=value.strip())
         if args.token_from_env:
-            request.token = os.environ.get(args.token_from_env, "")
+            request.token = os.environ[args.token_from_env]
         return stub.Explain(request, timeout=timeout, metadata=metadata)
     if args.action == "status":
         return stub.Status(admin_pb2.StatusRequest(), timeout=timeout, metadata=metadata)

@@ -8,6 +8,7 @@ only used by `authz-service check-descriptors`, never on the request path.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from authz_service.errors import ConfigError
 from authz_service.ratelimit.coverage import ANY, DescriptorShape, ShapeEntry
 
 RATELIMIT_FILTER = "envoy.filters.http.ratelimit"
+# A `${NAME}` placeholder of an unrendered envoy/ template (not inside a YAML comment).
+TEMPLATE_PLACEHOLDER = re.compile(r"^[^#\n]*?(\$\{[A-Za-z_][A-Za-z0-9_]*\})", re.MULTILINE)
 
 
 class EnvoyConfigError(ConfigError):
@@ -45,9 +48,21 @@ def load_bootstrap(path: Path) -> Any:
             "check-descriptors needs envoy-data-plane: pip install 'authz-service[dev]'"
         ) from None
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise EnvoyConfigError(f"{path}: cannot read: {error}") from None
+        text = path.read_text()
+    except OSError as error:
+        raise EnvoyConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    placeholders = sorted(set(TEMPLATE_PLACEHOLDER.findall(text)))
+    if placeholders:
+        # envoy/envoy.yaml itself: ${NAME} is not YAML a parser can make sense of.
+        raise EnvoyConfigError(
+            f"{path} is a template ({', '.join(placeholders[:3])}"
+            f"{', ...' if len(placeholders) > 3 else ''} unfilled): render it first, e.g. "
+            f"python -m tools.render_envoy --out /tmp/envoy.yaml, then check that file"
+        )
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise EnvoyConfigError(f"{path}: not valid YAML: {error}") from None
     # typed_config Any fields unpack only into message types that have been imported.
     for type_url in set(_type_urls(document)):
         module = "envoy_data_plane." + type_url.rsplit("/", 1)[-1].rsplit(".", 1)[0]

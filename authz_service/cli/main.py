@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.cli.admin import add_admin_parser, run_admin
@@ -31,8 +33,20 @@ def _parse_header(text: str) -> tuple[str, str]:
     return name.strip().lower(), value.strip()
 
 
+# `explain --exit-code`: a denied request (0 allowed; 1 a bad config; 2 a usage error).
+EXIT_DENIED = 3
+
+
+def _version() -> str:
+    try:
+        return version("authz-service")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="authz-service", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve ext_authz over gRPC")
@@ -51,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a config file and exit 0/1")
     check.add_argument("config")
+    check.add_argument(
+        "--map-path",
+        action="append",
+        default=[],
+        metavar="FROM=TO",
+        help="read a path the config names under FROM (e.g. a container's /etc/authz-limits) "
+        "from TO on this machine",
+    )
 
     explain = commands.add_parser("explain", help="show the decision for a described request")
     explain.add_argument("--config", required=True)
@@ -67,7 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--source-address", default="")
     explain.add_argument("--peer-principal", default="")
+    explain.add_argument(
+        "--token-from-env",
+        metavar="VAR",
+        help="send the bearer token held in environment variable VAR (never on the command line)",
+    )
     explain.add_argument("--json", action="store_true")
+    explain.add_argument(
+        "--exit-code",
+        action="store_true",
+        help=f"exit {EXIT_DENIED} when the request is denied (0 when allowed)",
+    )
 
     add_admin_parser(commands)
     add_test_parser(commands)
@@ -98,10 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # `authz-service explain ... | head`: the reader left; end quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "check-config":
-        return _check_config(args.config)
+        return _check_config(args.config, args.map_path)
     if args.command == "explain":
         return asyncio.run(_explain(args))
     if args.command == "hash-key":
@@ -204,7 +246,7 @@ def _check_descriptors(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from authz_service.cli.envoy_descriptors import descriptor_shapes, load_bootstrap
-    from authz_service.ratelimit.coverage import check_coverage
+    from authz_service.ratelimit.coverage import describe_coverage
     from authz_service.ratelimit.rules import load_rate_limit_rules
 
     try:
@@ -227,18 +269,20 @@ def _check_descriptors(args: argparse.Namespace) -> int:
     except ConfigError as error:  # the rate-limit files or the Envoy file (EnvoyConfigError)
         print(f"error: {error}", file=sys.stderr)
         return 1
-    findings = check_coverage(shapes, limits)
+    findings = describe_coverage(shapes, limits)
     for finding in findings:
         print(finding)
     errors = sum(f.severity == "error" for f in findings)
-    warnings = len(findings) - errors
-    print(f"{len(shapes)} descriptors checked: {errors} errors, {warnings} warnings")
+    warnings = sum(f.severity == "warning" for f in findings)
+    print(f"{len(findings)} descriptors checked: {errors} errors, {warnings} warnings")
     return 1 if errors or (args.strict and warnings) else 0
 
 
-def _check_config(path: str) -> int:
+def _check_config(path: str, map_paths: Sequence[str] = ()) -> int:
+    from authz_service.config.path_map import parse_path_maps, remap_paths
+
     try:
-        loaded = load_config_file(path)
+        loaded = remap_paths(load_config_file(path), parse_path_maps(map_paths))
         compile_config(loaded, JwksRegistry())
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -260,7 +304,20 @@ def _hash_key(from_stdin: bool) -> int:
     return 0
 
 
+def token_from_env(name: str) -> str:
+    """The token held in environment variable `name`; unset or empty is a usage error, never
+    an anonymous evaluation that would look like the token's answer."""
+    token = os.environ.get(name, "")
+    if not token:
+        print(f"error: --token-from-env: environment variable {name} is not set", file=sys.stderr)
+        raise SystemExit(2)
+    return token
+
+
 async def _explain(args: argparse.Namespace) -> int:
+    headers = dict(args.header)
+    if args.token_from_env:
+        headers["authorization"] = f"Bearer {token_from_env(args.token_from_env)}"
     registry = JwksRegistry()
     stores = QuotaStoreHolder()
     try:
@@ -273,7 +330,7 @@ async def _explain(args: argparse.Namespace) -> int:
         method=args.method.upper(),
         host=args.host,
         path=args.path,
-        headers=dict(args.header),
+        headers=headers,
         source_address=args.source_address,
         peer_principal=args.peer_principal,
         context=context,
@@ -284,4 +341,5 @@ async def _explain(args: argparse.Namespace) -> int:
         await registry.close()
         await stores.close()
     print(explanation_json(explanation) if args.json else explanation_text(explanation))
-    return 0
+    denied = explanation.decision.outcome.value != "allow"
+    return EXIT_DENIED if args.exit_code and denied else 0

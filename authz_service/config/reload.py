@@ -137,6 +137,7 @@ class ConfigReloader(Generic[T]):
             except Exception as error:  # a bug in compiling must not take the old config
                 log.exception("config reload failed while compiling")
                 return self._failed(f"{self.path}: {type(error).__name__}: {error}")
+            previous = self._digest[:12]
             self._current = built
             self._digest = loaded.digest
             self._included = included_directory(loaded.config, self.path.parent)
@@ -144,7 +145,14 @@ class ConfigReloader(Generic[T]):
             self._last_error = ""
             self._reloads += 1
             self._restart_required = tuple(restart_required(self._started, loaded.config))
-            log.info("config reloaded: version %s", self._digest[:12])
+            log.info(
+                "config reloaded from %s: version %s -> %s (%d policies, %d JWT providers)",
+                self.path,
+                previous,
+                self._digest[:12],
+                len(loaded.config.policies),
+                len(loaded.config.jwt_providers),
+            )
             if self._restart_required:
                 log.warning(
                     "config version %s: restart needed to apply: %s (running with the values "

@@ -122,10 +122,11 @@ class HttpCheckHandler:
         self, settings: HttpCheckSettings, checks: CheckService, telemetry: Reporter
     ) -> None:
         self._use_case = CheckUseCase(checks, telemetry, METRIC_LABEL)
-        api_key_header = checks.compiled_config().loaded.config.api_keys.header
         self._authzen = AccessEvaluationUseCase(
             CheckUseCase(checks, telemetry, "AccessEvaluation"),
-            AuthzenTransport(settings.authzen, api_key_header),
+            AuthzenTransport(
+                settings.authzen, lambda: checks.compiled_config().loaded.config.api_keys.header
+            ),
         )
         self.update(settings)
 

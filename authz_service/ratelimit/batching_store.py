@@ -6,9 +6,10 @@ cost one EVALSHA through redis-py (~250 us of Python per call here). Now at most
 next one: one script run applies all their hits atomically, so "exactly N admitted" still
 holds. Under light load a call goes out at once; under heavy load batches grow by themselves.
 
-It sits outside `ResilientStore`, so the circuit breaker counts round trips, not the callers
-that shared one ("consecutive store failures"). `timeout_s` bounds each caller's whole wait,
-queueing behind a slow round trip included, without counting anything against the store.
+In the Redis chain it sits outside `ResilientStore` (store_chain.py says why), so the circuit
+breaker counts round trips, not the callers that shared one. `timeout_s` bounds each caller's
+whole wait, queueing behind a slow round trip included, without counting anything against
+the store.
 """
 
 from __future__ import annotations
@@ -32,11 +33,7 @@ class BatchingStore:
         self._pending: list[_Waiter] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.round_trips = 0
-
-    @property
-    def inner(self) -> QuotaStore:
-        return self._inner
+        self._round_trips = 0
 
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
         future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
@@ -67,7 +64,7 @@ class BatchingStore:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[_Waiter]) -> None:
-        self.round_trips += 1
+        self._round_trips += 1
         combined = [hit for hits, _, _ in batch for hit in hits]
         # The batch's clock: the latest caller's (they differ by a round trip at most).
         now = max(at for _, at, _ in batch)
@@ -95,3 +92,7 @@ class BatchingStore:
 
     async def close(self) -> None:
         await self._inner.close()
+
+    def stats(self) -> dict[str, float]:
+        # Round trips against calls (authz_rpc totals) says how much batching saves.
+        return {**self._inner.stats(), "redis_round_trips": float(self._round_trips)}

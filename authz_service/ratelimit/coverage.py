@@ -38,28 +38,63 @@ class DescriptorShape:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    severity: str  # "error" | "warning"
+    severity: str  # "error" | "warning" | "ok"
     shape: DescriptorShape
     message: str
+    # Every place that sends this descriptor (several routes often share one).
+    wheres: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.severity}: {self.shape.where}: [{self.shape.describe()}] {self.message}"
+        where = "; ".join(self.wheres or (self.shape.where,))
+        return f"{self.severity}: {where}: [{self.shape.describe()}] {self.message}"
+
+
+def _grouped(shapes: Iterable[DescriptorShape]) -> list[tuple[DescriptorShape, tuple[str, ...]]]:
+    """Each distinct (domain, entries) once, with every place that sends it, in order."""
+    groups: dict[tuple[str, tuple[ShapeEntry, ...]], list[DescriptorShape]] = {}
+    for shape in shapes:
+        groups.setdefault((shape.domain, shape.entries), []).append(shape)
+    return [
+        (same[0], tuple(dict.fromkeys(shape.where for shape in same))) for same in groups.values()
+    ]
+
+
+def _probe(shape: DescriptorShape) -> list[tuple[str, str]]:
+    return [(key, value if value is not None else _PROBE) for key, value in shape.entries]
+
+
+def describe_coverage(shapes: Iterable[DescriptorShape], limits: RateLimitRules) -> list[Finding]:
+    """Every distinct descriptor with its verdict: covered ones as "ok" naming their limits."""
+    findings: list[Finding] = []
+    for shape, wheres in _grouped(shapes):
+        problems = check_coverage([shape], limits)
+        if problems:
+            findings.extend(Finding(p.severity, shape, p.message, wheres) for p in problems)
+            continue
+        names = [
+            "unlimited"
+            if limit.unlimited
+            else (limit.name or f"{limit.requests_per_unit} per {limit.window_s:g} s")
+            for limit in limits.get_limits(shape.domain, _probe(shape))
+        ]
+        findings.append(Finding("ok", shape, f"limited by {', '.join(names)}", wheres))
+    return findings
 
 
 def check_coverage(shapes: Iterable[DescriptorShape], limits: RateLimitRules) -> list[Finding]:
     findings: list[Finding] = []
-    seen: set[tuple[str, tuple[ShapeEntry, ...]]] = set()
-    for shape in shapes:
-        if (shape.domain, shape.entries) in seen:
-            continue
-        seen.add((shape.domain, shape.entries))
+    for shape, wheres in _grouped(shapes):
         if not limits.has_domain(shape.domain):
             findings.append(
-                Finding("error", shape, f"domain {shape.domain!r} is not in the rate-limit config")
+                Finding(
+                    "error",
+                    shape,
+                    f"domain {shape.domain!r} is not in the rate-limit config",
+                    wheres,
+                )
             )
             continue
-        probe = [(key, value if value is not None else _PROBE) for key, value in shape.entries]
-        if limits.get_limits(shape.domain, probe):
+        if limits.get_limits(shape.domain, _probe(shape)):
             continue
         explicit = _explicit_values(limits, shape.domain, shape.entries)
         if explicit:
@@ -69,10 +104,13 @@ def check_coverage(shapes: Iterable[DescriptorShape], limits: RateLimitRules) ->
                     "warning",
                     shape,
                     f"limited only for these values ({listed}); any other value is unlimited",
+                    wheres,
                 )
             )
         else:
-            findings.append(Finding("error", shape, "matches no limit: it is never rate limited"))
+            findings.append(
+                Finding("error", shape, "matches no limit: it is never rate limited", wheres)
+            )
     return findings
 
 

@@ -54,14 +54,6 @@ class CachingStore:
         self._inner = inner
         self._cache = cache
 
-    @property
-    def inner(self) -> QuotaStore:
-        return self._inner
-
-    @property
-    def cache(self) -> OverLimitCache:
-        return self._cache
-
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
         results: list[Verdict | None] = [None] * len(hits)
         pending: list[int] = []
@@ -87,6 +79,9 @@ class CachingStore:
 
     async def close(self) -> None:
         await self._inner.close()
+
+    def stats(self) -> dict[str, float]:
+        return {**self._inner.stats(), "local_over_limit_entries": float(len(self._cache))}
 
 
 def _applies_to_any_hit(hit: Hit) -> bool:

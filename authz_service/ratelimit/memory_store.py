@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from authz_service.ratelimit import algorithms
-from authz_service.ratelimit.algorithms import Verdict
+from authz_service.ratelimit.algorithms import ArrivalTime, Verdict
 from authz_service.ratelimit.store import Hit, StoreUnavailable, key_layout
 
 _SWEEP_STEP = 16  # keys examined for expiry on every call
@@ -28,15 +28,14 @@ class MemoryStore:
     def __init__(self, key_prefix: str = "", max_keys: int = 1_000_000) -> None:
         self._prefix = key_prefix
         self._max_keys = max_keys
-        # key -> (value, expires_at), in the order the sweep will next examine them
-        self._values: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        # key -> (value, expires_at), in the order the sweep will next examine them; a value
+        # is a count or an instant, or a token bucket's ArrivalTime
+        self._values: OrderedDict[str, tuple[float | ArrivalTime, float]] = OrderedDict()
 
-    def __len__(self) -> int:
-        return len(self._values)
-
-    @property
-    def max_keys(self) -> int:
-        return self._max_keys
+    def stats(self) -> dict[str, float]:
+        # When `memory_keys` reaches `memory_max_keys`, requests needing a new counter meet
+        # the limiter's failure_mode.
+        return {"memory_keys": float(len(self._values)), "memory_max_keys": float(self._max_keys)}
 
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
         self._sweep_step(now, _SWEEP_STEP)
@@ -64,13 +63,24 @@ class MemoryStore:
     def _needs_new_key(self, hits: Sequence[Hit], now: float) -> bool:
         return any(self._prefix + key_layout(hit, now).keys[0] not in self._values for hit in hits)
 
-    def _get(self, key: str, now: float) -> float | None:
+    def _get(self, key: str, now: float) -> float | ArrivalTime | None:
         item = self._values.get(key)
         if item is None or item[1] <= now:
             return None
         return item[0]
 
-    def _set(self, key: str, value: float, now: float, ttl_ms: float) -> None:
+    def _number(self, key: str, now: float) -> float | None:
+        value = self._get(key, now)
+        # Each algorithm has keys of its own (store.key_layout): a mix-up is a bug.
+        assert not isinstance(value, ArrivalTime), f"{key} holds a token bucket"
+        return value
+
+    def _arrival(self, key: str, now: float) -> ArrivalTime | None:
+        value = self._get(key, now)
+        assert value is None or isinstance(value, ArrivalTime), f"{key} holds a counter"
+        return value
+
+    def _set(self, key: str, value: float | ArrivalTime, now: float, ttl_ms: float) -> None:
         self._values[key] = (value, now + ttl_ms / 1000)
 
     def _apply_one(self, hit: Hit, now: float) -> Verdict:
@@ -78,7 +88,7 @@ class MemoryStore:
         keys = [self._prefix + key for key in layout.keys]
         elapsed, window = layout.position.elapsed, hit.window_s
         if hit.algorithm == "fixed_window":
-            count = int(self._get(keys[0], now) or 0)
+            count = int(self._number(keys[0], now) or 0)
             new, verdict = algorithms.fixed_window(
                 count, hit.hits, hit.limit, hit.charge_rejected, elapsed, window
             )
@@ -86,8 +96,8 @@ class MemoryStore:
                 self._set(keys[0], new, now, layout.ttl_ms)
             return verdict
         if hit.algorithm == "sliding_window":
-            current = int(self._get(keys[0], now) or 0)
-            previous = int(self._get(keys[1], now) or 0)
+            current = int(self._number(keys[0], now) or 0)
+            previous = int(self._number(keys[1], now) or 0)
             new, verdict = algorithms.sliding_window(
                 previous, current, hit.hits, hit.limit, hit.charge_rejected, elapsed, window
             )
@@ -95,13 +105,15 @@ class MemoryStore:
                 self._set(keys[0], new, now, layout.ttl_ms)
             return verdict
         if hit.algorithm == "token_bucket":
-            tat = self._get(keys[0], now)
-            new_tat, verdict = algorithms.token_bucket(tat, hit.hits, hit.limit, window, now)
+            tat = self._arrival(keys[0], now)
+            now_ms = algorithms.bucket_millis(now)
+            window_ms = algorithms.bucket_window_millis(window)
+            new_tat, verdict = algorithms.token_bucket(tat, hit.hits, hit.limit, window_ms, now_ms)
             if new_tat is not None and new_tat != tat:
-                self._set(keys[0], new_tat, now, (new_tat - now) * 1000 + 1000)
+                self._set(keys[0], new_tat, now, algorithms.bucket_ttl_ms(new_tat, now_ms))
             return verdict
-        failures = int(self._get(keys[0], now) or 0)
-        locked = self._get(keys[1], now)
+        failures = int(self._number(keys[0], now) or 0)
+        locked = self._number(keys[1], now)
         new_failures, new_locked, verdict = algorithms.lockout(
             failures, locked, hit.hits, hit.limit, hit.lockout_s, elapsed, window, now
         )

@@ -33,11 +33,9 @@ class StoreOutages:
         self._logged: set[str] = set()  # uses whose current outage was logged
         self._last_logged: dict[str, float] = {}
 
-    def unavailable(self, use: str) -> int:
-        """Calls of this use answered without the store, since the process started."""
-        return self._counts[use]
-
     def counts(self) -> dict[str, int]:
+        """Use -> calls answered without the store since the process started (every use in
+        USES listed, from zero)."""
         return {use: self._counts[use] for use in (*USES, *self._counts)}
 
     def failed(self, use: str, consequence: str, error: object) -> None:

@@ -12,6 +12,7 @@ to well within a window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ssl
 from collections import defaultdict
@@ -24,7 +25,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
-from authz_service.ratelimit.algorithms import Verdict
+from authz_service.ratelimit.algorithms import (
+    Verdict,
+    bucket_millis,
+    bucket_window_millis,
+    emission,
+)
 from authz_service.ratelimit.lua import ALGORITHM_CODES, SCRIPT
 from authz_service.ratelimit.store import Hit, StoreUnavailable, key_layout
 from authz_service.schema import RedisSettings
@@ -71,9 +77,18 @@ def create_client(settings: RedisSettings) -> Client:
     return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
+def _bucket_arguments(hit: Hit) -> list[str]:
+    """A token bucket's window_ms and emission (see lua.py); zeros for other algorithms."""
+    if hit.algorithm != "token_bucket":
+        return ["0", "0", "0"]
+    window_ms = bucket_window_millis(hit.window_s)
+    whole, part = emission(hit.hits, hit.limit, window_ms) if hit.limit > 0 else (0, 0)
+    return [str(window_ms), str(whole), str(part)]
+
+
 def _arguments(hits: Sequence[Hit], now: float, prefix: str) -> tuple[list[str], list[str]]:
     keys: list[str] = []
-    args: list[str] = [repr(float(now))]
+    args: list[str] = [repr(float(now)), str(bucket_millis(now))]
     for hit in hits:
         layout = key_layout(hit, now)
         keys.extend(prefix + key for key in layout.keys)
@@ -86,6 +101,7 @@ def _arguments(hits: Sequence[Hit], now: float, prefix: str) -> tuple[list[str],
             repr(float(layout.position.elapsed)),
             str(layout.ttl_ms),
             repr(float(hit.lockout_s)),
+            *_bucket_arguments(hit),
         ]
     return keys, args
 
@@ -95,17 +111,37 @@ def _verdicts(raw: Sequence[Sequence[Any]]) -> list[Verdict]:
 
 
 class RedisStore:
-    def __init__(self, client: Client, key_prefix: str = "") -> None:
+    def __init__(self, client: Client, key_prefix: str = "", pool_size: int = 0) -> None:
+        """`pool_size`: the client's connection cap (a cluster client's, per node); 0 when
+        unknown."""
         self._client = client
         self._prefix = key_prefix
+        self._pool_size = pool_size
+        self._cluster = isinstance(client, RedisCluster)
+        self._in_flight = 0  # our commands awaiting Redis, counted here (see stats)
+        # A cluster client fails a command at once when its node's pool is empty
+        # (MaxConnectionsError) where the standalone BlockingConnectionPool waits: hold
+        # commands beyond the cap back here, so a burst waits (within the caller's timeout).
+        self._command_slots: asyncio.Semaphore | contextlib.nullcontext[None] = (
+            asyncio.Semaphore(pool_size)
+            if self._cluster and pool_size
+            else contextlib.nullcontext()
+        )
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> RedisStore:
-        return cls(create_client(settings), settings.key_prefix)
+        return cls(create_client(settings), settings.key_prefix, settings.pool_size)
 
-    @property
-    def client(self) -> Client:
-        return self._client
+    def stats(self) -> dict[str, float]:
+        """Counted in our code, not read from redis-py's private pool fields. Each command in
+        flight holds one pooled connection or waits for one: with a standalone client that
+        owns its pool, connections in use are min(in flight, pool size). A cluster client
+        has one pool per node: only the commands in flight are reported."""
+        figures = {"redis_commands_in_flight": float(self._in_flight)}
+        if self._pool_size and not self._cluster:
+            figures["redis_pool_in_use"] = float(min(self._in_flight, self._pool_size))
+            figures["redis_pool_max"] = float(self._pool_size)
+        return figures
 
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
         if not hits:
@@ -122,11 +158,15 @@ class RedisStore:
         keys = [self._prefix + key for hit in hits for key in key_layout(hit, now).keys]
         if not keys:
             return
+        self._in_flight += 1
         try:
-            # RedisCluster splits a multi-key DEL by slot itself.
-            await self._client.delete(*keys)
+            async with self._command_slots:
+                # RedisCluster splits a multi-key DEL by slot itself.
+                await self._client.delete(*keys)
         except (RedisError, OSError) as error:
             raise StoreUnavailable(f"redis: {error}") from error
+        finally:
+            self._in_flight -= 1
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -154,8 +194,13 @@ class RedisStore:
         return [v for v in results if v is not None]
 
     async def _run(self, client: Client, keys: list[str], args: list[str]) -> Any:
+        self._in_flight += 1
         try:
-            return await client.evalsha(_SHA, len(keys), *keys, *args)
-        except NoScriptError:
-            # First call on this server (or after a restart): EVAL also caches the script.
-            return await client.eval(SCRIPT, len(keys), *keys, *args)
+            async with self._command_slots:
+                try:
+                    return await client.evalsha(_SHA, len(keys), *keys, *args)
+                except NoScriptError:
+                    # First call on this server (or after a restart): EVAL also caches it.
+                    return await client.eval(SCRIPT, len(keys), *keys, *args)
+        finally:
+            self._in_flight -= 1

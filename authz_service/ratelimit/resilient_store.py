@@ -24,14 +24,6 @@ class ResilientStore:
         self._breaker = breaker
         self._clock = clock
 
-    @property
-    def inner(self) -> QuotaStore:
-        return self._inner
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._breaker
-
     async def apply(self, hits: Sequence[Hit], now: float) -> list[Verdict]:
         if not self._breaker.allow(self._clock()):
             raise StoreUnavailable("circuit breaker open")
@@ -65,3 +57,8 @@ class ResilientStore:
 
     async def close(self) -> None:
         await self._inner.close()
+
+    def stats(self) -> dict[str, float]:
+        # 1 while the store is not called at all (open; half-open lets one probe through).
+        breaker_open = self._breaker.state is BreakerState.OPEN
+        return {**self._inner.stats(), "breaker_open": float(breaker_open)}

@@ -77,10 +77,6 @@ class _Node:
     by_key: Mapping[str, _Node] = field(default_factory=dict)
     wildcards: tuple[_Wildcard, ...] = ()
 
-    @property
-    def has_children(self) -> bool:
-        return bool(self.by_value or self.by_key or self.wildcards)
-
 
 def _wildcard_match(parts: tuple[str, ...], value: str) -> bool:
     """`*` matches any run of characters (possibly empty), anywhere in the pattern."""

@@ -2,17 +2,19 @@
 
     QuotaStore.apply(hits, now) -> one Verdict per hit, in order
     QuotaStore.reset(hits, now) -> forget those counters
+    QuotaStore.stats()          -> its saturation figures, read at scrape time
 
-Implementations: `MemoryStore` (one process), `RedisStore` (shared by every replica), and
-wrappers: `ResilientStore` (timeout + circuit breaker), `BatchingStore` (concurrent calls share
-a round trip; it wraps ResilientStore, so the breaker counts round trips) and `CachingStore`
-(local over-limit cache, outermost). Errors raise `StoreUnavailable`.
+Backends: `MemoryStore` (one process), `RedisStore` (shared by every replica). Wrappers, each
+a QuotaStore around another: `ResilientStore` (timeout + circuit breaker), `BatchingStore`
+(concurrent calls share a round trip) and `CachingStore` (local over-limit cache); their
+order is declared once, in `store_chain.py`. Errors raise `StoreUnavailable`. A store is
+correct when it passes tests/integration/ratelimit/conformance/.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -46,6 +48,10 @@ class QuotaStore(Protocol):
         """Forget the counters these hits would touch now (operators' "reset quota")."""
 
     async def close(self) -> None: ...
+
+    def stats(self) -> Mapping[str, float]:
+        """Figures for `authz_quota_store{metric=...}`: a backend reports its own, a wrapper
+        its inner store's plus its own. Cheap and synchronous: read at every scrape."""
 
 
 @dataclass(frozen=True, slots=True)

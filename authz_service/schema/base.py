@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 # A secret's digest as configs hold it ("sha256:<hex>", from `authz-service hash-key`).
@@ -67,4 +67,17 @@ def parse_duration(value: Any) -> float:
 
 HeaderName = Annotated[str, Field(min_length=1)]
 Sha256Hash = Annotated[str, AfterValidator(_sha256_hash)]
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    Field(gt=0),
+    # What the file may hold (the validator turns it into seconds), for the JSON Schema.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": _DURATION.pattern},
+            ]
+        }
+    ),
+]

@@ -21,7 +21,7 @@ Malformed requests are 400; every decision, deny included, is a 200 (the spec's 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +68,11 @@ class AccessEvaluation(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
 
 
-class BadEvaluation(ValueError):
+class BadEvaluation(UnreadableRequest):
     """A body that is no Access Evaluation Request: answered 400, nothing decided."""
+
+    grpc_status = "INVALID_ARGUMENT"
+    http_status = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +169,8 @@ class AuthzenTransport:
     span_method = "AccessEvaluation"
     span_attributes = {"rpc.system": "http"}
 
-    def __init__(self, settings: AuthzenSettings, api_key_header: str) -> None:
+    def __init__(self, settings: AuthzenSettings, api_key_header: Callable[[], str]) -> None:
+        """`api_key_header`: the current config's API key header (it reloads)."""
         self.settings = settings
         self._api_key_header = api_key_header
 
@@ -174,7 +178,7 @@ class AuthzenTransport:
         return [("traceparent", context.traceparent)] if context.traceparent else None
 
     def read(self, wire: Evaluated, limits: RequestLimits) -> RequestAttributes:
-        return to_request(wire, self.settings, self._api_key_header)
+        return to_request(wire, self.settings, self._api_key_header())
 
     def refused(self, wire: Evaluated, error: RequestRefused) -> RequestAttributes:
         return unreadable_request(wire.request_id)

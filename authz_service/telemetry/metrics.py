@@ -163,15 +163,15 @@ class TokenCacheState(Sized, Protocol):
 class ServiceStateCollector(Collector):
     """Reads counters the service keeps anyway, at scrape time, through the callables the
     process wiring passes in (so this module knows neither the reloader nor the compiled
-    config): the reload status, (provider name, JWKS cache) pairs and the token cache of the
-    config in force."""
+    config): the reload status, (provider name, JWKS cache) pairs, the token cache of the
+    config in force, the quota store's `stats()` and its outage counts."""
 
     def __init__(
         self,
         reload_status: Callable[[], ReloadState],
         jwks_caches: Callable[[], Iterable[tuple[str, JwksCacheState]]],
         token_cache: Callable[[], TokenCacheState],
-        store_stats: Callable[[], Iterable[tuple[str, float]]] = lambda: (),
+        store_stats: Callable[[], Mapping[str, float]] = dict,
         store_outages: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self._reload_status = reload_status
@@ -246,7 +246,7 @@ class ServiceStateCollector(Collector):
             "Quota store state (breaker open = 1, pool use).",
             labels=["metric"],
         )
-        for name, value in self._store_stats():
+        for name, value in sorted(self._store_stats().items()):
             store.add_metric([name], value)
         yield store
         unavailable = CounterMetricFamily(

@@ -234,3 +234,33 @@ def test_docker_compose_config_accepts_the_file() -> None:
         cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_config_accepts_the_no_registry_override() -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        message = "docker-compose is not installed (apt-get install docker-compose)"
+        if REQUIRE_ALL:
+            pytest.fail(message)
+        pytest.skip(message)
+    override = REPO_ROOT / "docker-compose.no-registry.yml"
+    result = subprocess.run(
+        [binary, "-f", str(COMPOSE), "-f", str(override), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
+
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)["services"]
+    # Same names, ports and addresses: the service config and Envoy's render apply unchanged.
+    published = [(p["published"], p["target"]) for p in merged["keycloak"]["ports"]]
+    assert published == [(8180, 8080)] and services_of_base()["keycloak"]["ports"] == ["8180:8080"]
+    assert "oidc-provider" in merged["keycloak"]["image"]
+    assert merged["jaeger"]["entrypoint"][-1] == "/opt/otlp_receiver.py"
+
+
+def services_of_base() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]
+    return data

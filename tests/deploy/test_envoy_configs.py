@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -101,3 +102,37 @@ def test_envoy_images_match_the_tested_wheel() -> None:
         repository, tag = image.split(":")
         assert repository == "envoyproxy/envoy"
         assert tag.lstrip("v").startswith(envoy_minor() + "."), (image, envoy_minor())
+
+
+def render_cli(tmp_path: Path, *settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.render_envoy", "--out", str(tmp_path / "out.yaml")]
+        + [arg for setting in settings for arg in ("--set", setting)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_render_refuses_a_name_the_template_does_not_have(tmp_path: Path) -> None:
+    result = render_cli(tmp_path, "PUBLIC_PROT=8443")
+
+    assert result.returncode == 2
+    assert "unknown name(s) PUBLIC_PROT" in result.stderr
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def test_render_refuses_a_port_that_is_not_a_number(tmp_path: Path) -> None:
+    result = render_cli(tmp_path, "PUBLIC_PORT=https")
+
+    assert result.returncode == 2
+    assert "PUBLIC_PORT='https': a port is a number" in result.stderr
+
+
+def test_render_accepts_known_names_and_numeric_ports(tmp_path: Path) -> None:
+    result = render_cli(tmp_path, "PUBLIC_PORT=8443", "OTLP_HOST=collector")
+
+    assert result.returncode == 0, result.stderr
+    assert "port_value: 8443" in (tmp_path / "out.yaml").read_text()

@@ -63,3 +63,22 @@ def test_an_unreadable_envoy_config_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_success_lists_every_descriptor_with_its_limit(tmp_path: Path) -> None:
+    result = run("--envoy", str(rendered_envoy(tmp_path)), "--config", "config/local.yaml")
+
+    assert result.returncode == 0, result.stderr
+    listed = [line for line in result.stdout.splitlines() if line.startswith("ok: ")]
+    assert len(listed) == 7
+    assert any("[(endpoint, api)] limited by api-endpoint" in line for line in listed)
+    assert "7 descriptors checked: 0 errors, 0 warnings" in result.stdout
+
+
+def test_the_unrendered_template_is_refused_with_how_to_render_it() -> None:
+    result = run("--envoy", "envoy/envoy.yaml", "--config", "config/local.yaml")
+
+    assert result.returncode == 1
+    assert "is a template" in result.stderr
+    assert "python -m tools.render_envoy --out" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from authz_service.ratelimit.limiter import counter_base
-from authz_service.ratelimit.memory_store import MemoryStore
-from authz_service.ratelimit.redis_store import RedisStore
+from authz_service.ratelimit.counters import counter_base
+from authz_service.ratelimit.redis_store import RedisStore, create_client
 from authz_service.ratelimit.store import Hit
 from authz_service.schema import RedisSettings
 from tests.support.redis import LocalRedisCluster
@@ -46,34 +44,26 @@ async def test_descriptors_of_one_domain_spread_over_every_master(
     assert sum(holding) >= 30 and all(count > 0 for count in holding)
 
 
-async def test_cluster_and_memory_stores_agree(cluster_store: RedisStore) -> None:
-    memory = MemoryStore()
-    rng = random.Random(7)
-    now = 1_700_000_000.0
-    for _ in range(100):
-        now += rng.choice([0.0, 0.3, 2.0, 20.0])
-        batch = [descriptor_hit(f"u{rng.randrange(6)}", limit=3) for _ in range(3)]
-        assert await cluster_store.apply(batch, now) == await memory.apply(batch, now)
+async def test_cluster_settings_build_a_cluster_client(redis_cluster: LocalRedisCluster) -> None:
+    client = create_client(RedisSettings(url=redis_cluster.url, cluster=True))
+    try:
+        assert isinstance(client, RedisCluster)
+    finally:
+        await client.aclose()
 
 
-async def test_concurrent_hits_on_the_cluster_admit_exactly_the_limit(
-    cluster_store: RedisStore,
+async def test_a_burst_beyond_the_pool_size_waits_for_connections_instead_of_failing(
+    redis_cluster: LocalRedisCluster,
 ) -> None:
-    hit = descriptor_hit("hot", limit=40)
-    other = descriptor_hit("cold", limit=1000)
-    results = await asyncio.gather(
-        *(cluster_store.apply([hit, other], 1_700_000_000.0) for _ in range(150))
+    # redis-py's cluster client raises MaxConnectionsError when a node's pool is empty (the
+    # standalone client's BlockingConnectionPool waits): the store holds the burst back.
+    settings = RedisSettings(
+        url=redis_cluster.url, cluster=True, key_prefix="burst:", timeout_ms=5000, pool_size=2
     )
-    assert sum(r[0].allowed for r in results) == 40
-    assert all(r[1].allowed for r in results)
-
-
-async def test_reset_deletes_counters_across_slots(cluster_store: RedisStore) -> None:
-    hits = [descriptor_hit(f"reset{i}", limit=1) for i in range(6)]
-    await cluster_store.apply(hits, 1_700_000_000.0)
-    await cluster_store.reset(hits, 1_700_000_000.0)
-    assert all(v.allowed for v in await cluster_store.apply(hits, 1_700_000_000.0))
-
-
-async def test_client_is_a_redis_cluster(cluster_store: RedisStore) -> None:
-    assert isinstance(cluster_store.client, RedisCluster)
+    store = RedisStore.from_settings(settings)
+    try:
+        hit = descriptor_hit(f"burst-{uuid.uuid4().hex}", limit=30)
+        results = await asyncio.gather(*(store.apply([hit], 1_700_000_000.0) for _ in range(60)))
+    finally:
+        await store.close()
+    assert sum(r[0].allowed for r in results) == 30

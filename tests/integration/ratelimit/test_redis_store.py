@@ -1,25 +1,24 @@
-"""RedisStore against a real redis-server: atomicity, agreement with memory, expiry, round trips."""
+"""What only RedisStore promises, against a real redis-server: one round trip per request,
+exact counts across processes, the figures of its stats(). The scenarios every store shares
+(agreement with the reference model, expiry, reset) are in conformance/."""
 
 from __future__ import annotations
 
-import random
-import subprocess
+import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from authz_service.ratelimit.limiter import RateLimiter
-from authz_service.ratelimit.memory_store import MemoryStore
 from authz_service.ratelimit.redis_store import RedisStore
 from authz_service.ratelimit.results import Descriptor, RateLimitRequestData
 from authz_service.ratelimit.rules import compile_rules, parse_domain_document
 from authz_service.ratelimit.store import Hit, StoreAlgorithm
 from authz_service.schema import RedisSettings
 from tests.support import REPO_ROOT
-from tests.support.redis import RedisServer
+from tests.support.redis import RedisServer, RedisServerFactory
 
 pytestmark = pytest.mark.redis
 
@@ -34,46 +33,6 @@ async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
     )
     yield redis_store
     await redis_store.close()
-
-
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-async def test_memory_and_redis_stores_agree_bit_for_bit(
-    store: RedisStore, algorithm: StoreAlgorithm
-) -> None:
-    memory = MemoryStore()
-    rng = random.Random(algorithm)
-    now = 1_700_000_000.0
-    for _ in range(300):
-        now += rng.choice([0.0, 0.0, 0.013, 0.25, 1.7, 9.0])
-        hits = [
-            Hit(
-                f"{{k{rng.randrange(3)}}}|{algorithm}",
-                algorithm,
-                limit=rng.choice([0, 1, 5, 20]) if algorithm != "lockout" else 4,
-                window_s=10.0,
-                hits=rng.choice([0, 1, 1, 1, 3]),
-                charge_rejected=rng.random() < 0.5 and algorithm != "token_bucket",
-                lockout_s=15.0,
-            )
-            for _ in range(rng.randrange(1, 4))
-        ]
-        # Limits differ between calls on one key only in the sequence, never within it.
-        hits = [h for h in hits if h.key == hits[0].key] or hits[:1]
-        assert await store.apply(hits, now) == await memory.apply(hits, now)
-
-
-async def test_window_expiry_with_an_injected_clock(store: RedisStore) -> None:
-    hit = Hit("{w}|f", "fixed_window", 2, 60.0, 1)
-    start = 1_699_999_980.0  # aligned on a minute
-    allowed = [(await store.apply([hit], start + t))[0].allowed for t in (0, 1, 59.9, 60.0)]
-    assert allowed == [True, True, False, True]
-
-
-async def test_reset_deletes_the_counters_in_redis(store: RedisStore) -> None:
-    hits = [Hit("{r}|f", "fixed_window", 1, 60.0, 1), Hit("{r}|s", "sliding_window", 1, 60.0, 1)]
-    await store.apply(hits, 1_700_000_000.0)
-    await store.reset(hits, 1_700_000_000.0)
-    assert all(v.allowed for v in await store.apply(hits, 1_700_000_000.0))
 
 
 async def test_one_evalsha_per_should_rate_limit_with_three_descriptors(
@@ -116,29 +75,70 @@ descriptors:
 
 
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "token_bucket"])
-def test_two_processes_sharing_redis_admit_exactly_the_limit(
-    redis_server: RedisServer, algorithm: str, tmp_path: Path
+async def test_two_processes_sharing_redis_admit_exactly_the_limit(
+    redis_server: RedisServer, algorithm: str
 ) -> None:
-    prefix = f"race{uuid.uuid4().hex[:8]}:"
+    """Each process fires 600 hits at a limit of 1000 once both are connected: together they
+    must get exactly 1000, however the scheduler interleaves them (each gets at least 400)."""
+    limit, per_process = 1000, 600
     now = 1_700_000_000.0  # one instant: no refill, no window edge
-    command = [
-        sys.executable,
-        "-m",
-        "tests.integration.ratelimit.hammer",
-        redis_server.url,
-        prefix,
-        algorithm,
-        "1000",
-        "1000",
-        str(now),
-        str(tmp_path),
-        "2",
-    ]
+    arguments = [redis_server.url, f"race{uuid.uuid4().hex[:8]}:", algorithm]
+    arguments += [str(limit), str(per_process), str(now)]
     processes = [
-        subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.integration.ratelimit.hammer",
+            *arguments,
+            cwd=REPO_ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
         for _ in range(2)
     ]
-    admitted = [int(p.communicate(timeout=60)[0].strip()) for p in processes]
-    assert all(p.returncode == 0 for p in processes)
-    assert sum(admitted) == 1000
-    assert all(count > 0 for count in admitted)  # both really competed
+    try:
+        async with asyncio.timeout(60):
+            for process in processes:  # the barrier: both connected before either fires
+                assert process.stdout is not None
+                assert await process.stdout.readline() == b"ready\n"
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.write(b"go\n")
+            outputs = await asyncio.gather(*(p.communicate() for p in processes))
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert [p.returncode for p in processes] == [0, 0]
+    admitted = [int(stdout.strip()) for stdout, _ in outputs]
+    assert sum(admitted) == limit
+
+
+async def test_stats_count_the_commands_in_flight_and_the_connections_they_hold(
+    redis_server_factory: RedisServerFactory,
+) -> None:
+    server = redis_server_factory()
+    store = RedisStore.from_settings(RedisSettings(url=server.url, timeout_ms=5000, pool_size=2))
+    look, take = (
+        Hit("{s}|f", "fixed_window", 10, 60.0, 0),
+        Hit("{s}|f", "fixed_window", 10, 60.0, 1),
+    )
+    await store.apply([look], 1.0)  # connected, script loaded
+    server.pause()  # a hung Redis: the next commands stay in flight
+    calls = [asyncio.create_task(store.apply([take], 1.0)) for _ in range(3)]
+    try:
+        async with asyncio.timeout(5):
+            while store.stats()["redis_commands_in_flight"] < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0)  # yield until the tasks sent them: no timed wait
+        held = store.stats()
+    finally:
+        server.resume()
+    answers = await asyncio.gather(*calls)
+    idle = store.stats()
+    await store.close()
+
+    # Two hold the pool's two connections, the third waits for one.
+    assert held == {"redis_commands_in_flight": 3, "redis_pool_in_use": 2, "redis_pool_max": 2}
+    assert all(verdicts[0].allowed for verdicts in answers)
+    assert idle == {"redis_commands_in_flight": 0, "redis_pool_in_use": 0, "redis_pool_max": 2}

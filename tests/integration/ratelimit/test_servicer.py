@@ -12,9 +12,10 @@ import pytest
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
-from authz_service.ratelimit.factory import build_limiter
+from authz_service.ratelimit.factory import build_limiter, build_store
 from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.rules import RateLimitRules, compile_rules, parse_domain_document
+from authz_service.ratelimit.store import QuotaStore
 from authz_service.schema import RateLimitSettings
 from tests.support.redis import RedisServer, RedisServerFactory
 
@@ -43,6 +44,8 @@ class Rig:
     stub: rls_pb2_grpc.RateLimitServiceStub
     redis: RedisServer
     current: list[RateLimiter]
+    settings: RateLimitSettings
+    store: QuotaStore
 
 
 @pytest.fixture
@@ -51,14 +54,15 @@ async def rig(redis_server_factory: RedisServerFactory) -> AsyncIterator[Rig]:
     settings = RateLimitSettings.model_validate(
         {"store": "redis", "redis": {"url": redis.url, "timeout_ms": 100}}
     )
-    current = [build_limiter(settings, compile_text(CONFIG))]
+    store = build_store(settings)
+    current = [build_limiter(settings, compile_text(CONFIG), store)]
     server = grpc.aio.server()
     add_ratelimit_servicer(server, lambda: current[0])
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Rig(rls_pb2_grpc.RateLimitServiceStub(channel), redis, current)
+        yield Rig(rls_pb2_grpc.RateLimitServiceStub(channel), redis, current, settings, store)
     finally:
         await channel.close()
         await server.stop(None)
@@ -116,6 +120,7 @@ async def test_empty_domain_is_invalid_argument(rig: Rig) -> None:
 
 async def test_swapped_limiter_applies_to_the_next_call(rig: Rig) -> None:
     stricter = CONFIG.replace("requests_per_unit: 2,", "requests_per_unit: 0,")
-    rig.current[0] = rig.current[0].with_config(compile_text(stricter))
+    # What a reload swaps in: a limiter with the new rules on the same store.
+    rig.current[0] = build_limiter(rig.settings, compile_text(stricter), rig.store)
     response = await rig.stub.ShouldRateLimit(rls_request({"client_ip": "192.0.2.7"}))
     assert response.overall_code == OVER_LIMIT

@@ -274,6 +274,16 @@ def test_metrics_count_the_known_sequence(observed: Observed) -> None:
     assert sample(text, "authz_rpc_in_flight", rpc="Check") == 0
 
 
+def test_the_quota_store_chain_reports_its_figures(observed: Observed) -> None:
+    text = observed.metrics_text
+
+    # The memory store's own figures, and the local over-limit cache's around it: the third
+    # ShouldRateLimit was over the limit, so its counter is remembered in-process.
+    assert sample(text, "authz_quota_store", metric="memory_keys") >= 1
+    assert sample(text, "authz_quota_store", metric="memory_max_keys") == 1_000_000
+    assert sample(text, "authz_quota_store", metric="local_over_limit_entries") == 1
+
+
 def test_health_endpoints_answer(observed: Observed) -> None:
     assert httpx.get(observed.metrics_url + "/healthz", timeout=5).status_code == 200
     ready = httpx.get(observed.metrics_url + "/readyz", timeout=5)

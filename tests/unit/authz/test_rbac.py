@@ -351,6 +351,21 @@ def test_a_host_scoped_deny_rule_holds_for_every_spelling_of_the_host(host: str)
     assert (decision.outcome, decision.rule) == (Outcome.FORBIDDEN, "no-admin-host")
 
 
+def test_a_request_without_a_host_is_a_bad_request_where_rules_are_host_scoped() -> None:
+    # No Host at all must not skip a host-scoped deny rule and fall through to an allow.
+    rules = policies(
+        {"name": "no-admin-host", "match": {"hosts": ["admin.example.com"]}, "deny": True},
+        {"name": "anyone", "allow": "anonymous"},
+    )
+    decision = decide(rules, None, request(host=""))
+    assert (decision.outcome, decision.reason) == (Outcome.FORBIDDEN, Reason.BAD_REQUEST)
+
+
+def test_a_request_without_a_host_is_decided_where_no_rule_is_host_scoped() -> None:
+    rules = policies({"name": "anyone", "allow": "anonymous"})
+    assert decide(rules, None, request(host="")).allowed
+
+
 def test_rule_hosts_are_canonical_at_load_so_any_spelling_in_config_matches() -> None:
     rules = policies(
         {"name": "admin-host", "match": {"hosts": ["Admin.Example.COM."]}, "deny": True},

@@ -1,4 +1,8 @@
-"""Check's fast rule test (`applies`) and explain's (`match`) never disagree."""
+"""Check's indexed rule evaluation and explain's full scan never disagree.
+
+Both ask each rule the same question (`CompiledRule.mismatch`); explain also puts the answer
+into words (`why_not`).
+"""
 
 from __future__ import annotations
 
@@ -30,12 +34,15 @@ segments = st.sampled_from(["public", "admin", "api", "internal", "reports", "do
     host=st.sampled_from(["api.local", "api.local:443", "[::1]:8443", "other"]),
     parts=st.lists(segments, min_size=0, max_size=4),
 )
-def test_applies_agrees_with_match(method: str, host: str, parts: list[str]) -> None:
+def test_explain_names_the_part_of_the_request_a_rule_does_not_cover(
+    method: str, host: str, parts: list[str]
+) -> None:
     path = "/" + "/".join(parts)
     canonical = canonical_host(host)
     for rule in RULES:
-        explained = rule.match(method, canonical, path)
-        assert rule.applies(method, canonical, path) == (explained is None)
+        missed = rule.mismatch(method, canonical, path)
+        if missed is not None:
+            assert rule.why_not(missed, method, canonical, path).startswith(missed.value)
 
 
 SHAPES = [

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from authz_service.ratelimit import algorithms
-from authz_service.ratelimit.algorithms import Verdict, WindowPosition
+from authz_service.ratelimit.algorithms import ArrivalTime, Verdict, WindowPosition
 
 
 def test_window_position_aligns_windows_to_the_epoch() -> None:
@@ -71,37 +71,80 @@ def test_sliding_window_stops_the_double_burst_a_fixed_window_allows_at_the_edge
 
 
 def test_token_bucket_allows_a_burst_of_the_limit_then_refills_one_per_interval() -> None:
-    tat, now = None, 1000.0
+    tat, now_ms = None, 1_000_000
     results = []
     for _ in range(6):
-        tat, verdict = algorithms.token_bucket(tat, 1, 5, 10.0, now)
+        tat, verdict = algorithms.token_bucket(tat, 1, 5, 10_000, now_ms)
         results.append(verdict.allowed)
     assert results == [True] * 5 + [False]
-    _, later = algorithms.token_bucket(tat, 1, 5, 10.0, now + 2.0)  # one token per 2 s
+    _, later = algorithms.token_bucket(tat, 1, 5, 10_000, now_ms + 2000)  # one token per 2 s
     assert later.allowed and later.remaining == 0
 
 
+def test_token_bucket_admits_its_whole_burst_at_an_epoch_sized_instant() -> None:
+    tat, now_ms, admitted = None, algorithms.bucket_millis(1_700_000_040.0), 0
+    for _ in range(26):
+        tat, verdict = algorithms.token_bucket(tat, 1, 25, 60_000, now_ms)
+        admitted += verdict.allowed
+    assert admitted == 25
+    assert tat == ArrivalTime(now_ms + 60_000, 0, 25)
+
+
+def test_token_bucket_arrival_time_is_exact_when_the_interval_is_no_whole_millisecond() -> None:
+    # 7 a minute: a token every 8571 + 3/7 ms. Seven of them add up to the minute exactly.
+    tat: ArrivalTime | None = None
+    now_ms = 1_700_000_040_000
+    for _ in range(3):
+        tat, _ = algorithms.token_bucket(tat, 1, 7, 60_000, now_ms)
+    assert tat == ArrivalTime(now_ms + 25_714, 2, 7)  # 3 * 60000 / 7 = 25714 + 2/7
+    tat, verdict = algorithms.token_bucket(tat, 4, 7, 60_000, now_ms)
+    assert (tat, verdict) == (ArrivalTime(now_ms + 60_000, 0, 7), Verdict(True, 0, 60.0))
+
+
+def test_token_bucket_counted_with_another_limit_resumes_from_the_next_millisecond() -> None:
+    # A reload turned 7 a minute into 5: 2/7 ms cannot be read as 2/5 ms (later) nor dropped
+    # (earlier, more lenient); the arrival time is taken rounded up to the millisecond.
+    now_ms = 1_700_000_040_000
+    tat, verdict = algorithms.token_bucket(ArrivalTime(now_ms + 25_714, 2, 7), 1, 5, 60_000, now_ms)
+    assert tat == ArrivalTime(now_ms + 25_715 + 12_000, 0, 5)
+    assert verdict == Verdict(True, 1, 37.715)
+
+
 def test_token_bucket_rejection_reports_the_wait_for_the_next_token() -> None:
-    tat: float | None = None
+    tat: ArrivalTime | None = None
     for _ in range(5):
-        tat, _ = algorithms.token_bucket(tat, 1, 5, 10.0, 1000.0)
-    _, verdict = algorithms.token_bucket(tat, 1, 5, 10.0, 1000.5)
+        tat, _ = algorithms.token_bucket(tat, 1, 5, 10_000, 1_000_000)
+    _, verdict = algorithms.token_bucket(tat, 1, 5, 10_000, 1_000_500)
     assert verdict == Verdict(False, 0, 1.5)
 
 
 def test_token_bucket_with_a_zero_limit_rejects_every_hit() -> None:
-    assert algorithms.token_bucket(None, 1, 0, 10.0, 5.0)[1].allowed is False
+    assert algorithms.token_bucket(None, 1, 0, 10_000, 5000)[1].allowed is False
 
 
-@given(st.lists(st.floats(min_value=0, max_value=3), min_size=1, max_size=60))
-def test_token_bucket_never_admits_more_than_burst_plus_refill(gaps: list[float]) -> None:
-    tat, now, admitted = None, 1_000_000.0, 0
-    start = now
-    for gap in gaps:
-        now += gap
-        tat, verdict = algorithms.token_bucket(tat, 1, 4, 8.0, now)
-        admitted += verdict.allowed
-    assert admitted <= 4 + (now - start) / 2.0 + 1e-6
+def test_token_bucket_clock_rounds_down_to_the_millisecond() -> None:
+    assert algorithms.bucket_millis(1_700_000_000.0129) == 1_700_000_000_012
+    assert algorithms.bucket_window_millis(0.0001) == 1  # never a zero-length window
+
+
+def test_emission_of_more_hits_than_can_ever_fit_is_capped_at_one_more_than_the_burst() -> None:
+    assert algorithms.emission(2**64, 3, 1000) == algorithms.emission(4, 3, 1000) == (1333, 1)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 3)), min_size=1, max_size=60),
+    st.integers(1_000_000_000_000, 4_000_000_000_000),
+)
+def test_token_bucket_never_admits_more_than_burst_plus_refill(
+    steps: list[tuple[int, int]], start_ms: int
+) -> None:
+    # 4 per 8 s: a burst of 4 and a token every 2 s.
+    tat, now_ms, admitted = None, start_ms, 0
+    for gap_ms, hits in steps:
+        now_ms += gap_ms
+        tat, verdict = algorithms.token_bucket(tat, hits, 4, 8000, now_ms)
+        admitted += hits if verdict.allowed else 0
+    assert admitted * 2000 <= 4 * 2000 + (now_ms - start_ms)
 
 
 def test_lockout_locks_after_max_failures_for_the_lockout_time() -> None:

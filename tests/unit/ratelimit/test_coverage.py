@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authz_service.ratelimit.coverage import ANY, DescriptorShape, check_coverage
+from authz_service.ratelimit.coverage import ANY, DescriptorShape, check_coverage, describe_coverage
 from authz_service.ratelimit.rules import compile_rules, parse_domain_document
 
 LIMITS = compile_rules(
@@ -71,3 +71,24 @@ def test_the_same_shape_on_many_routes_is_reported_once() -> None:
     findings = check_coverage([shape(("endpoint", "admin")), shape(("endpoint", "admin"))], LIMITS)
 
     assert len(findings) == 1
+
+
+def test_every_route_sending_an_uncovered_descriptor_is_named() -> None:
+    shapes = [
+        DescriptorShape("gateway", (("endpoint", "admin"),), "route /admin"),
+        DescriptorShape("gateway", (("endpoint", "admin"),), "route /admin/users"),
+    ]
+
+    (finding,) = check_coverage(shapes, LIMITS)
+
+    assert finding.wheres == ("route /admin", "route /admin/users")
+    assert str(finding).startswith("error: route /admin; route /admin/users: [(endpoint, admin)]")
+
+
+def test_the_description_lists_covered_descriptors_with_their_limits() -> None:
+    findings = describe_coverage(
+        [shape(("remote_address", ANY)), shape(("endpoint", "admin"))], LIMITS
+    )
+
+    assert [f.severity for f in findings] == ["ok", "error"]
+    assert findings[0].message.startswith("limited by ")

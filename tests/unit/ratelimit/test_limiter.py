@@ -1,4 +1,9 @@
-"""RateLimiter decisions on the in-memory store, with the clock passed in."""
+"""RateLimiter decisions on the in-memory store, with the clock passed in.
+
+What only the limiter decides (matching, replaces, overrides, failure modes, lockout subjects,
+outage reporting). The limits every store must enforce the same way (each algorithm, shadow
+mode, preview, expiry, reset, lockout counters) run on every store in
+tests/integration/ratelimit/conformance/."""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ from collections.abc import Sequence
 import pytest
 
 from authz_service.ratelimit.algorithms import Verdict
+from authz_service.ratelimit.counters import lockout_hit
 from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.memory_store import MemoryStore
+from authz_service.ratelimit.outages import StoreOutages
 from authz_service.ratelimit.response import rate_limit_headers
 from authz_service.ratelimit.results import (
     UNLIMITED_REMAINING,
@@ -74,19 +81,8 @@ async def codes(rl: RateLimiter, req: RateLimitRequestData, times: int) -> list[
     return [(await rl.should_rate_limit(req, NOW)).overall_code for _ in range(times)]
 
 
-async def test_over_the_limit_answers_over_limit_with_statuses() -> None:
-    rl = limiter()
-    req = request(one("client_ip", "1.2.3.4"))
-    assert await codes(rl, req, 4) == [Code.OK] * 3 + [Code.OVER_LIMIT]
-    result = await rl.should_rate_limit(req, NOW)
-    assert result.statuses == (
-        DescriptorStatus(Code.OVER_LIMIT, CurrentLimit(3, "minute"), 0, 20.0),
-    )
-
-
-async def test_ok_status_carries_remaining_and_time_until_reset() -> None:
-    result = await limiter().should_rate_limit(request(one("client_ip", "1.2.3.4")), NOW)
-    assert result.statuses == (DescriptorStatus(Code.OK, CurrentLimit(3, "minute"), 2, 20.0),)
+async def locked_out(rl: RateLimiter, client_ip: str, now: float = NOW) -> bool:
+    return (await rl.lockout_state(client_ip, now)).locked
 
 
 async def test_any_over_limit_descriptor_makes_the_answer_over_limit() -> None:
@@ -112,42 +108,12 @@ async def test_unlimited_descriptor_reports_max_remaining_and_replaces_named_lim
     )
 
 
-async def test_several_limits_on_one_descriptor_all_apply() -> None:
-    rl = limiter()
-    req = request(one("user", "alice"))
-    per_second = [await rl.should_rate_limit(req, NOW + t) for t in (0, 0, 0)]
-    assert [r.overall_code for r in per_second] == [Code.OK, Code.OK, Code.OVER_LIMIT]
-    assert per_second[2].statuses[0].current_limit == CurrentLimit(2, "second", "user_per_second")
-    later = [await rl.should_rate_limit(req, NOW + t) for t in (1, 1, 2, 2)]
-    # The per-second limit charged the rejected third hit, so the day has 2 left at t=1.
-    assert [r.overall_code for r in later] == [Code.OK, Code.OK, Code.OVER_LIMIT, Code.OVER_LIMIT]
-    assert later[-1].statuses[0].current_limit == CurrentLimit(5, "day", "user_per_day")
-
-
 async def test_tier_value_selects_the_tier_limit() -> None:
     rl = limiter()
     gold = await codes(rl, request(one("tier", "gold")), 5)
     free = await codes(rl, request(one("tier", "free")), 2)
     assert gold == [Code.OK] * 5
     assert free == [Code.OK, Code.OVER_LIMIT]
-
-
-async def test_request_hits_addend_charges_that_many() -> None:
-    result = await limiter().should_rate_limit(request(one("client_ip", "a"), hits=3), NOW)
-    assert (result.overall_code, result.statuses[0].limit_remaining) == (Code.OK, 0)
-
-
-async def test_descriptor_hits_addend_zero_only_checks() -> None:
-    rl = limiter()
-    check = request(one("client_ip", "a", hits_addend=0))
-    assert await codes(rl, check, 5) == [Code.OK] * 5
-    assert (await rl.should_rate_limit(check, NOW)).statuses[0].limit_remaining == 3
-
-
-async def test_descriptor_hits_addend_overrides_the_request_one() -> None:
-    req = request(one("client_ip", "a", hits_addend=2), one("client_ip", "b"), hits=3)
-    result = await limiter().should_rate_limit(req, NOW)
-    assert [s.limit_remaining for s in result.statuses] == [1, 0]
 
 
 async def test_limit_override_from_the_request_replaces_the_config_limit() -> None:
@@ -164,38 +130,6 @@ async def test_limit_override_for_an_unknown_domain_is_ignored() -> None:
     assert (await limiter().should_rate_limit(req, NOW)).overall_code is Code.OK
 
 
-async def test_descriptor_shadow_mode_counts_but_never_blocks() -> None:
-    rl = limiter()
-    req = request(one("shadowed", "x"))
-    assert await codes(rl, req, 3) == [Code.OK] * 3
-    assert (await rl.should_rate_limit(req, NOW)).statuses[0].limit_remaining == 0
-
-
-async def test_global_shadow_mode_answers_ok_while_statuses_say_over_limit() -> None:
-    rl = limiter(shadow_mode=True)
-    req = request(one("tier", "free"))
-    await rl.should_rate_limit(req, NOW)
-    result = await rl.should_rate_limit(req, NOW)
-    assert result.overall_code is Code.OK
-    assert result.statuses[0].code is Code.OVER_LIMIT
-
-
-async def test_not_charging_rejected_requests_keeps_the_quota_for_smaller_ones() -> None:
-    rl = limiter()
-    big = request(one("upload", "u", hits_addend=5))
-    small = request(one("upload", "u", hits_addend=1))
-    assert await codes(rl, big, 1) == [Code.OVER_LIMIT]
-    assert await codes(rl, small, 4) == [Code.OK] * 3 + [Code.OVER_LIMIT]
-
-
-async def test_window_expiry_restores_the_quota() -> None:
-    rl = limiter()
-    req = request(one("tier", "free"))
-    assert (await rl.should_rate_limit(req, NOW)).overall_code is Code.OK
-    assert (await rl.should_rate_limit(req, NOW + 19.9)).overall_code is Code.OVER_LIMIT
-    assert (await rl.should_rate_limit(req, NOW + 20.0)).overall_code is Code.OK
-
-
 async def test_check_descriptors_enforces_the_domain_for_ext_authz() -> None:
     rl = limiter()
     results = [
@@ -205,19 +139,11 @@ async def test_check_descriptors_enforces_the_domain_for_ext_authz() -> None:
     assert [r.overall_code for r in results] == [Code.OK, Code.OVER_LIMIT]
 
 
-async def test_reset_forgets_every_counter_of_the_descriptor() -> None:
-    rl = limiter()
-    req = request(one("user", "carol"))
-    await codes(rl, req, 3)
-    await rl.reset("api", [("user", "carol")], NOW)
-    assert (await rl.should_rate_limit(req, NOW)).statuses[0].limit_remaining == 1
-
-
-async def test_with_config_keeps_the_counters() -> None:
-    rl = limiter()
+async def test_a_limiter_reloaded_on_the_same_store_keeps_the_counters() -> None:
+    store = MemoryStore()
     req = request(one("tier", "free"))
-    await rl.should_rate_limit(req, NOW)
-    reloaded = rl.with_config(make_config())
+    await RateLimiter(make_config(), store).should_rate_limit(req, NOW)
+    reloaded = RateLimiter(make_config(), store)  # what a config reload builds
     assert (await reloaded.should_rate_limit(req, NOW)).overall_code is Code.OVER_LIMIT
 
 
@@ -230,6 +156,9 @@ class FailingStore:
 
     async def close(self) -> None:
         return None
+
+    def stats(self) -> dict[str, float]:
+        return {}
 
 
 @pytest.mark.parametrize(("mode", "code"), [("allow", Code.OK), ("deny", Code.OVER_LIMIT)])
@@ -254,65 +183,16 @@ async def test_request_with_no_limited_descriptor_never_reaches_the_store() -> N
 BRUTE = BruteForceSettings(enabled=True, max_failures=3, window=60.0, lockout=300.0)
 
 
-async def test_repeated_auth_failures_lock_the_client_ip_out() -> None:
-    rl = limiter(brute_force=BRUTE)
-    states = [await rl.record_auth_failure("198.51.100.7", NOW) for _ in range(3)]
-    assert [s.locked for s in states] == [False, False, True]
-    assert states[-1].retry_after == 300.0
-    assert await rl.is_locked_out("198.51.100.7", NOW + 299)
-    assert not await rl.is_locked_out("198.51.100.7", NOW + 300)
-    assert not await rl.is_locked_out("198.51.100.8", NOW)
-
-
-async def test_reset_lockout_lets_the_client_in_again() -> None:
-    rl = limiter(brute_force=BRUTE)
-    for _ in range(3):
-        await rl.record_auth_failure("198.51.100.7", NOW)
-    await rl.reset_lockout("198.51.100.7", NOW)
-    assert not await rl.is_locked_out("198.51.100.7", NOW)
-
-
 async def test_brute_force_disabled_never_locks_out() -> None:
     rl = limiter()
     for _ in range(20):
         await rl.record_auth_failure("198.51.100.7", NOW)
-    assert not await rl.is_locked_out("198.51.100.7", NOW)
+    assert not await locked_out(rl, "198.51.100.7")
 
 
 async def test_brute_force_fails_open_when_the_store_is_down() -> None:
     rl = RateLimiter(make_config(), FailingStore(), brute_force=BRUTE)
-    assert not await rl.is_locked_out("198.51.100.7", NOW)
-
-
-# -- preview (explain): the next request's answer, nothing charged -------------------------
-
-
-async def test_preview_says_the_next_request_is_refused_once_nothing_is_left() -> None:
-    rl = limiter()
-    charged = request(one("client_ip", "9.9.9.9"))
-    seen = []
-    for _ in range(3):  # the limit is 3 per minute
-        preview = await rl.preview_descriptors("api", [[("client_ip", "9.9.9.9")]], NOW)
-        seen.append((preview.overall_code, preview.statuses[0].limit_remaining))
-        await rl.should_rate_limit(charged, NOW)
-    preview = await rl.preview_descriptors("api", [[("client_ip", "9.9.9.9")]], NOW)
-    seen.append((preview.overall_code, preview.statuses[0].limit_remaining))
-    assert seen == [(Code.OK, 3), (Code.OK, 2), (Code.OK, 1), (Code.OVER_LIMIT, 0)]
-
-
-async def test_preview_charges_nothing() -> None:
-    rl = limiter()
-    for _ in range(10):
-        await rl.preview_descriptors("api", [[("client_ip", "8.8.8.8")]], NOW)
-    status = (await rl.should_rate_limit(request(one("client_ip", "8.8.8.8")), NOW)).statuses[0]
-    assert status.limit_remaining == 2  # only this request was charged
-
-
-async def test_preview_of_an_exhausted_shadow_mode_limit_still_allows() -> None:
-    rl = limiter()
-    await rl.should_rate_limit(request(one("shadowed", "x")), NOW)  # its limit is 1
-    preview = await rl.preview_descriptors("api", [[("shadowed", "x")]], NOW)
-    assert preview.overall_code is Code.OK
+    assert not await locked_out(rl, "198.51.100.7")
 
 
 async def test_a_window_of_several_units_is_reported_with_its_real_length() -> None:
@@ -336,26 +216,28 @@ async def test_failures_across_one_ipv6_64_lock_out_the_whole_64() -> None:
     rl = limiter(brute_force=BRUTE)
     for host in range(1, 4):  # a new address of the same /64 for every guess
         await rl.record_auth_failure(f"2001:db8:1:2::{host}", NOW)
-    assert await rl.is_locked_out("2001:db8:1:2::99", NOW)
+    assert await locked_out(rl, "2001:db8:1:2::99")
     assert (await rl.lockout_state("2001:db8:1:2:abcd::1", NOW)).locked
-    assert not await rl.is_locked_out("2001:db8:1:3::1", NOW)
+    assert not await locked_out(rl, "2001:db8:1:3::1")
 
 
 async def test_ipv4_mapped_addresses_count_with_their_ipv4_address() -> None:
-    rl = limiter(brute_force=BRUTE)
+    store = MemoryStore()
+    rl = RateLimiter(make_config(), store, brute_force=BRUTE)
     await rl.record_auth_failure("198.51.100.7", NOW)
     await rl.record_auth_failure("::ffff:198.51.100.7", NOW)
     await rl.record_auth_failure("::ffff:c633:6407", NOW)
-    assert await rl.is_locked_out("198.51.100.7", NOW)
-    await rl.reset_lockout("::ffff:198.51.100.7", NOW)  # the admin names either spelling
-    assert not await rl.is_locked_out("198.51.100.7", NOW)
+    assert await locked_out(rl, "198.51.100.7")
+    # Either spelling names the same counters.
+    await store.reset([lockout_hit("::ffff:198.51.100.7", BRUTE, 0)], NOW)
+    assert not await locked_out(rl, "198.51.100.7")
 
 
 async def test_the_ipv6_prefix_length_is_configurable() -> None:
     rl = limiter(brute_force=BRUTE.model_copy(update={"ipv6_prefix_length": 128}))
     for host in range(1, 4):
         await rl.record_auth_failure(f"2001:db8:1:2::{host}", NOW)
-    assert not await rl.is_locked_out("2001:db8:1:2::1", NOW)
+    assert not await locked_out(rl, "2001:db8:1:2::1")
 
 
 # -- the store down: log the change of state, count the rest ------------------------------
@@ -379,8 +261,8 @@ def store_log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 async def test_a_store_outage_is_logged_when_it_starts_and_ends_not_per_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = SwitchableStore()
-    rl = RateLimiter(make_config(), store, brute_force=BRUTE)
+    store, outages = SwitchableStore(), StoreOutages()
+    rl = RateLimiter(make_config(), store, brute_force=BRUTE, outages=outages)
     caplog.set_level("INFO", logger="authz_service")
 
     store.down = True
@@ -395,23 +277,24 @@ async def test_a_store_outage_is_logged_when_it_starts_and_ends_not_per_request(
     assert len(down_lines) == 1 and "unavailable" in down_lines[0], down_lines
     assert "not enforced" in down_lines[0]
     assert len(lines) == 2 and "again" in lines[1] and "500" in lines[1], lines
-    assert rl.outages.unavailable("lockout") == 500
+    assert outages.counts()["lockout"] == 500
 
 
 async def test_degraded_rate_limit_answers_are_counted_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = SwitchableStore()
+    store, outages = SwitchableStore(), StoreOutages()
     store.down = True
-    rl = RateLimiter(make_config(), store, failure_mode="allow")
+    rl = RateLimiter(make_config(), store, failure_mode="allow", outages=outages)
     caplog.set_level("INFO", logger="authz_service")
     for _ in range(50):
         result = await rl.should_rate_limit(request(one("client_ip", "a")), NOW)
         assert result.degraded
     assert len(store_log_lines(caplog)) == 1
-    assert rl.outages.unavailable("rate_limit") == 50
-    # A reloaded limiter (same store) keeps the state: no second "unavailable" line.
-    reloaded = rl.with_config(make_config())
+    assert outages.counts()["rate_limit"] == 50
+    # A reloaded limiter (same store and outages, as compile_config builds it) keeps the
+    # state: no second "unavailable" line.
+    reloaded = RateLimiter(make_config(), store, failure_mode="allow", outages=outages)
     await reloaded.should_rate_limit(request(one("client_ip", "a")), NOW)
     assert len(store_log_lines(caplog)) == 1
-    assert reloaded.outages.unavailable("rate_limit") == 51
+    assert outages.counts()["rate_limit"] == 51

@@ -50,15 +50,14 @@ def test_tls_with_a_plain_redis_url_is_rejected_rather_than_sent_in_clear() -> N
 def test_the_memory_store_key_cap_reaches_the_store() -> None:
     from authz_service.ratelimit.factory import build_store
     from authz_service.ratelimit.memory_store import MemoryStore
-    from authz_service.ratelimit.store_stats import store_stats
 
     assert RateLimitSettings().memory_max_keys == 1_000_000
     settings = RateLimitSettings.model_validate(
         {"memory_max_keys": 2, "local_over_limit_cache": False}
     )
     store = build_store(settings)
-    assert isinstance(store, MemoryStore) and store.max_keys == 2
-    stats = dict(store_stats(store))  # what authz_quota_store{metric=...} reports
-    assert (stats["memory_keys"], stats["memory_max_keys"]) == (0.0, 2.0)
+    assert isinstance(store, MemoryStore)
+    # What authz_quota_store{metric=...} reports.
+    assert store.stats() == {"memory_keys": 0.0, "memory_max_keys": 2.0}
     with pytest.raises(ValidationError):
         RateLimitSettings.model_validate({"memory_max_keys": 0})

@@ -9,13 +9,12 @@ import pytest
 
 from authz_service.ratelimit.algorithms import Verdict
 from authz_service.ratelimit.circuit import BreakerState, CircuitBreaker
-from authz_service.ratelimit.factory import build_store
+from authz_service.ratelimit.factory import store_layers
 from authz_service.ratelimit.local_cache import CachingStore, OverLimitCache
 from authz_service.ratelimit.memory_store import MemoryStore
-from authz_service.ratelimit.redis_store import RedisStore
 from authz_service.ratelimit.resilient_store import ResilientStore
 from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
-from authz_service.ratelimit.store_stats import store_stats
+from authz_service.ratelimit.store_chain import compose
 from authz_service.schema import RateLimitSettings
 
 
@@ -74,6 +73,9 @@ class HangingStore:
 
     async def close(self) -> None:
         return None
+
+    def stats(self) -> dict[str, float]:
+        return {}
 
 
 HIT = Hit("{d|k=v}|f1000.0", "fixed_window", 1, 60.0, 1)
@@ -191,9 +193,8 @@ def test_cache_stays_within_its_size_bound() -> None:
 # -- the Redis chain as the factory builds it: the breaker counts round trips ----------------
 
 
-def redis_chain(monkeypatch: pytest.MonkeyPatch, inner: QuotaStore, threshold: int) -> QuotaStore:
-    """build_store's Redis chain (batching, timeout, breaker) around `inner` instead of Redis."""
-    monkeypatch.setattr(RedisStore, "from_settings", staticmethod(lambda _settings: inner))
+def redis_chain(inner: QuotaStore, threshold: int) -> QuotaStore:
+    """build_store's Redis chain (timeout and breaker, batching) around `inner`, not Redis."""
     settings = RateLimitSettings.model_validate(
         {
             "store": "redis",
@@ -202,11 +203,11 @@ def redis_chain(monkeypatch: pytest.MonkeyPatch, inner: QuotaStore, threshold: i
             "local_over_limit_cache": False,
         }
     )
-    return build_store(settings)
+    return compose(inner, store_layers(settings))
 
 
 def breaker_open(store: QuotaStore) -> bool:
-    return dict(store_stats(store))["breaker_open"] == 1.0
+    return store.stats()["breaker_open"] == 1.0
 
 
 async def round_trips_ended(inner: HangingStore, count: int) -> None:
@@ -217,11 +218,9 @@ async def round_trips_ended(inner: HangingStore, count: int) -> None:
             await inner.one_ended.wait()
 
 
-async def test_one_slow_round_trip_shared_by_five_callers_is_one_breaker_failure(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_one_slow_round_trip_shared_by_five_callers_is_one_breaker_failure() -> None:
     inner = HangingStore()
-    store = redis_chain(monkeypatch, inner, threshold=3)
+    store = redis_chain(inner, threshold=3)
     first = asyncio.create_task(store.apply([HIT], 0.0))
     await asyncio.sleep(0.01)  # its round trip is half way: the next five queue and share one
 
@@ -235,11 +234,9 @@ async def test_one_slow_round_trip_shared_by_five_callers_is_one_breaker_failure
     assert not breaker_open(store)  # ...are two failures, below the threshold of 3
 
 
-async def test_consecutive_failed_round_trips_open_the_breaker(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_consecutive_failed_round_trips_open_the_breaker() -> None:
     inner = HangingStore()
-    store = redis_chain(monkeypatch, inner, threshold=2)
+    store = redis_chain(inner, threshold=2)
     for count in (1, 2):
         with pytest.raises(StoreUnavailable, match="timed out"):
             await store.apply([HIT], 0.0)
@@ -250,11 +247,9 @@ async def test_consecutive_failed_round_trips_open_the_breaker(
     assert inner.calls == 2
 
 
-async def test_a_caller_queued_behind_a_slow_round_trip_still_answers_within_the_timeout(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_caller_queued_behind_a_slow_round_trip_still_answers_within_the_timeout() -> None:
     inner = HangingStore()
-    store = redis_chain(monkeypatch, inner, threshold=5)
+    store = redis_chain(inner, threshold=5)
     first = asyncio.create_task(store.apply([HIT], 0.0))
     await asyncio.sleep(0.015)  # the first round trip is 15 ms into its 20 ms
     started = asyncio.get_running_loop().time()
@@ -265,11 +260,9 @@ async def test_a_caller_queued_behind_a_slow_round_trip_still_answers_within_the
     assert waited < 0.035  # its own bound (20 ms) plus scheduling, not two round trips (40 ms)
 
 
-async def test_callers_that_gave_up_while_queued_cost_no_round_trip(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_callers_that_gave_up_while_queued_cost_no_round_trip() -> None:
     inner = HangingStore()
-    store = redis_chain(monkeypatch, inner, threshold=5)
+    store = redis_chain(inner, threshold=5)
     first = asyncio.create_task(store.apply([HIT], 0.0))
     await asyncio.sleep(0)
     queued = [asyncio.create_task(store.apply([HIT], 0.0)) for _ in range(3)]
