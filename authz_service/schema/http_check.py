@@ -100,6 +100,7 @@ class AuthzenSettings(Strict):
     """The OpenID AuthZEN Authorization API 1.0 access evaluation endpoint
     (`POST /access/v1/evaluation` on the HTTP check port; services/authzen.py)."""
 
+    # Serve `POST /access/v1/evaluation` and `/.well-known/authzen-configuration`.
     enabled: bool = False
     # An action name -> the HTTP method the policy decides it as. An action that is an HTTP
     # method itself (GET, POST...) or carries `properties.method` needs no entry.
