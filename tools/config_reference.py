@@ -244,12 +244,15 @@ policies:
       - name: api
         match: { paths: [{ prefix: /api/ }] }
         allow: authenticated
-  public-v2:
-    shadow_of: public
+  internal:
     rules:
-      - name: api-readers
-        match: { methods: [GET], paths: [{ prefix: /api/ }] }
-        allow: { roles_any: [reader, admin] }
+      - name: services
+        allow: { auth_methods: [api_key, mtls] }
+  internal-v2:  # a policy shadows one without shadow rules of its own
+    shadow_of: internal
+    rules:
+      - name: services-with-role
+        allow: { roles_any: [internal-service], auth_methods: [api_key, mtls] }
 ```
 """,
     ),
