@@ -80,7 +80,7 @@ class SuiteResult:
         return [rule for rule in self.rules if rule not in self.reached]
 
 
-class _TestKey:
+class TestKey:
     """One signing key per algorithm family the providers accept, made for this run."""
 
     def __init__(self, algorithm: str) -> None:
@@ -105,7 +105,7 @@ class _TestKey:
 class _OfflineJwks(JwksCache):
     """A provider's key source that holds the run's test key and never fetches."""
 
-    def __init__(self, provider: JwtProvider, key: _TestKey) -> None:
+    def __init__(self, provider: JwtProvider, key: TestKey) -> None:
         super().__init__(provider.issuer, provider.jwks)
         self._keys = {TEST_KEY_ID: key.jwk}
 
@@ -116,8 +116,8 @@ class _OfflineJwks(JwksCache):
         return None
 
 
-class _OfflineRegistry(JwksRegistry):
-    def __init__(self, keys: Mapping[str, _TestKey]) -> None:
+class OfflineRegistry(JwksRegistry):
+    def __init__(self, keys: Mapping[str, TestKey]) -> None:
         super().__init__()
         self._test_keys = keys
 
@@ -134,7 +134,7 @@ def load_tests(path: Path) -> tuple[PolicyTestFile, dict[Any, int]]:
     return validate_document(PolicyTestFile, data, str(path), lines), lines
 
 
-def _mint(provider: JwtProvider, key: _TestKey, claims: Mapping[str, Any]) -> str:
+def mint_token(provider: JwtProvider, key: TestKey, claims: Mapping[str, Any]) -> str:
     now = int(time.time())
     payload: dict[str, Any] = {
         "iss": provider.issuer,
@@ -163,10 +163,10 @@ async def run_suite(
         loaded = replace(loaded, config=loaded.config.model_copy(update={"rate_limit": local}))
     suite, lines = load_tests(tests_path)
     providers = {p.name: p for p in loaded.config.jwt_providers}
-    keys = {name: _TestKey(p.algorithms[0]) for name, p in providers.items()}
+    keys = {name: TestKey(p.algorithms[0]) for name, p in providers.items()}
     stores = QuotaStoreHolder()
     stores.store = MemoryStore("authz-test:", 100_000)
-    compiled = compile_config(loaded, _OfflineRegistry(keys), stores)
+    compiled = compile_config(loaded, OfflineRegistry(keys), stores)
     service = CheckService(lambda: compiled)
     result = SuiteResult(config_path, tests_path, rules=_all_rules(loaded))
     try:
@@ -197,7 +197,7 @@ def _request(
     test: PolicyTest,
     loaded: LoadedConfig,
     providers: Mapping[str, JwtProvider],
-    keys: Mapping[str, _TestKey],
+    keys: Mapping[str, TestKey],
     tests_path: Path,
 ) -> RequestAttributes:
     spec = test.request
@@ -208,7 +208,7 @@ def _request(
             raise ConfigError(
                 f"{tests_path}: test {test.name!r}: no jwt provider {test.token.provider!r}"
             )
-        token = _mint(providers[name], keys[name], test.token.claims)
+        token = mint_token(providers[name], keys[name], test.token.claims)
         headers["authorization"] = f"Bearer {token}"
     return RequestAttributes(
         method=spec.method.upper(),
