@@ -52,11 +52,12 @@ class ConditionResult:
 class Condition:
     """One compiled `when:` expression."""
 
-    __slots__ = ("_program", "_when_failing", "source")
+    __slots__ = ("_program", "_when_failing", "fields", "source")
 
     def __init__(self, source: str, *, deny_rule: bool) -> None:
         self.source = source
         self._when_failing = deny_rule
+        self.fields = fields_named(source)
         if len(source) > MAX_LENGTH:
             raise BadCondition(f"the expression is longer than {MAX_LENGTH} characters")
         bound = set(_MACRO.findall(source))
@@ -89,33 +90,68 @@ class Condition:
         return ConditionResult(value, str(value).lower())
 
 
-def variables(request: RequestAttributes, identity: Identity | None) -> dict[str, Any]:
-    """What an expression can see: the request and, when there is one, the identity."""
-    path = request.path_without_query
-    _, _, query_text = request.path.partition("?")
-    query: dict[str, str] = {}
-    for key, value in parse_qsl(query_text.split("#", 1)[0], keep_blank_values=True):
-        query.setdefault(key, value)  # the first of a repeated parameter, as most servers read
-    seen = {
-        "method": request.method.upper(),
-        "host": request.host,
-        "path": path,
-        "segments": [segment for segment in path.split("/") if segment],
-        "headers": dict(request.headers),
-        "query": query,
-        "source_address": request.source_address,
-    }
-    who: dict[str, Any] = {
-        "authenticated": identity is not None,
-        "principal": identity.principal if identity else "",
-        "auth_method": identity.method.value if identity else "",
-        "issuer": identity.issuer if identity else "",
-        "roles": sorted(identity.roles) if identity else [],
-        "scopes": sorted(identity.scopes) if identity else [],
-        "tier": identity.tier if identity else "",
-        "claims": dict(identity.verified_claims) if identity else {},
-    }
+REQUEST_FIELDS = ("method", "host", "path", "segments", "headers", "query", "source_address")
+IDENTITY_FIELDS = (
+    "authenticated",
+    "principal",
+    "auth_method",
+    "issuer",
+    "roles",
+    "scopes",
+    "tier",
+    "claims",
+)
+ALL_FIELDS = frozenset(REQUEST_FIELDS + IDENTITY_FIELDS)
+
+
+def fields_named(source: str) -> frozenset[str]:
+    """The request and identity fields an expression may read (a word of the source): only
+    those are built and handed to CEL, whose cost grows with what it is given."""
+    return frozenset(word for word in re.findall(r"[A-Za-z_]\w*", source) if word in ALL_FIELDS)
+
+
+def variables(
+    request: RequestAttributes, identity: Identity | None, fields: frozenset[str] = ALL_FIELDS
+) -> dict[str, Any]:
+    """What an expression can see: the request and, when there is one, the identity (only
+    `fields` of them; a field left out is missing, which an expression naming it never is)."""
+    seen: dict[str, Any] = {}
+    if fields & {"path", "segments"}:
+        path = request.path_without_query
+        seen["path"] = path
+        seen["segments"] = [segment for segment in path.split("/") if segment]
+    if "query" in fields:
+        _, _, query_text = request.path.partition("?")
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(query_text.split("#", 1)[0], keep_blank_values=True):
+            query.setdefault(key, value)  # the first of a repeated parameter, as servers read
+        seen["query"] = query
+    if "method" in fields:
+        seen["method"] = request.method.upper()
+    if "host" in fields:
+        seen["host"] = request.host
+    if "headers" in fields:
+        seen["headers"] = dict(request.headers)
+    if "source_address" in fields:
+        seen["source_address"] = request.source_address
+    who: dict[str, Any] = {}
+    if "authenticated" in fields:
+        who["authenticated"] = identity is not None
+    if "principal" in fields:
+        who["principal"] = identity.principal if identity else ""
+    if "auth_method" in fields:
+        who["auth_method"] = identity.method.value if identity else ""
+    if "issuer" in fields:
+        who["issuer"] = identity.issuer if identity else ""
+    if "roles" in fields:
+        who["roles"] = sorted(identity.roles) if identity else []
+    if "scopes" in fields:
+        who["scopes"] = sorted(identity.scopes) if identity else []
+    if "tier" in fields:
+        who["tier"] = identity.tier if identity else ""
+    if "claims" in fields:
+        who["claims"] = dict(identity.verified_claims) if identity else {}
     return {"request": seen, "identity": who}
 
 
-__all__ = ["BadCondition", "Condition", "ConditionResult", "variables"]
+__all__ = ["BadCondition", "Condition", "ConditionResult", "fields_named", "variables"]

@@ -176,6 +176,10 @@ class CompiledPolicy:
             for index, rule in enumerate(policy.rules)
             if with_shadow_rules or rule.mode == "enforce"
         )
+        # What the conditions of this policy read: only that is built for CEL, once a request.
+        self.condition_fields = frozenset().union(
+            *(rule.condition.fields for rule in self.rules if rule.condition is not None)
+        )
         # A request without a Host would skip every host-scoped rule, deny rules included.
         self.host_scoped = any(rule.match.hosts for rule in policy.rules)
         # Evaluated beside this policy, recorded in Decision.shadow, never enforced: the same
@@ -327,7 +331,7 @@ def _first_match(
             continue
         if rule.condition is not None:
             if seen is None:
-                seen = variables(request, identity)
+                seen = variables(request, identity, policy.condition_fields)
             result = rule.condition.evaluate(seen)
             if trace is not None:
                 trace.conditions.append(

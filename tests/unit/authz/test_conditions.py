@@ -132,3 +132,15 @@ def test_a_bad_condition_fails_config_load_with_file_line_and_column(tmp_path: P
     message = str(raised.value)
     assert f"{path}:6: policies.default.rules.0.when:" in message
     assert "(column 16)" in message
+
+
+def test_only_the_fields_an_expression_names_are_built() -> None:
+    condition = Condition("identity.claims.tenant == request.segments[1]", deny_rule=False)
+    seen = variables(get("/tenants/acme", **{"x-secret": "s"}), ACME_ALICE, condition.fields)
+
+    assert condition.fields == {"claims", "segments"}
+    assert seen == {
+        "request": {"path": "/tenants/acme", "segments": ["tenants", "acme"]},
+        "identity": {"claims": {"tenant": "acme", "sub": "alice"}},
+    }
+    assert condition.evaluate(seen).holds
