@@ -76,11 +76,24 @@ def explanation_json(explanation: Explanation) -> str:
                 {"rule": c.rule, "when": c.expression, "value": c.value}
                 for c in explanation.trace.conditions
             ],
+            "shadow": _shadow_view(explanation),
             "lockout": lockout_view(explanation.lockout),
             "quota": quota_view(explanation.quota),
         },
         indent=2,
     )
+
+
+def _shadow_view(explanation: Explanation) -> dict[str, str] | None:
+    shadow = explanation.trace.shadow
+    if shadow is None:
+        return None
+    return {
+        "decision": shadow.outcome.value,
+        "reason": shadow.reason.value,
+        "policy": shadow.policy,
+        "rule": shadow.rule,
+    }
 
 
 def explanation_text(explanation: Explanation) -> str:
@@ -108,6 +121,12 @@ def explanation_text(explanation: Explanation) -> str:
         lines.append(f"  {mark} {rule.rule}: {state}: {rule.why}")
     if not explanation.trace.rules:
         lines.append("  (none)")
+    shadow = _shadow_view(explanation)
+    if shadow is not None:
+        lines.append(
+            f"shadow:     would be {shadow['decision'].upper()} ({shadow['reason']}) by policy "
+            f"{shadow['policy']!r} rule {shadow['rule'] or '-'!r} (recorded, not enforced)"
+        )
     if explanation.trace.conditions:
         lines.append("conditions (when:):")
         for condition in explanation.trace.conditions:
