@@ -139,9 +139,10 @@ class CheckRecord:
             + sum(_sizeof(role) for role in self.roles)
             + _sizeof(self.trace_id)
             + _sizeof(self.span_id)
+            # Replay's fields; an empty one is the shared "" and holds nothing of its own.
             + sum(_sizeof(scope) for scope in self.scopes)
-            + _sizeof(self.tier)
-            + _sizeof(self.peer_principal)
+            + (_sizeof(self.tier) if self.tier else 0)
+            + (_sizeof(self.peer_principal) if self.peer_principal else 0)
         )
 
     def line(self) -> str:
