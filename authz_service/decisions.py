@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,11 @@ class Identity:
     auth_time: float | None = None
     bound_x5t: str = ""  # the token's `cnf.x5t#S256` (RFC 8705): the client cert it needs
     bound_jkt: str = ""  # the token's `cnf.jkt` (RFC 9449): a DPoP proof by that key is needed
+    # The verified token's whole payload, for `when:` conditions (authz/conditions.py); never
+    # put in a header or a log line as a whole.
+    verified_claims: Mapping[str, Any] = field(
+        default_factory=dict, repr=False, compare=False, hash=False
+    )
 
 
 class Outcome(enum.StrEnum):
@@ -146,6 +152,19 @@ class AuthnFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowVerdict:
+    """What the shadow rules or shadow policy would have decided; recorded, never enforced."""
+
+    outcome: Outcome
+    reason: Reason
+    rule: str
+    policy: str
+
+    def agrees_with(self, decision: Decision) -> bool:
+        return self.outcome is decision.outcome and self.reason is decision.reason
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     outcome: Outcome
     reason: Reason
@@ -160,6 +179,8 @@ class Decision:
     body: str = ""
     # Parameters the WWW-Authenticate challenge adds (step-up: acr_values, max_age).
     challenge: Mapping[str, str] = field(default_factory=dict)
+    # Set when the policy has shadow rules or a shadow policy (schema/policy.py).
+    shadow: ShadowVerdict | None = None
 
     @property
     def allowed(self) -> bool:

@@ -6,8 +6,11 @@
     │   │                          (config/errors.py re-exports it)
     │   ├── DescriptorBudgetError  the connection caps do not fit the open-file limit
     │   │                          (preflight/open_files.py)
-    │   └── EnvoyConfigError       an Envoy file `check-descriptors` reads is unusable
-    │                              (cli/envoy_descriptors.py)
+    │   ├── EnvoyConfigError       an Envoy file `check-descriptors` reads is unusable
+    │   │                          (cli/envoy_descriptors.py)
+    │   └── BadCondition           a rule's `when:` that does not compile or exceeds the cost
+    │       │                      bound (authz/conditions.py)
+    │       └── ConditionError     the same, with its place in the config (authz/rbac.py)
     ├── ListenError                a port that cannot be bound, at start (preflight/ports.py)
     ├── QuotaUnavailable           the admin quota call cannot be answered: no rate limiting,
     │   │                          no such limit, or the store is down (services/quota_admin.py)
@@ -29,6 +32,8 @@
     │   │   │   │                  (grpc/ratelimit_messages.py)
     │   │   │   └── BadReport      an RLQS usage report without a domain
     │   │   │                      (grpc/quota_messages.py)
+    │   │   ├── BadEvaluation      a body that is no AuthZEN Access Evaluation Request: 400
+    │   │   │                      (services/authzen.py)
     │   │   └── AmbiguousRequest   two readers would read it differently: refused, not guessed
     │   │       ├── AmbiguousPath       (authz/paths.py)
     │   │       ├── AmbiguousHost       (authz/hosts.py)
@@ -59,6 +64,7 @@ Each class says what it becomes (class attributes, inherited down the tree):
 | UnreadableRequest (and below) | bad_request | forbidden | PERMISSION_DENIED | 403 | no |
 | UnreadableEvent | bad_request | unavailable | UNKNOWN | 500 | no |
 | BadRequest, BadReport | bad_request | forbidden | INVALID_ARGUMENT | 400 | no |
+| BadEvaluation | bad_request | forbidden | INVALID_ARGUMENT | 400 | no |
 | RequestTooLarge | request_too_large | forbidden | PERMISSION_DENIED | 431 | no |
 | Overloaded | overloaded | unavailable | UNAVAILABLE | 503 | yes |
 | CredentialError, SegmentError | malformed_token | unauthenticated | UNAUTHENTICATED | 401 | no |

@@ -15,4 +15,9 @@ scripts/gen-protos.sh --check
 .venv/bin/hadolint Dockerfile compose/images/*/Containerfile
 .venv/bin/python -m tools.validate_manifests --quiet
 .venv/bin/python -m tools.config_reference --check
+# The shipped policies' own tests (NAME.tests.yaml beside each config), offline; the deployed
+# configs name their rate-limit files by where they are mounted.
+.venv/bin/python -m authz_service test config/local.yaml --require-coverage
+.venv/bin/python -m authz_service test compose/authz/config.yaml deploy/kubernetes/authz-service/config.yaml \
+  --rate-limit-dir examples/ratelimit/domains --require-coverage
 .venv/bin/python -m pytest -q "$@"

@@ -188,7 +188,129 @@ def reference() -> str:
     ]
     for row in rows():
         lines.append(f"| `{row.path}` | {row.type} | {row.default} | {row.applied} | {row.note} |")
-    return "\n".join(lines) + "\n"
+    lines.extend(["", "## Examples", ""])
+    for title, text in EXAMPLES:
+        lines.extend([f"### {title}", "", *text.strip("\n").splitlines(), ""])
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# Worked examples of the settings that need more than a line (tests/unit/config checks that
+# each YAML block here is valid).
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    (
+        "A condition on a rule (`when:`, CEL)",
+        """
+`when:` is a [CEL](https://cel.dev) expression; the rule applies only when it is true.
+It sees `request` (`method`, `host`, `path`, `segments`, `headers`, `query`,
+`source_address`) and `identity` (`authenticated`, `principal`, `auth_method`, `issuer`,
+`roles`, `scopes`, `tier`, `claims`: the verified token's payload). Nothing else can be
+named. It is compiled when the config loads (an error names the file, line and column),
+is at most 1024 characters with at most 2 list macros, and an expression that fails at run
+time (a missing claim) never allows: on an allow rule it counts as false, on a deny rule as
+true. `authz-service explain` shows each condition's value.
+
+```yaml
+policies:
+  default:
+    rules:
+      - name: own-tenant
+        match: { paths: [{ prefix: /tenants/ }] }
+        allow: authenticated
+        when: size(request.segments) >= 2 && identity.claims.tenant == request.segments[1]
+      - name: office-network-only
+        match: { paths: [{ prefix: /payroll/ }] }
+        allow: { roles_any: [hr] }
+        when: request.source_address.startsWith("10.20.") && request.headers["x-internal"] == "1"
+```
+""",
+    ),
+    (
+        "Shadow rules and shadow policies",
+        """
+A rule with `mode: shadow`, or a whole policy with `shadow_of: <policy>`, is decided on
+every request beside the enforced policy and never enforced. Its would-be decision is
+recorded: `authz_shadow_decisions_total{policy,rule,decision,agrees}`, the span attributes
+`authz.shadow.decision`, `.reason`, `.rule`, `.policy`, `.agrees`, and `authz.shadow` in the
+audit line. A shadow policy cannot be selected by itself.
+
+```yaml
+policies:
+  public:
+    rules:
+      - name: admins-only-soon
+        mode: shadow
+        match: { paths: [{ prefix: /api/ }] }
+        allow: { roles_any: [admin] }
+      - name: api
+        match: { paths: [{ prefix: /api/ }] }
+        allow: authenticated
+  internal:
+    rules:
+      - name: services
+        allow: { auth_methods: [api_key, mtls] }
+  internal-v2:  # a policy shadows one without shadow rules of its own
+    shadow_of: internal
+    rules:
+      - name: services-with-role
+        allow: { roles_any: [internal-service], auth_methods: [api_key, mtls] }
+```
+""",
+    ),
+    (
+        "Policy tests (`authz-service test`)",
+        """
+`authz-service test config.yaml` runs `config.tests.yaml` (beside it) through the whole
+decision pipeline, offline: tokens are minted from `token.claims` with a key made for the
+run, the quota store is in memory. Exit 0 when every test passes; 1 with a diff per failing
+field otherwise. It lists the rules no test reaches (`--require-coverage` fails on them);
+`--rate-limit-dir` stands in for a `rate_limit.config_dir` that exists only where deployed.
+
+```yaml
+tests:
+  - name: an editor writes to the API
+    request: { method: POST, path: /api/orders, context: { policy: public } }
+    token: { claims: { sub: ed, realm_access: { roles: [editor] } } }
+    expect: { decision: allow, rule: api-writes, headers: { x-user-id: ed } }
+  - name: the batch job uses its API key
+    request: { path: /internal/jobs, headers: { x-api-key: dev-only-api-key } }
+    expect: { decision: forbidden, reason: no_matching_rule, shadow_decision: allow }
+```
+""",
+    ),
+    (
+        "Replay before rollout (`authz-service replay`)",
+        """
+`authz-service replay --config candidate.yaml --decisions audit.jsonl` re-decides every
+audited Check under the candidate's policies and prints each decision that would change,
+grouped by the candidate's rule, reason and outcome (exit 1 when any would). The audit line
+holds what replay needs and no secret: method, host, path (query values redacted), client
+address, mTLS peer, the policy, and the identity (principal, auth method, roles, scopes,
+tier). A `when:` reading headers, query values or claims sees them missing in a replay.
+""",
+    ),
+    (
+        "AuthZEN access evaluation (`http_check.authzen`)",
+        """
+With `http_check.authzen.enabled`, the HTTP check port answers the OpenID AuthZEN
+Authorization API 1.0 `POST /access/v1/evaluation` (and
+`/.well-known/authzen-configuration`). The action becomes the method
+(`properties.method`, an HTTP method name, or `actions`), the resource the path
+(`properties.path`, else `/<type>/<id>`), the context's strings the check's context
+(`policy` selects a policy). The subject is the credential it carries
+(`properties.token`, a bearer token, or `properties.api_key`); `subject.id` must be its
+verified principal. Every decision is a 200 `{"decision": ..., "context": {"reason": ...}}`;
+a malformed request is 400.
+
+```yaml
+http_check:
+  listen: 127.0.0.1:9003
+  authzen:
+    enabled: true
+    actions: { can_read: GET, can_write: PUT, can_delete: DELETE }
+```
+""",
+    ),
+)
 
 
 def schema() -> str:

@@ -122,6 +122,7 @@ class JwtProviderVerifier:
             auth_time=float(at) if isinstance(at := claims.get("auth_time"), int | float) else None,
             bound_jkt=bound_jkt(claims),
             bound_x5t=bound_x5t(claims),
+            verified_claims=claims,
         )
 
 

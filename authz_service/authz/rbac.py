@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from authz_service.authz.conditions import BadCondition, Condition, variables
 from authz_service.authz.globs import compile_glob
 from authz_service.authz.hosts import AmbiguousHost, canonical_host
 from authz_service.authz.path_match import CompiledPathMatch
@@ -22,6 +23,7 @@ from authz_service.decisions import (
     Outcome,
     Reason,
     RequestAttributes,
+    ShadowVerdict,
 )
 from authz_service.schema import Policy, PolicySelection, Requirement, Rule
 
@@ -44,11 +46,22 @@ class RuleTrace:
     decided: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ConditionTrace:
+    """One `when:` evaluated, for `explain`: its rule, its source and its value."""
+
+    rule: str
+    expression: str
+    value: str
+
+
 @dataclass(slots=True)
 class Trace:
     policy: str = ""
     path: str = ""
     rules: list[RuleTrace] = field(default_factory=list)
+    conditions: list[ConditionTrace] = field(default_factory=list)
+    shadow: ShadowVerdict | None = None
 
 
 class CompiledRule:
@@ -66,6 +79,7 @@ class CompiledRule:
         self._principals = [compile_glob(p) for p in requirement.principals] if requirement else []
         self._peers = [compile_glob(p) for p in requirement.peer_principals] if requirement else []
         self.requirement = requirement
+        self.condition = Condition(rule.when, deny_rule=rule.deny) if rule.when else None
 
     def first_segments(self) -> set[str] | None:
         """First path segments this rule can match; None when it may match any path."""
@@ -131,6 +145,22 @@ class CompiledRule:
         return None
 
 
+class ConditionError(BadCondition):
+    """A rule's `when:` that does not compile; `location` is its path in the config."""
+
+    def __init__(self, location: tuple[str | int, ...], problem: BadCondition) -> None:
+        column = f" (column {problem.column})" if problem.column else ""
+        super().__init__(f"{problem}{column}", problem.column)
+        self.location = location
+
+
+def _compile_rule(policy: str, index: int, rule: Rule) -> CompiledRule:
+    try:
+        return CompiledRule(rule)
+    except BadCondition as problem:
+        raise ConditionError(("policies", policy, "rules", index, "when"), problem) from None
+
+
 class CompiledPolicy:
     """A policy's rules, indexed by the request path's first segment.
 
@@ -139,11 +169,24 @@ class CompiledPolicy:
     rules tried when a policy has many.
     """
 
-    def __init__(self, name: str, policy: Policy):
+    def __init__(self, name: str, policy: Policy, *, with_shadow_rules: bool = False):
         self.name = name
-        self.rules = tuple(CompiledRule(rule) for rule in policy.rules)
+        self.rules = tuple(
+            _compile_rule(name, index, rule)
+            for index, rule in enumerate(policy.rules)
+            if with_shadow_rules or rule.mode == "enforce"
+        )
+        # What the conditions of this policy read: only that is built for CEL, once a request.
+        self.condition_fields = frozenset().union(
+            *(rule.condition.fields for rule in self.rules if rule.condition is not None)
+        )
         # A request without a Host would skip every host-scoped rule, deny rules included.
         self.host_scoped = any(rule.match.hosts for rule in policy.rules)
+        # Evaluated beside this policy, recorded in Decision.shadow, never enforced: the same
+        # rules with the shadow ones in place (or a `shadow_of` policy, set by PolicySet).
+        self.shadow: CompiledPolicy | None = None
+        if not with_shadow_rules and any(rule.mode == "shadow" for rule in policy.rules):
+            self.shadow = CompiledPolicy(name, policy, with_shadow_rules=True)
         by_segment: dict[str, list[int]] = {}
         anywhere: list[int] = []
         for index, rule in enumerate(self.rules):
@@ -170,7 +213,14 @@ class PolicySet:
     """Every policy of a config, and how a request selects one."""
 
     def __init__(self, policies: Mapping[str, Policy], selection: PolicySelection):
-        self._policies = {name: CompiledPolicy(name, policy) for name, policy in policies.items()}
+        self._policies = {
+            name: CompiledPolicy(name, policy)
+            for name, policy in policies.items()
+            if policy.shadow_of is None
+        }
+        for name, policy in policies.items():
+            if policy.shadow_of is not None:  # the config checked it names an enforced one
+                self._policies[policy.shadow_of].shadow = CompiledPolicy(name, policy)
         self._selection = selection
 
     @property
@@ -196,7 +246,14 @@ class PolicySet:
             )
         if trace is not None:
             trace.policy = policy.name
-        return evaluate(policy, request, authn, trace)
+        decision = evaluate(policy, request, authn, trace)
+        if policy.shadow is None:
+            return decision
+        would = evaluate(policy.shadow, request, authn)
+        verdict = ShadowVerdict(would.outcome, would.reason, would.rule, policy.shadow.name)
+        if trace is not None:
+            trace.shadow = verdict
+        return replace(decision, shadow=verdict)
 
 
 def _unauthenticated(
@@ -241,8 +298,7 @@ def evaluate(
     if trace is not None:
         trace.path = path
     method = request.method.upper()
-    peer = request.peer_principal
-    decision = _first_match(policy, method, host, path, identity, peer, trace)
+    decision = _first_match(policy, request, method, host, path, identity, trace)
     if ";" in path and decision.allowed:
         # A Servlet container reads `/admin;x/users` as /admin/users, a proxy or another
         # server as a path under `/admin;x/`. Allow only what both readings allow.
@@ -250,7 +306,7 @@ def evaluate(
         if trace is not None:
             why = "a Servlet container cuts ;parameters: this reading must allow too"
             trace.rules.append(RuleTrace(f"(read as {cut})", False, why))
-        as_cut = _first_match(policy, method, host, cut, identity, peer, trace)
+        as_cut = _first_match(policy, request, method, host, cut, identity, trace)
         if not as_cut.allowed:
             return as_cut
     return decision
@@ -258,13 +314,14 @@ def evaluate(
 
 def _first_match(
     policy: CompiledPolicy,
+    request: RequestAttributes,
     method: str,
     host: str,
     path: str,
     identity: Identity | None,
-    peer: str,
     trace: Trace | None,
 ) -> Decision:
+    seen: dict[str, object] | None = None  # built once, for the first rule with a condition
     for rule in policy.rules if trace is not None else policy.candidates(path):
         missed = rule.mismatch(method, host, path)
         if missed is not None:
@@ -272,7 +329,20 @@ def _first_match(
                 why = rule.why_not(missed, method, host, path)
                 trace.rules.append(RuleTrace(rule.name, False, why))
             continue
-        decision = _apply(rule, policy.name, identity, peer)
+        if rule.condition is not None:
+            if seen is None:
+                seen = variables(request, identity, policy.condition_fields)
+            result = rule.condition.evaluate(seen)
+            if trace is not None:
+                trace.conditions.append(
+                    ConditionTrace(rule.name, rule.condition.source, result.shown)
+                )
+            if not result.holds:
+                if trace is not None:
+                    why = f"when: {rule.condition.source} is {result.shown}"
+                    trace.rules.append(RuleTrace(rule.name, False, why))
+                continue
+        decision = _apply(rule, policy.name, identity, request.peer_principal)
         if trace is not None:
             trace.rules.append(RuleTrace(rule.name, True, decision.message, decided=True))
         return decision
@@ -304,4 +374,12 @@ def _apply(rule: CompiledRule, policy: str, identity: Identity | None, peer: str
     return Decision(Outcome.ALLOW, Reason.ALLOWED, "requirements met", rule.name, policy, identity)
 
 
-__all__ = ["CompiledPolicy", "PolicySet", "RuleTrace", "Trace", "evaluate"]
+__all__ = [
+    "CompiledPolicy",
+    "ConditionError",
+    "ConditionTrace",
+    "PolicySet",
+    "RuleTrace",
+    "Trace",
+    "evaluate",
+]

@@ -72,12 +72,29 @@ def explanation_json(explanation: Explanation) -> str:
                 {"rule": r.rule, "matched": r.matched, "decided": r.decided, "why": r.why}
                 for r in explanation.trace.rules
             ],
+            "conditions": [
+                {"rule": c.rule, "when": c.expression, "value": c.value}
+                for c in explanation.trace.conditions
+            ],
+            "shadow": _shadow_view(explanation),
             "lockout": lockout_view(explanation.lockout),
             "bindings": explanation.bindings,
             "quota": quota_view(explanation.quota),
         },
         indent=2,
     )
+
+
+def _shadow_view(explanation: Explanation) -> dict[str, str] | None:
+    shadow = explanation.trace.shadow
+    if shadow is None:
+        return None
+    return {
+        "decision": shadow.outcome.value,
+        "reason": shadow.reason.value,
+        "policy": shadow.policy,
+        "rule": shadow.rule,
+    }
 
 
 def explanation_text(explanation: Explanation) -> str:
@@ -106,6 +123,16 @@ def explanation_text(explanation: Explanation) -> str:
         lines.append(f"  {mark} {rule.rule}: {state}: {rule.why}")
     if not explanation.trace.rules:
         lines.append("  (none)")
+    shadow = _shadow_view(explanation)
+    if shadow is not None:
+        lines.append(
+            f"shadow:     would be {shadow['decision'].upper()} ({shadow['reason']}) by policy "
+            f"{shadow['policy']!r} rule {shadow['rule'] or '-'!r} (recorded, not enforced)"
+        )
+    if explanation.trace.conditions:
+        lines.append("conditions (when:):")
+        for condition in explanation.trace.conditions:
+            lines.append(f"  {condition.rule}: {condition.expression} -> {condition.value}")
     lines.extend(lockout_lines(lockout_view(explanation.lockout)))
     lines.extend(quota_lines(quota_view(explanation.quota)))
     return "\n".join(lines)

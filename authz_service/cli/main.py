@@ -13,6 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from authz_service.cli.admin import add_admin_parser, run_admin
 from authz_service.cli.offline import EXIT_DENIED, check_config, check_descriptors, explain
+from authz_service.cli.policy_test_output import add_test_parser, run_tests
+from authz_service.cli.replay_output import add_replay_parser, run_replay
 from authz_service.cli.rlqs_commands import COMMANDS as RLQS_COMMANDS
 from authz_service.cli.rlqs_commands import add_rlqs_parsers, run_rlqs
 from authz_service.config.loader import ConfigError, load_config_file
@@ -94,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_admin_parser(commands)
+    add_test_parser(commands)
+    add_replay_parser(commands)
 
     coverage = commands.add_parser(
         "check-descriptors",
@@ -148,6 +152,10 @@ def _run(args: argparse.Namespace) -> int:
         return check_descriptors(args)
     if args.command in RLQS_COMMANDS:
         return run_rlqs(args)
+    if args.command == "test":
+        return run_tests(args)
+    if args.command == "replay":
+        return run_replay(args)
     return 2
 
 

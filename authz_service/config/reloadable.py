@@ -51,6 +51,8 @@ START_ONLY: tuple[str, ...] = (
     "rate_limit.memory_max_keys",
     "http_check.listen",
     "http_check.server",  # the HTTP server (aiohttp or granian) is chosen at start
+    # The AuthZEN routes are added when the HTTP app is built.
+    "http_check.authzen.enabled",
 )
 
 # Applied by a reload, for the next request, with no restart.
@@ -81,6 +83,8 @@ RELOADABLE: tuple[str, ...] = (
     "http_check.max_concurrent_requests",
     "http_check.nginx",
     "http_check.envoy",
+    "http_check.authzen.actions",
+    "http_check.authzen.default_host",
     "token_cache_max_entries",
     "method_overrides",
     # Read from the compiled config by each request.

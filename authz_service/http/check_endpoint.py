@@ -30,6 +30,14 @@ from authz_service.http.check_translate import (
 )
 from authz_service.http.guarded_listener import GuardedListener
 from authz_service.schema import Endpoint, HttpCheckSettings, RequestLimits, split_listen
+from authz_service.services.authzen import (
+    EVALUATION_PATH,
+    MAX_BODY_BYTES,
+    METADATA_PATH,
+    AccessEvaluationUseCase,
+    AuthzenTransport,
+    metadata_document,
+)
 from authz_service.services.check import CheckService
 from authz_service.services.check_use_case import CheckUseCase, Metadata
 from authz_service.services.compiled_config import CompiledConfig
@@ -144,6 +152,12 @@ class HttpCheckHandler:
         self, settings: HttpCheckSettings, checks: CheckService, telemetry: Reporter
     ) -> None:
         self._use_case = CheckUseCase(checks, telemetry, METRIC_LABEL)
+        self._authzen = AccessEvaluationUseCase(
+            CheckUseCase(checks, telemetry, "AccessEvaluation"),
+            AuthzenTransport(
+                settings.authzen, lambda: checks.compiled_config().loaded.config.api_keys.header
+            ),
+        )
         self.update(settings)
 
     def update(self, settings: HttpCheckSettings) -> None:
@@ -154,6 +168,7 @@ class HttpCheckHandler:
         self._endpoints = settings.endpoints
         self._transports = transports
         self._use_case.max_in_flight = settings.max_concurrent_requests
+        self._authzen.transport.settings = settings.authzen
 
     async def reply(self, subrequest: Subrequest) -> HttpReply:
         """The answer to one subrequest, whichever server received it."""
@@ -166,6 +181,19 @@ class HttpCheckHandler:
     async def handle(self, request: web.Request) -> web.Response:
         reply = await self.reply(Subrequest.from_aiohttp(request))
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body.encode())
+
+    async def access_evaluation(self, request: web.Request) -> web.Response:
+        body = await request.content.read(MAX_BODY_BYTES + 1)
+        reply = await self._authzen.evaluate(body, request.headers, request.remote or "")
+        headers = (
+            {"x-request-id": request.headers["x-request-id"]}
+            if "x-request-id" in request.headers
+            else None
+        )
+        return web.json_response(reply.body, status=reply.status, headers=headers)
+
+    async def authzen_metadata(self, request: web.Request) -> web.Response:
+        return web.json_response(metadata_document(f"{request.scheme}://{request.host}"))
 
 
 class HttpCheckServer:
@@ -201,6 +229,9 @@ class HttpCheckServer:
                 "max_headers": parser_max_headers(limits),
             },
         )
+        if self.settings.authzen.enabled:  # AuthZEN: services/authzen.py does the work
+            app.router.add_post(EVALUATION_PATH, self._handler.access_evaluation)
+            app.router.add_get(METADATA_PATH, self._handler.authzen_metadata)
         app.router.add_route("*", "/{tail:.*}", self._handler.handle)
         return app
 

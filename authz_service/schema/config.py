@@ -66,6 +66,21 @@ class Config(Strict):
                 f"{', '.join(sorted(self.policies))}",
                 ("policy_selection", "default"),
             )
+        for name, policy in self.policies.items():
+            target = policy.shadow_of
+            if target is None:
+                continue
+            target_policy = self.policies.get(target)
+            if target_policy is None or target_policy.shadow_of is not None or target == name:
+                raise FieldError(
+                    f"shadow_of names {target!r}, not an enforced policy of this config",
+                    ("policies", name, "shadow_of"),
+                )
+            if any(rule.mode == "shadow" for rule in target_policy.rules):
+                raise FieldError(
+                    f"policy {target!r} has shadow rules already: shadow it one way only",
+                    ("policies", name, "shadow_of"),
+                )
         if self.check_quota is not None and self.rate_limit is None:
             raise FieldError(
                 "check_quota needs a rate_limit section (the limits and their store)",

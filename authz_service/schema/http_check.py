@@ -88,6 +88,35 @@ class EnvoyHttpSettings(Strict):
         return header_name(value)
 
 
+DEFAULT_AUTHZEN_ACTIONS = {
+    "can_read": "GET",
+    "can_create": "POST",
+    "can_update": "PUT",
+    "can_delete": "DELETE",
+}
+
+
+class AuthzenSettings(Strict):
+    """The OpenID AuthZEN Authorization API 1.0 access evaluation endpoint
+    (`POST /access/v1/evaluation` on the HTTP check port; services/authzen.py)."""
+
+    # Serve `POST /access/v1/evaluation` and `/.well-known/authzen-configuration`.
+    enabled: bool = False
+    # An action name -> the HTTP method the policy decides it as. An action that is an HTTP
+    # method itself (GET, POST...) or carries `properties.method` needs no entry.
+    actions: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_AUTHZEN_ACTIONS))
+    # The host the policy sees when the resource does not name one (`properties.host`).
+    default_host: str = "authzen"
+
+    @field_validator("actions")
+    @classmethod
+    def _methods(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, method in value.items():
+            if not method.isalpha():
+                raise ValueError(f"action {name!r}: {method!r} is not an HTTP method")
+        return {name: method.upper() for name, method in value.items()}
+
+
 class HttpCheckSettings(Strict):
     """The HTTP check port. Read at start; changing `listen` needs a restart."""
 
@@ -111,6 +140,7 @@ class HttpCheckSettings(Strict):
     connections: ConnectionLimits = ConnectionLimits()
     nginx: NginxSettings = NginxSettings()
     envoy: EnvoyHttpSettings = EnvoyHttpSettings()
+    authzen: AuthzenSettings = AuthzenSettings()
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -133,6 +133,12 @@ class Rule(Strict):
     step_up: StepUp | None = None
     # Sender-constrained tokens only on this route: a token not bound by DPoP is refused.
     require_dpop: bool = False
+    # A CEL expression over `request` and `identity` (authz/conditions.py): the rule applies
+    # only when it is true. Compiled when the config is loaded.
+    when: str | None = Field(default=None, min_length=1)
+    # "shadow": evaluated on every request and its would-be decision recorded (metric, span
+    # attribute, audit field), never enforced: watch a tightened rule before switching it on.
+    mode: Literal["enforce", "shadow"] = "enforce"
 
     @model_validator(mode="after")
     def _allow_xor_deny(self) -> Rule:
@@ -149,6 +155,9 @@ class Rule(Strict):
 
 class Policy(Strict):
     rules: list[Rule] = Field(default_factory=list)
+    # This whole policy is a shadow of the named one: evaluated beside it on every request
+    # that selects it, recorded, never enforced, and never selected by itself.
+    shadow_of: str | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> Policy:

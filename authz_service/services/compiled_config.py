@@ -15,7 +15,7 @@ from authz_service.authn.dpop import DpopVerifier
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.authn.replay import ReplayGuard
 from authz_service.authz.method_overrides import MethodOverrides
-from authz_service.authz.rbac import PolicySet
+from authz_service.authz.rbac import ConditionError, PolicySet
 from authz_service.config.loader import ConfigError, LoadedConfig
 from authz_service.config.secrets import check_secrets
 from authz_service.ratelimit.factory import build_limiter, build_store
@@ -130,10 +130,17 @@ def compile_config(
         holder = stores or QuotaStoreHolder()
         store = holder.store_for(config.rate_limit or RateLimitSettings())
         replay = ReplayGuard.for_providers(config.jwt_providers, store, outages=holder.outages)
+    try:
+        policies = PolicySet(config.policies, config.policy_selection)
+    except ConditionError as error:
+        line = loaded.lines.get(error.location)
+        where = f"{loaded.path}:{line}" if line else str(loaded.path)
+        field = ".".join(str(part) for part in error.location)
+        raise ConfigError(f"{where}: {field}: {error}") from None
     return CompiledConfig(
         loaded=loaded,
         authenticator=authenticator,
-        policies=PolicySet(config.policies, config.policy_selection),
+        policies=policies,
         responses=ResponsePolicy(config, authenticator.credential_headers()),
         loaded_at=time.time(),
         limiter=limiter,

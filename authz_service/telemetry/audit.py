@@ -18,6 +18,7 @@ from authz_service.decisions import (
     Outcome,
     Reason,
     RequestAttributes,
+    ShadowVerdict,
     http_status,
 )
 from authz_service.ratelimit.results import Code, Descriptor, RateLimitResult
@@ -80,6 +81,12 @@ class CheckRecord:
     roles: frozenset[str]
     trace_id: str
     span_id: str
+    # What `authz-service replay` needs to decide again (no secret among them): the identity's
+    # scopes, tier and mTLS peer, and the would-be decision of shadow rules.
+    scopes: frozenset[str] = frozenset()
+    tier: str = ""
+    peer_principal: str = ""
+    shadow: ShadowVerdict | None = None
 
     @classmethod
     def of(
@@ -112,6 +119,10 @@ class CheckRecord:
             identity.roles if identity is not None else frozenset(),
             trace_id,
             span_id,
+            identity.scopes if identity is not None else frozenset(),
+            identity.tier if identity is not None else "",
+            request.peer_principal,
+            decision.shadow,
         )
 
     @property
@@ -128,6 +139,10 @@ class CheckRecord:
             + sum(_sizeof(role) for role in self.roles)
             + _sizeof(self.trace_id)
             + _sizeof(self.span_id)
+            # Replay's fields; an empty one is the shared "" and holds nothing of its own.
+            + sum(_sizeof(scope) for scope in self.scopes)
+            + (_sizeof(self.tier) if self.tier else 0)
+            + (_sizeof(self.peer_principal) if self.peer_principal else 0)
         )
 
     def line(self) -> str:
@@ -149,6 +164,19 @@ class CheckRecord:
             tail += f',"user":{{"id":{_q(self.principal)}'
             tail += (f',"roles":[{roles}]' if roles else "") + "}"
             authz += f',"auth_method":"{self.auth_method.value}"'
+            if self.scopes:
+                authz += f',"scopes":[{",".join(_q(s) for s in sorted(self.scopes))}]'
+            if self.tier:
+                authz += f',"tier":{_q(self.tier)}'
+        if self.peer_principal:
+            authz += f',"peer_principal":{_q(self.peer_principal)}'
+        if self.shadow is not None:
+            shadow = self.shadow
+            authz += (
+                f',"shadow":{{"decision":"{shadow.outcome.value}",'
+                f'"reason":"{shadow.reason.value}","rule":{_q(shadow.rule)},'
+                f'"policy":{_q(shadow.policy)}}}'
+            )
         if self.reason is Reason.RATE_LIMITED:  # Check's own quota; not a lockout
             authz += ',"rate_limit":"over_limit"'
         tail += _trace_fields(self.trace_id, self.span_id)

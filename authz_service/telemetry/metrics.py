@@ -51,6 +51,13 @@ class Metrics:
             ["decision", "reason", "policy"],
             registry=r,
         )
+        self.shadow_decisions = Counter(
+            "authz_shadow_decisions_total",
+            "Would-be decisions of shadow rules and policies (never enforced), by policy, "
+            "the rule that would decide, its outcome, and whether it agrees with the real one.",
+            ["policy", "rule", "decision", "agrees"],
+            registry=r,
+        )
         self.ratelimit_responses = Counter(
             "authz_ratelimit_responses_total",
             "ShouldRateLimit answers by domain and overall code.",
@@ -80,6 +87,14 @@ class Metrics:
         if child is None:
             child = self._decision_children[key] = self.check_decisions.labels(*key)
         return child
+
+    def observe_shadow(self, decision: Decision) -> None:
+        shadow = decision.shadow
+        if shadow is None:
+            return
+        agrees = "true" if shadow.agrees_with(decision) else "false"
+        key = (shadow.policy, shadow.rule or "-", shadow.outcome.value, agrees)
+        self._child(self.shadow_decisions, key).inc()
 
     def observe_rate_limit(self, domain: str, result: RateLimitResult) -> None:
         code = "over_limit" if result.over_limit else ("degraded" if result.degraded else "ok")

@@ -103,6 +103,7 @@ class Reporter:
         if self.metrics is not None:
             self.metrics.check_duration.observe(duration_s)
             self.metrics.decision_counter(decision).inc()
+            self.metrics.observe_shadow(decision)
         if recording:
             span.set_attributes(
                 {
@@ -115,6 +116,17 @@ class Reporter:
                     "authz.rule": decision.rule,
                 }
             )
+            shadow = decision.shadow
+            if shadow is not None:
+                span.set_attributes(
+                    {
+                        "authz.shadow.decision": shadow.outcome.value,
+                        "authz.shadow.reason": shadow.reason.value,
+                        "authz.shadow.rule": shadow.rule,
+                        "authz.shadow.policy": shadow.policy,
+                        "authz.shadow.agrees": shadow.agrees_with(decision),
+                    }
+                )
             if principal is not None and decision.identity is not None:
                 span.set_attribute("enduser.id", principal)
             if decision.outcome is Outcome.UNAVAILABLE:

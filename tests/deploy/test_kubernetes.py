@@ -18,7 +18,14 @@ SIDECAR_VALUES = TARGETS["kubernetes"].values
 MANIFESTS = sorted(
     path
     for path in DEPLOY.rglob("*.yaml")
-    if path.name not in {"kustomization.yaml", "config.yaml", "gateway-limits.yaml", "envoy.yaml"}
+    if path.name
+    not in {
+        "kustomization.yaml",
+        "config.yaml",
+        "config.tests.yaml",  # authz-service test reads it beside config.yaml
+        "gateway-limits.yaml",
+        "envoy.yaml",
+    }
 )
 
 
