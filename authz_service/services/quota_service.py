@@ -74,9 +74,11 @@ class QuotaShareService:
         telemetry: QuotaTelemetry | None = None,
         outages: StoreOutages | None = None,
         clock: Callable[[], float] = time.time,
+        store_timeout_s: float = STORE_TIMEOUT_S,
     ) -> None:
         self._config = config
         self._store = store
+        self._store_timeout = store_timeout_s
         # Every report is also kept here: what `local_shares` splits when the store fails.
         self._local = store if isinstance(store, MemoryUsageStore) else MemoryUsageStore()
         self._telemetry = telemetry or QuotaTelemetry()
@@ -92,6 +94,11 @@ class QuotaShareService:
     @property
     def telemetry(self) -> QuotaTelemetry:
         return self._telemetry
+
+    @property
+    def open_streams(self) -> int:
+        """Streams not yet closed (their end's store writes included)."""
+        return len(self._open)
 
     def open_stream(self, peer: str) -> EnvoyStream:
         stream = EnvoyStream(f"{self._replica}#{next(self._streams)}", peer)
@@ -110,7 +117,6 @@ class QuotaShareService:
         """The stream ended (the Envoy stopped, or will reconnect under a new id): its share
         is given back after RECONNECT_GRACE_S rather than the assignment TTL, so that its
         next stream's entry does not count it twice for long."""
-        self._open.discard(stream)
         for key in stream.assigned:
             holders = self._holders.get(key)
             if holders is not None:
@@ -123,10 +129,12 @@ class QuotaShareService:
         try:
             await self._local.expire(refs, at)
             if self._store is not self._local:
-                async with asyncio.timeout(STORE_TIMEOUT_S):
+                async with asyncio.timeout(self._store_timeout):
                     await self._store.expire(refs, at)
         except (StoreUnavailable, TimeoutError):
             pass  # the entries expire after the TTL instead
+        finally:
+            self._open.discard(stream)
 
     async def report(
         self, stream: EnvoyStream, domain: str, usages: Sequence[BucketUsage]
@@ -202,7 +210,7 @@ class QuotaShareService:
                 self._outages.answered("quota_service")
                 return dict(zip(keys, local, strict=True)), False
             # A report of thousands of buckets (per-user ones) gets time to match.
-            async with asyncio.timeout(STORE_TIMEOUT_S + 0.002 * len(reports)):
+            async with asyncio.timeout(self._store_timeout + 0.002 * len(reports)):
                 shared = await self._store.record(reports, now)
         except (StoreUnavailable, TimeoutError) as error:
             self._outages.failed("quota_service", f"answering {config.store_unavailable}", error)
@@ -258,7 +266,7 @@ class QuotaShareService:
         await self._local.assign(changed)
         if self._store is not self._local:
             try:
-                async with asyncio.timeout(STORE_TIMEOUT_S):
+                async with asyncio.timeout(self._store_timeout):
                     await self._store.assign(changed)
             except (StoreUnavailable, TimeoutError):
                 pass  # admin views show the old share until the next change
@@ -293,7 +301,7 @@ class QuotaShareService:
         envoys: list[EnvoyUsage] = []
         if bucket.counted:
             try:
-                async with asyncio.timeout(STORE_TIMEOUT_S):
+                async with asyncio.timeout(self._store_timeout):
                     envoys = await self._store.read(bucket.store_key, now)
             except (StoreUnavailable, TimeoutError):
                 envoys, local_only = await self._local.read(bucket.store_key, now), True

@@ -16,6 +16,7 @@ from authz_service.ratelimit.rules import compile_rules, parse_domain_document
 from authz_service.ratelimit.usage_store import UsageStore
 from authz_service.schema import QuotaServiceSettings
 from authz_service.services.quota_service import QuotaConfig, QuotaShareService
+from tests.support.idp import wait_until
 
 LIMITS = """
 domain: gateway
@@ -127,13 +128,16 @@ async def running_rig(
     settings: QuotaServiceSettings | None = SETTINGS,
     limits: str = LIMITS,
     edit: Callable[[QuotaShareService], None] | None = None,
+    store_timeout_s: float = 1.0,
 ) -> AsyncIterator[Rig]:
     from authz_service.ratelimit.usage_store import MemoryUsageStore
 
     clock = Clock()
     rules = compile_rules([parse_domain_document(limits, "limits.yaml")])
     config = [QuotaConfig(rules, settings)]
-    service = QuotaShareService(lambda: config[0], store or MemoryUsageStore(), clock=clock)
+    service = QuotaShareService(
+        lambda: config[0], store or MemoryUsageStore(), clock=clock, store_timeout_s=store_timeout_s
+    )
     if edit is not None:
         edit(service)
     server = grpc.aio.server()
@@ -145,6 +149,8 @@ async def running_rig(
         yield Rig(service, channel, clock, config)
     finally:
         service.end_streams()
+        # Each stream's end writes to the store: let those finish before the store closes.
+        await wait_until(lambda: service.open_streams == 0)
         await channel.close()
         await server.stop(0)
         await service.close()
