@@ -44,6 +44,7 @@ class AuthMethod(enum.StrEnum):
     JWT = "jwt"
     API_KEY = "api_key"
     MTLS = "mtls"
+    INTROSPECTION = "introspection"  # an opaque token the issuer vouched for (RFC 7662)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,9 @@ class Identity:
     claims: Mapping[str, str] = field(default_factory=dict)
     expires_at: float | None = None
     token_id: str = ""  # the JWT's `jti`, for revocation
+    # "sha256:<hex>" of an opaque token (never the token): revocable by it when the issuer's
+    # introspection answer names no `jti`.
+    token_digest: str = ""
     issued_at: float | None = None
     acr: str = ""  # how the user authenticated (RFC 9470 step-up rules read it)
     auth_time: float | None = None
@@ -123,6 +127,9 @@ class Reason(enum.StrEnum):
     DPOP_PROOF_MISSING = "dpop_proof_missing"  # a DPoP-bound token without a proof
     INVALID_DPOP_PROOF = "invalid_dpop_proof"  # the proof does not verify (RFC 9449)
     DPOP_PROOF_REPLAYED = "dpop_proof_replayed"  # the proof's jti was seen before
+    TOKEN_INACTIVE = "token_inactive"  # the issuer's introspection says not active (RFC 7662)
+    # The introspection endpoint did not answer usably: 503, the token may still be good.
+    INTROSPECTION_UNAVAILABLE = "introspection_unavailable"
 
 
 _HTTP_STATUS = {

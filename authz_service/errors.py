@@ -20,8 +20,10 @@
     │   │                          configured failure mode decide; never a config problem
     │   ├── StoreUnavailable       the quota store did not answer: down, slow, breaker open,
     │   │                          memory store full (ratelimit/store.py)
-    │   └── JwksFetchError         an IdP's JWKS or discovery document could not be used; the
-    │                              keys already held stay in use (authn/jwks.py)
+    │   ├── JwksFetchError         an IdP's JWKS or discovery document could not be used; the
+    │   │                          keys already held stay in use (authn/jwks.py)
+    │   └── IntrospectionUnavailable  an opaque token's introspection endpoint did not answer
+    │                              usably: 503, never an allow (authn/introspection_client.py)
     ├── RequestRefused             a check refused before it is decided: a deny, counted and
     │   │                          audited like any other answer, not a failure
     │   ├── UnreadableRequest      lacks what its transport must send, or does not parse
@@ -61,6 +63,7 @@ Each class says what it becomes (class attributes, inherited down the tree):
 | QuotaServiceUnavailable | internal_error | unavailable | FAILED_PRECONDITION | 500 | no |
 | StoreUnavailable | rate_limit_unavailable | unavailable | UNAVAILABLE | 503 | yes |
 | JwksFetchError | unknown_key | unauthenticated | UNAVAILABLE | 503 | yes |
+| IntrospectionUnavailable | introspection_unavailable | unavailable | UNAVAILABLE | 503 | yes |
 | UnreadableRequest (and below) | bad_request | forbidden | PERMISSION_DENIED | 403 | no |
 | UnreadableEvent | bad_request | unavailable | UNKNOWN | 500 | no |
 | BadRequest, BadReport | bad_request | forbidden | INVALID_ARGUMENT | 400 | no |

@@ -18,6 +18,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from authz_service.admin.v1 import admin_pb2_grpc
+from authz_service.authn.introspection_registry import IntrospectionRegistry
 from authz_service.authn.jwks import JwksCache
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.authn.revocation import build_revocation_store
@@ -72,10 +73,11 @@ class AuthzServer:
         http_listen: str | None = None,
     ) -> None:
         self.registry = JwksRegistry()
+        self.introspection = IntrospectionRegistry()  # opaque tokens' verifiers and caches
         self.stores = QuotaStoreHolder()
         self.reloader: ConfigReloader[CompiledConfig] = ConfigReloader(
             config_path,
-            lambda loaded: compile_config(loaded, self.registry, self.stores),
+            lambda loaded: compile_config(loaded, self.registry, self.stores, self.introspection),
             self._after_reload,
         )
         config = self.reloader.current.loaded.config
@@ -131,6 +133,7 @@ class AuthzServer:
     async def _after_reload(self, compiled: CompiledConfig) -> None:
         self._apply_live(compiled.loaded.config)
         await self.registry.retain_only(compiled.loaded.config.jwt_providers)
+        await self.introspection.retain_only(compiled.loaded.config.introspection_providers)
 
     def _apply_live(self, config: Config) -> None:
         """Put a reloaded config's security settings in force on the running ports, at once
@@ -322,6 +325,7 @@ class AuthzServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.registry.close()
+        await self.introspection.close()
         await self.revocation_store.close()
         await self.stores.close()
         await self.quota_service.close()

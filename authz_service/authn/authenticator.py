@@ -2,6 +2,10 @@
 
 Order: a bearer token from any configured source, then an API key, then the mTLS peer.
 A credential that is presented and fails is a failure; we never fall back to a weaker one.
+
+A token that is not a JWT (not three dot-separated segments whose header is a JSON object)
+goes to the first introspection provider that reads the source it was found in (RFC 7662,
+authn/introspection.py); with none, it is refused as malformed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 
+from authz_service.authn.introspection import IntrospectionVerifier
 from authz_service.authn.jwks import JwksCache
 from authz_service.authn.jwt_provider import JwtProviderVerifier
 from authz_service.authn.token_cache import TokenCache
@@ -104,17 +109,28 @@ class Authenticator:
         *,
         token_cache: TokenCache | None = None,
         wall_clock: Callable[[], float] = time.time,
+        introspection: Mapping[str, IntrospectionVerifier] | None = None,
     ) -> None:
-        """`jwks_by_issuer` holds the (shared, long-lived) JWKS cache of each provider."""
+        """`jwks_by_issuer` holds the (shared, long-lived) JWKS cache of each provider,
+        `introspection` the (shared, long-lived) verifier of each introspection provider."""
         self._verifiers = {
             provider.issuer: JwtProviderVerifier(
                 provider, jwks_by_issuer[provider.issuer], wall_clock
             )
             for provider in config.jwt_providers
         }
+        # Introspection providers in config order: the first that reads a source gets the
+        # opaque tokens found there.
+        introspection = introspection or {}
+        self._introspection = [
+            introspection[provider.name] for provider in config.introspection_providers
+        ]
         sources: dict[TokenSource, None] = {}
         for provider in config.jwt_providers:
             for source in provider.token_sources:
+                sources[source] = None
+        for verifier in self._introspection:
+            for source in verifier.provider.token_sources:
                 sources[source] = None
         self._sources = tuple(sources)
         self._max_token_bytes = max((p.max_token_bytes for p in config.jwt_providers), default=8192)
@@ -129,6 +145,17 @@ class Authenticator:
     @property
     def verifiers(self) -> Mapping[str, JwtProviderVerifier]:
         return self._verifiers
+
+    @property
+    def introspection(self) -> list[IntrospectionVerifier]:
+        return self._introspection
+
+    def introspection_for(self, source: TokenSource) -> IntrospectionVerifier | None:
+        """The introspection provider that reads opaque tokens from `source`, if any."""
+        for verifier in self._introspection:
+            if source in verifier.provider.token_sources:
+                return verifier
+        return None
 
     def credential_headers(self) -> frozenset[str]:
         """Request headers that carry credentials (stripped before the upstream if configured)."""
@@ -162,6 +189,8 @@ class Authenticator:
         if token is not None:
             source = token.source
             where = f"header {source.header}" if source.header else f"cookie {source.cookie}"
+            if isinstance(authn, Identity) and authn.method is AuthMethod.INTROSPECTION:
+                return f"opaque token from {where}, introspected"
             return f"bearer token from {where}"
         if self.api_keys is not None and self.api_keys.header in request.headers:
             return f"API key from header {self.api_keys.header}"
@@ -180,6 +209,10 @@ class Authenticator:
         if cached is not None and self._accepts_from(cached.issuer, presented.source):
             return cached
         inspected = peek(presented.value, self._max_token_bytes)
+        if isinstance(inspected, AuthnFailure) and inspected.reason is Reason.MALFORMED_TOKEN:
+            introspection = self.introspection_for(presented.source)
+            if introspection is not None:  # not a JWT: an opaque token for its issuer to judge
+                return await introspection.verify(presented.value)
         if isinstance(inspected, AuthnFailure):
             # One line, what was wrong and never the token: hostile tokens are routine.
             log.info("bearer token refused before verification: %s", inspected.message)

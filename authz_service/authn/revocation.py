@@ -51,12 +51,15 @@ class RevocationList:
         if not self._jti and not self._subjects:
             return False
         now = self._clock()
-        if identity.token_id:
-            expires = self._jti.get(identity.token_id)
+        # An opaque token is revoked by its `jti` or by its digest ("sha256:<hex>").
+        for token_id in (identity.token_id, identity.token_digest):
+            if not token_id:
+                continue
+            expires = self._jti.get(token_id)
             if expires is not None:
                 if expires > now:
                     return True
-                del self._jti[identity.token_id]
+                del self._jti[token_id]
         # A subject revoked without an issuer is revoked for every issuer.
         for key in (f"{identity.issuer}|{identity.principal}", f"|{identity.principal}"):
             entry = self._subjects.get(key)

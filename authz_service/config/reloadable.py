@@ -60,6 +60,8 @@ RELOADABLE: tuple[str, ...] = (
     "server.drain_delay_s",
     "server.tls.allowed_client_sans",
     "jwt_providers",
+    # A provider whose settings change gets a new client and an empty cache.
+    "introspection_providers",
     "api_keys",
     "mtls",
     "identity_headers",

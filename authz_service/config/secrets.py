@@ -1,6 +1,7 @@
-"""Secrets a config points at (a Redis password in a file or an environment variable) must be
-readable when the config is loaded: a missing one is a config error naming the setting and
-its line, for `check-config`, `serve` and a reload alike, not a traceback on first connect."""
+"""Secrets a config points at (a Redis password, an introspection client secret; in a file or
+an environment variable) must be readable when the config is loaded: a missing one is a
+config error naming the setting and its line, for `check-config`, `serve` and a reload
+alike, not a traceback on first connect."""
 
 from __future__ import annotations
 
@@ -35,6 +36,18 @@ def check_secrets(loaded: LoadedConfig) -> None:
             reason = getattr(error, "strerror", None) or str(error)
             if isinstance(error, OSError):
                 reason = f"cannot read {redis.password_file}: {reason}"
+            line = loaded.lines.get((*path, field)) or loaded.lines.get(path)
+            where = f"{loaded.path}:{line}" if line else str(loaded.path)
+            problems.append(f"{where}: {'.'.join(map(str, (*path, field)))}: {reason}")
+    for index, provider in enumerate(loaded.config.introspection_providers):
+        path = ("introspection_providers", index)
+        field = "client_secret_file" if provider.client_secret_file else "client_secret_env"
+        try:
+            provider.resolved_secret()
+        except (ValueError, OSError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            if isinstance(error, OSError):
+                reason = f"cannot read {provider.client_secret_file}: {reason}"
             line = loaded.lines.get((*path, field)) or loaded.lines.get(path)
             where = f"{loaded.path}:{line}" if line else str(loaded.path)
             problems.append(f"{where}: {'.'.join(map(str, (*path, field)))}: {reason}")

@@ -41,6 +41,7 @@ from authz_service.schema.http_check import (
     Integration,
     NginxSettings,
 )
+from authz_service.schema.introspection import IntrospectionCache, IntrospectionProvider
 from authz_service.schema.listen_address import split_listen
 from authz_service.schema.policy import (
     DEFAULT_HEADERS,
@@ -122,6 +123,8 @@ __all__ = [
     "HttpCheckSettings",
     "IdentityHeaders",
     "Integration",
+    "IntrospectionCache",
+    "IntrospectionProvider",
     "JwksSettings",
     "JwtProvider",
     "MethodOverrideSettings",

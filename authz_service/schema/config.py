@@ -12,6 +12,7 @@ from authz_service.schema.credentials import (
     RevocationSettings,
 )
 from authz_service.schema.http_check import HttpCheckSettings
+from authz_service.schema.introspection import IntrospectionProvider
 from authz_service.schema.policy import (
     IdentityHeaders,
     MethodOverrideSettings,
@@ -27,6 +28,8 @@ from authz_service.schema.telemetry import TelemetrySettings
 class Config(Strict):
     server: ServerSettings = ServerSettings()
     jwt_providers: list[JwtProvider] = Field(default_factory=list)
+    # Opaque (non-JWT) tokens, checked at the issuer's introspection endpoint (RFC 7662).
+    introspection_providers: list[IntrospectionProvider] = Field(default_factory=list)
     api_keys: ApiKeySettings = ApiKeySettings()
     mtls: MtlsSettings = MtlsSettings()
     identity_headers: IdentityHeaders = IdentityHeaders()
@@ -59,6 +62,12 @@ class Config(Strict):
         if repeat is not None:
             raise FieldError(
                 "two jwt providers have the same issuer", ("jwt_providers", repeat, "issuer")
+            )
+        repeat = first_repeat([provider.name for provider in self.introspection_providers])
+        if repeat is not None:
+            raise FieldError(
+                "introspection provider names must be unique",
+                ("introspection_providers", repeat, "name"),
             )
         if self.policy_selection.default not in self.policies:
             raise FieldError(

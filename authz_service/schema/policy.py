@@ -106,7 +106,9 @@ class Requirement(Strict):
     scopes_all: list[str] = Field(default_factory=list)
     principals: list[str] = Field(default_factory=list)
     peer_principals: list[str] = Field(default_factory=list)
-    auth_methods: list[Literal["jwt", "api_key", "mtls"]] = Field(default_factory=list)
+    auth_methods: list[Literal["jwt", "api_key", "mtls", "introspection"]] = Field(
+        default_factory=list
+    )
 
 
 class StepUp(Strict):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from authz_service.authn.authenticator import Authenticator
 from authz_service.authn.dpop import DpopVerifier
+from authz_service.authn.introspection_registry import IntrospectionRegistry
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.authn.replay import ReplayGuard
 from authz_service.authz.method_overrides import MethodOverrides
@@ -89,12 +90,19 @@ class CompiledConfig:
 
 
 def compile_config(
-    loaded: LoadedConfig, registry: JwksRegistry, stores: QuotaStoreHolder | None = None
+    loaded: LoadedConfig,
+    registry: JwksRegistry,
+    stores: QuotaStoreHolder | None = None,
+    introspection: IntrospectionRegistry | None = None,
 ) -> CompiledConfig:
-    """Compile a loaded config. Raises ConfigError for problems only visible when compiling."""
+    """Compile a loaded config. Raises ConfigError for problems only visible when compiling.
+    Without `introspection` (offline tools), introspection providers get fresh verifiers."""
     config = loaded.config
     check_secrets(loaded)
-    authenticator = Authenticator(config, registry.prepare(config.jwt_providers))
+    verifiers = (introspection or IntrospectionRegistry()).prepare(config.introspection_providers)
+    authenticator = Authenticator(
+        config, registry.prepare(config.jwt_providers), introspection=verifiers
+    )
     limiter = None
     quota = None
     if config.rate_limit is not None:

@@ -81,7 +81,13 @@ def test_the_docstring_table_says_what_the_classes_say(names: str, mapping: list
 def test_the_table_covers_the_tree_and_says_which_are_transient() -> None:
     assert len(table_rows()) >= 10
     transient = {cls.__name__ for cls in TREE if cls.transient}
-    assert transient == {"TransientError", "StoreUnavailable", "JwksFetchError", "Overloaded"}
+    assert transient == {
+        "TransientError",
+        "StoreUnavailable",
+        "JwksFetchError",
+        "IntrospectionUnavailable",
+        "Overloaded",
+    }
 
 
 def test_an_error_not_of_ours_ends_a_call_unknown() -> None:

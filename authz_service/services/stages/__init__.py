@@ -11,6 +11,7 @@ from authz_service.services.stages.authenticate import AuthenticateStage
 from authz_service.services.stages.authorize import AuthorizeStage
 from authz_service.services.stages.cert_binding import CertificateBindingStage
 from authz_service.services.stages.dpop import DpopStage
+from authz_service.services.stages.introspection_outage import IntrospectionOutageStage
 from authz_service.services.stages.lockout import FailedAttemptStage, LockoutStage
 from authz_service.services.stages.quota import QuotaStage
 from authz_service.services.stages.replay import ReplayStage
@@ -20,6 +21,7 @@ from authz_service.services.stages.step_up import StepUpStage
 STAGES: tuple[type[Stage], ...] = (
     LockoutStage,  # an address locked out for failed authentications: refused before any work
     AuthenticateStage,  # credentials -> Identity, AuthnFailure, or None (nothing presented)
+    IntrospectionOutageStage,  # an opaque token's issuer could not be asked: 503
     RevocationStage,  # a revoked token's identity becomes a failure
     DpopStage,  # a DPoP-bound token needs a fresh proof by its key (RFC 9449)
     CertificateBindingStage,  # a certificate-bound token needs its client cert (RFC 8705)

@@ -26,8 +26,9 @@ class CertificateBindingStage(PureStage):
 
     @classmethod
     def build(cls, inputs: StageInputs) -> CertificateBindingStage | None:
-        # Only JWT providers issue bound tokens.
-        return cls() if inputs.compiled.loaded.config.jwt_providers else None
+        # JWT providers' tokens, and opaque tokens whose introspection answer has a `cnf`.
+        config = inputs.compiled.loaded.config
+        return cls() if config.jwt_providers or config.introspection_providers else None
 
     def decide(self, evaluation: Evaluation, explanation: Explanation | None) -> Decision | None:
         identity = evaluation.authn

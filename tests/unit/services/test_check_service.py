@@ -23,6 +23,7 @@ def test_the_stages_run_in_the_documented_order() -> None:
     assert [stage.name for stage in STAGES] == [
         "lockout",
         "authenticate",
+        "introspection_outage",
         "revocation",
         "dpop",
         "certificate_binding",

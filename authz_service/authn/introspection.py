@@ -1,0 +1,160 @@
+"""Opaque tokens -> an Identity, by asking their issuer (RFC 7662 introspection).
+
+A token that is not a JWT, found in a source an introspection provider reads, is sent to
+that provider's endpoint (authn/introspection_client.py). Concurrent requests with the same
+token share one call (single-flight); answers are cached by the token's digest
+(authn/introspection_cache.py). The answer's claims go through the same mapping as a JWT's:
+subject, roles, scopes, tier, claims to headers.
+
+An endpoint that does not answer usably gives `INTROSPECTION_UNAVAILABLE` (503: the token
+may be good), logged once a second at most, with the reason and never the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from authz_service.authn.claims import claim_at, collect, header_safe
+from authz_service.authn.introspection_cache import IntrospectionResultCache, token_digest
+from authz_service.authn.introspection_client import IntrospectionClient, IntrospectionUnavailable
+from authz_service.authn.jwt_provider import bound_x5t
+from authz_service.decisions import AuthMethod, AuthnFailure, Identity, Reason
+from authz_service.schema import IntrospectionProvider
+from authz_service.telemetry import tracing
+
+log = logging.getLogger(__name__)
+
+WallClock = Callable[[], float]
+# Between two log lines about one provider's outage (the count of failures in between is
+# logged): an endpoint down under load must not flood the log.
+_LOG_INTERVAL_S = 1.0
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def identity_from_answer(
+    provider: IntrospectionProvider, answer: Mapping[str, Any], digest: str, now: float
+) -> Identity | AuthnFailure:
+    """What an introspection answer (`active` a boolean, see the client) says of the caller."""
+    if answer.get("active") is not True:
+        return AuthnFailure(Reason.TOKEN_INACTIVE, "token is not active")
+    exp = _number(answer.get("exp"))
+    if "exp" in answer and exp is None:
+        return AuthnFailure(Reason.MALFORMED_TOKEN, "introspection 'exp' is not a number")
+    if exp is not None and exp <= now:
+        return AuthnFailure(Reason.TOKEN_EXPIRED, "token has expired")
+    nbf = _number(answer.get("nbf"))
+    if nbf is not None and nbf > now:
+        return AuthnFailure(Reason.TOKEN_NOT_YET_VALID, "token is not valid yet")
+    if "iss" in answer and answer["iss"] != provider.issuer:
+        return AuthnFailure(Reason.WRONG_ISSUER, "token issuer is not accepted")
+    if "aud" in answer and provider.audiences:
+        audiences = answer["aud"] if isinstance(answer["aud"], list) else [answer["aud"]]
+        if not set(provider.audiences).intersection(a for a in audiences if isinstance(a, str)):
+            return AuthnFailure(Reason.WRONG_AUDIENCE, "token audience is not accepted")
+    confirmation = answer.get("cnf")
+    if isinstance(confirmation, dict) and "jkt" in confirmation:
+        # DPoP proofs are checked for JWT providers' tokens only: a bound opaque token would
+        # pass here without its proof, so it is refused.
+        return AuthnFailure(Reason.INVALID_TOKEN, "DPoP-bound opaque tokens are not accepted")
+    subject = claim_at(answer, provider.subject_claim)
+    if not isinstance(subject, str) or not subject:
+        return AuthnFailure(Reason.MISSING_CLAIM, f"token lacks '{provider.subject_claim}'")
+    tier = claim_at(answer, provider.tier_claim) if provider.tier_claim else None
+    iat, auth_time = _number(answer.get("iat")), _number(answer.get("auth_time"))
+    return Identity(
+        principal=subject,
+        method=AuthMethod.INTROSPECTION,
+        issuer=provider.issuer,
+        roles=collect(answer, provider.roles_claims),
+        scopes=collect(answer, provider.scope_claims),
+        tier=header_safe(tier) if tier is not None else "",
+        claims={
+            header: header_safe(claim_at(answer, path))
+            for path, header in provider.claims_to_headers.items()
+            if claim_at(answer, path) is not None
+        },
+        expires_at=exp,
+        token_id=jti if isinstance(jti := answer.get("jti"), str) else "",
+        token_digest=digest,
+        issued_at=iat,
+        acr=header_safe(acr) if isinstance(acr := answer.get("acr"), str) else "",
+        auth_time=auth_time,
+        bound_x5t=bound_x5t(answer),
+        verified_claims=dict(answer),
+    )
+
+
+_UNAVAILABLE = AuthnFailure(
+    Reason.INTROSPECTION_UNAVAILABLE, "the token issuer's introspection endpoint is unavailable"
+)
+
+
+class IntrospectionVerifier:
+    def __init__(
+        self,
+        provider: IntrospectionProvider,
+        client: IntrospectionClient | None = None,
+        wall_clock: WallClock = time.time,
+    ) -> None:
+        self.provider = provider
+        self.client = client if client is not None else IntrospectionClient(provider)
+        self.cache = IntrospectionResultCache(provider.cache, wall_clock)
+        self._clock = wall_clock
+        self._inflight: dict[str, asyncio.Task[Identity | AuthnFailure]] = {}
+        self._last_log = 0.0
+        self._unlogged_failures = 0
+        self.failures = 0
+
+    async def verify(self, token: str) -> Identity | AuthnFailure:
+        if len(token) > self.provider.max_token_bytes:
+            return AuthnFailure(Reason.TOKEN_TOO_LARGE, "token is too large", "invalid_request")
+        digest = token_digest(token)
+        cached = self.cache.get(digest)
+        if cached is not None:
+            return cached
+        task = self._inflight.get(digest)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._introspect(token, digest))
+            self._inflight[digest] = task
+            task.add_done_callback(lambda _done: self._inflight.pop(digest, None))
+        # Shield: a caller that gives up (its deadline) must not cancel the shared call.
+        return await asyncio.shield(task)
+
+    async def _introspect(self, token: str, digest: str) -> Identity | AuthnFailure:
+        with tracing.child_span("authz.introspect", {"authz.provider": self.provider.name}):
+            try:
+                answer = await self.client.introspect(token)
+            except IntrospectionUnavailable as error:
+                self._log_failure(str(error))
+                return _UNAVAILABLE
+        result = identity_from_answer(self.provider, answer, digest, self._clock())
+        self.cache.put(digest, result)
+        return result
+
+    def _log_failure(self, why: str) -> None:
+        self.failures += 1
+        self._unlogged_failures += 1
+        now = time.monotonic()
+        if now - self._last_log < _LOG_INTERVAL_S:
+            return
+        log.warning(
+            "introspection provider %s (%s): %s; %d request(s) answered 503 since the last line",
+            self.provider.name,
+            self.provider.introspection_endpoint,
+            why,
+            self._unlogged_failures,
+        )
+        self._last_log = now
+        self._unlogged_failures = 0
+
+    async def close(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
+        await self.client.close()

@@ -1,0 +1,262 @@
+"""Opaque tokens against a real RFC 7662 endpoint on 127.0.0.1 (tests/support): client
+authentication, caching, single-flight, the concurrency bound, and every way the endpoint can
+fail (a 503 `introspection_unavailable`, never an allow, logged without the token). Then the
+whole Check: the token's claims reach RBAC, and a token revoked through our revocation path
+is refused at once although its active answer is cached."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from authz_service.authn.introspection import IntrospectionVerifier
+from authz_service.authn.introspection_cache import token_digest
+from authz_service.authn.introspection_registry import IntrospectionRegistry
+from authz_service.authn.jwks_registry import JwksRegistry
+from authz_service.authn.revocation import RevocationList
+from authz_service.config.loader import load_config_file
+from authz_service.decisions import AuthnFailure, Identity, Outcome, Reason, RequestAttributes
+from authz_service.schema import IntrospectionProvider
+from authz_service.services.check import CheckService
+from authz_service.services.compiled_config import QuotaStoreHolder, compile_config
+from tests.support.authz_config import write_config
+from tests.support.idp import wait_until
+from tests.support.introspection_endpoint import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ISSUER,
+    IntrospectionEndpoint,
+    running_endpoint,
+)
+from tools.processes import free_port
+
+SECRET_ENV = "AUTHZ_TEST_INTROSPECTION_SECRET"
+
+
+@pytest.fixture
+def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[IntrospectionEndpoint]:
+    monkeypatch.setenv(SECRET_ENV, CLIENT_SECRET)
+    with running_endpoint() as served:
+        yield served
+
+
+def settings(url: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "opaque",
+        "issuer": ISSUER,
+        "introspection_endpoint": url,
+        "client_id": CLIENT_ID,
+        "client_secret_env": SECRET_ENV,
+        **overrides,
+    }
+
+
+def verifier(url: str, **overrides: Any) -> IntrospectionVerifier:
+    return IntrospectionVerifier(IntrospectionProvider.model_validate(settings(url, **overrides)))
+
+
+def reason(result: Identity | AuthnFailure) -> Reason:
+    assert isinstance(result, AuthnFailure), result
+    return result.reason
+
+
+@pytest.mark.parametrize("client_auth", ["client_secret_basic", "client_secret_post"])
+async def test_an_active_token_is_introspected_once_then_served_from_the_cache(
+    endpoint: IntrospectionEndpoint, client_auth: str
+) -> None:
+    endpoint.issue("tok-active", sub="alice", scope="orders:read")
+    checker = verifier(endpoint.url, client_auth=client_auth)
+    try:
+        first = await checker.verify("tok-active")
+        second = await checker.verify("tok-active")
+    finally:
+        await checker.close()
+    assert isinstance(first, Identity) and first.principal == "alice"
+    assert first.scopes == {"orders:read"}
+    assert second == first
+    assert endpoint.calls_for("tok-active") == 1
+    assert endpoint.auth_methods == [client_auth]
+    assert endpoint.hints == ["access_token"]
+
+
+async def test_an_inactive_answer_is_refused_and_cached_briefly(
+    endpoint: IntrospectionEndpoint,
+) -> None:
+    checker = verifier(endpoint.url, cache={"inactive_s": 60})
+    try:
+        assert reason(await checker.verify("unknown")) is Reason.TOKEN_INACTIVE
+        assert reason(await checker.verify("unknown")) is Reason.TOKEN_INACTIVE
+    finally:
+        await checker.close()
+    assert endpoint.calls_for("unknown") == 1
+
+
+async def test_concurrent_requests_with_one_token_share_one_call(
+    endpoint: IntrospectionEndpoint,
+) -> None:
+    endpoint.issue("tok-shared", sub="alice")
+    checker = verifier(endpoint.url)
+    endpoint.hold()
+    try:
+        callers = asyncio.gather(*(checker.verify("tok-shared") for _ in range(20)))
+        await wait_until(lambda: endpoint.calls_for("tok-shared") == 1)
+        endpoint.release()
+        results = await callers
+    finally:
+        await checker.close()
+    assert all(isinstance(result, Identity) for result in results)
+    assert endpoint.calls_for("tok-shared") == 1
+
+
+async def test_calls_in_flight_are_bounded(endpoint: IntrospectionEndpoint) -> None:
+    tokens = [f"tok-{index}" for index in range(5)]
+    for token in tokens:
+        endpoint.issue(token, sub="alice")
+    checker = verifier(endpoint.url, max_concurrent=2, timeout_s=10)
+    endpoint.hold()
+    try:
+        callers = asyncio.gather(*(checker.verify(token) for token in tokens))
+        await wait_until(lambda: endpoint.total_calls() == 2)
+        await asyncio.sleep(0.2)
+        held = endpoint.total_calls()
+        endpoint.release()
+        results = await callers
+    finally:
+        await checker.close()
+    assert held == 2
+    assert all(isinstance(result, Identity) for result in results)
+    assert endpoint.total_calls() == 5
+
+
+async def test_a_slow_endpoint_is_a_timeout_not_an_allow_and_is_not_cached(
+    endpoint: IntrospectionEndpoint,
+) -> None:
+    endpoint.issue("tok-slow", sub="alice")
+    checker = verifier(endpoint.url, timeout_s=0.3)
+    endpoint.hold()
+    try:
+        assert reason(await checker.verify("tok-slow")) is Reason.INTROSPECTION_UNAVAILABLE
+        endpoint.release()
+        assert isinstance(await checker.verify("tok-slow"), Identity)
+    finally:
+        await checker.close()
+
+
+@pytest.mark.parametrize("mode", ["5xx", "garbage", "no_active"])
+async def test_an_unusable_answer_is_unavailable_and_logged_without_the_token(
+    endpoint: IntrospectionEndpoint, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint.issue("tok-secret-value", sub="alice")
+    endpoint.mode = mode
+    checker = verifier(endpoint.url)
+    try:
+        with caplog.at_level(logging.WARNING):
+            result = await checker.verify("tok-secret-value")
+    finally:
+        await checker.close()
+    assert reason(result) is Reason.INTROSPECTION_UNAVAILABLE
+    assert "introspection provider opaque" in caplog.text
+    assert "tok-secret-value" not in caplog.text
+
+
+async def test_an_endpoint_that_is_down_is_unavailable(endpoint: IntrospectionEndpoint) -> None:
+    down = verifier(f"http://127.0.0.1:{free_port()}/token/introspection")
+    try:
+        assert reason(await down.verify("tok")) is Reason.INTROSPECTION_UNAVAILABLE
+    finally:
+        await down.close()
+
+
+async def test_a_wrong_client_secret_is_unavailable_not_inactive(
+    endpoint: IntrospectionEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint.issue("tok", sub="alice")
+    monkeypatch.setenv(SECRET_ENV, "not-the-secret")
+    checker = verifier(endpoint.url)
+    try:
+        assert reason(await checker.verify("tok")) is Reason.INTROSPECTION_UNAVAILABLE
+    finally:
+        await checker.close()
+
+
+# -- the whole Check -----------------------------------------------------------------------
+
+
+def check_config(tmp_path: Path, url: str, **cache: Any) -> Path:
+    document = {
+        "introspection_providers": [settings(url, cache=cache or {"active_max_s": 300})],
+        "policies": {
+            "default": {
+                "rules": [
+                    {
+                        "name": "orders",
+                        "match": {"paths": [{"prefix": "/orders"}]},
+                        "allow": {"scopes_all": ["orders:read"]},
+                    }
+                ]
+            }
+        },
+    }
+    return write_config(tmp_path / "authz.yaml", document)
+
+
+def bearer(token: str) -> RequestAttributes:
+    return RequestAttributes(
+        method="GET", host="api.test", path="/orders", headers={"authorization": f"Bearer {token}"}
+    )
+
+
+@pytest.fixture
+async def checks(
+    tmp_path: Path, endpoint: IntrospectionEndpoint
+) -> AsyncIterator[tuple[CheckService, RevocationList]]:
+    verifiers = IntrospectionRegistry()
+    loaded = load_config_file(check_config(tmp_path, endpoint.url))
+    compiled = compile_config(loaded, JwksRegistry(), QuotaStoreHolder(), verifiers)
+    revocations = RevocationList()
+    try:
+        yield CheckService(lambda: compiled, revocations), revocations
+    finally:
+        await verifiers.close()
+
+
+async def test_an_opaque_tokens_scopes_reach_the_policy(
+    checks: tuple[CheckService, RevocationList], endpoint: IntrospectionEndpoint
+) -> None:
+    service, _ = checks
+    endpoint.issue("tok-reader", sub="alice", scope="orders:read")
+    endpoint.issue("tok-other", sub="bob", scope="billing:read")
+    allowed = (await service.check(bearer("tok-reader"))).decision
+    denied = (await service.check(bearer("tok-other"))).decision
+    assert allowed.outcome is Outcome.ALLOW and allowed.identity is not None
+    assert allowed.identity.principal == "alice"
+    assert (denied.outcome, denied.reason) == (Outcome.FORBIDDEN, Reason.MISSING_SCOPE)
+
+
+async def test_a_token_revoked_through_our_path_is_refused_at_once_though_cached(
+    checks: tuple[CheckService, RevocationList], endpoint: IntrospectionEndpoint
+) -> None:
+    service, revocations = checks
+    endpoint.issue("tok-revoke-me", sub="alice", scope="orders:read")
+    assert (await service.check(bearer("tok-revoke-me"))).decision.allowed
+    revocations.add_jti(token_digest("tok-revoke-me"), expires_at=2**31)
+    decision = (await service.check(bearer("tok-revoke-me"))).decision
+    assert (decision.outcome, decision.reason) == (Outcome.UNAUTHENTICATED, Reason.TOKEN_REVOKED)
+    assert endpoint.calls_for("tok-revoke-me") == 1  # the cached answer did not let it through
+
+
+async def test_an_endpoint_outage_answers_503(
+    checks: tuple[CheckService, RevocationList], endpoint: IntrospectionEndpoint
+) -> None:
+    service, _ = checks
+    endpoint.mode = "5xx"
+    decision = (await service.check(bearer("tok-during-outage"))).decision
+    assert (decision.outcome, decision.reason) == (
+        Outcome.UNAVAILABLE,
+        Reason.INTROSPECTION_UNAVAILABLE,
+    )
