@@ -17,7 +17,8 @@ command -v cc >/dev/null 2>&1 || needed+=(gcc)
 [ -e /usr/include/nghttp2/nghttp2.h ] || needed+=(libnghttp2-dev)
 command -v promtool >/dev/null 2>&1 || needed+=(prometheus)
 # The image and compose tests: podman/buildah build and run the images, debootstrap makes the
-# base image from the package mirror (no registry), node/npm run the compose OIDC provider.
+# base image from the package mirror (no registry), node/npm run the compose OIDC provider
+# and the tests' authorization server (scripts/setup-test-issuer.sh installs its packages).
 command -v podman >/dev/null 2>&1 || needed+=(podman)
 command -v buildah >/dev/null 2>&1 || needed+=(buildah)
 command -v debootstrap >/dev/null 2>&1 || needed+=(debootstrap)

@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-packages.sh
 scripts/setup-venv.sh test
+# The tests' real authorization server (oidc-provider on Node).
+scripts/setup-test-issuer.sh
 .venv/bin/ruff check authz_service tests tools benchmarks
 .venv/bin/ruff format --check authz_service tests tools benchmarks
 .venv/bin/mypy

