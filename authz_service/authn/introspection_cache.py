@@ -8,7 +8,6 @@ identity, so a token revoked through this service is refused at once, cached or 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -16,11 +15,13 @@ from dataclasses import dataclass
 
 from authz_service.decisions import AuthnFailure, Identity
 from authz_service.schema import IntrospectionCache
+from authz_service.schema.secret_digest import secret_digest
 
 
 def token_digest(token: str) -> str:
-    """ "sha256:<hex>" of a token: what the cache, logs and revocations may hold of it."""
-    return "sha256:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+    """The token's "sha256:<hex>": what the cache and revocations hold of it (the digest
+    `authz-service hash-key` prints, so an operator can revoke a token by it)."""
+    return secret_digest(token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from authz_service.cli.explain_output import lockout_lines, quota_lines
 from authz_service.cli.quota_service_output import quota_service_lines
 from authz_service.grpc.tls import client_channel
 from authz_service.schema import UNIT_SECONDS
+from authz_service.schema.secret_digest import secret_digest
 from authz_service.services.explain_view import View
 
 
@@ -62,6 +63,13 @@ def add_admin_parser(commands: Any) -> None:
     target = revoke.add_mutually_exclusive_group(required=True)
     target.add_argument("--jti")
     target.add_argument("--subject")
+    target.add_argument(
+        "--token-from-env",
+        metavar="VAR",
+        dest="revoke_token_env",
+        help="an opaque token, read from this environment variable (never from the command "
+        "line): revoked by its digest until --until",
+    )
     revoke.add_argument(
         "--issuer", default="", help="subject: only this issuer's tokens (default: every issuer)"
     )
@@ -84,6 +92,12 @@ def run_admin(args: argparse.Namespace) -> int:
         print(
             f"error: --token-from-env: environment variable {args.token_from_env} is not set",
             file=sys.stderr,
+        )
+        return 2
+    revoked = getattr(args, "revoke_token_env", None)
+    if args.action == "revoke" and revoked and not os.environ.get(revoked):
+        print(
+            f"error: --token-from-env: environment variable {revoked} is not set", file=sys.stderr
         )
         return 2
     token = os.environ.get(args.token_env, "")
@@ -125,7 +139,10 @@ def _call(stub: Any, args: argparse.Namespace, metadata: Any) -> Any:
     if args.action == "reload":
         return stub.Reload(admin_pb2.ReloadRequest(), timeout=timeout, metadata=metadata)
     if args.action == "revoke":
-        if args.jti:
+        if args.revoke_token_env:  # the digest goes over the wire, not the token
+            digest = secret_digest(os.environ[args.revoke_token_env])
+            request = admin_pb2.RevokeRequest(jti=digest, until_or_before_unix=args.until)
+        elif args.jti:
             request = admin_pb2.RevokeRequest(jti=args.jti, until_or_before_unix=args.until)
         else:
             request = admin_pb2.RevokeRequest(

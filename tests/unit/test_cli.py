@@ -169,3 +169,22 @@ def test_hash_key_refuses_an_empty_key(
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     status, out, err = run(capsys, "hash-key", "--stdin")
     assert (status, out, err) == (1, "", "error: empty key\n")
+
+
+def test_admin_revoke_of_a_token_from_an_unset_variable_is_refused_before_any_call(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AUTHZ_TEST_UNSET_TOKEN", raising=False)
+    # Nothing listens at this address: a refusal before the call cannot be a connection error.
+    code = main(
+        [
+            "admin",
+            "--address",
+            "127.0.0.1:9",
+            "revoke",
+            "--token-from-env",
+            "AUTHZ_TEST_UNSET_TOKEN",
+        ]
+    )
+    assert code == 2
+    assert "AUTHZ_TEST_UNSET_TOKEN is not set" in capsys.readouterr().err
