@@ -4,9 +4,10 @@ cache still holds the issuer's active answer, as soon as the revocation is publi
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,11 @@ from authz_service.decisions import Outcome, Reason
 from authz_service.ratelimit.redis_store import create_client
 from authz_service.schema import RedisSettings, RevocationSettings
 from authz_service.services.check import CheckService
-from authz_service.services.compiled_config import QuotaStoreHolder, compile_config
+from authz_service.services.compiled_config import (
+    CompiledConfig,
+    QuotaStoreHolder,
+    compile_config,
+)
 from tests.integration.authn.test_introspection import SECRET_ENV, bearer, check_config
 from tests.support import redis as redis_support
 from tests.support.idp import wait_until
@@ -40,6 +45,10 @@ def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[IntrospectionEndpoint]
     monkeypatch.setenv(SECRET_ENV, CLIENT_SECRET)
     with running_endpoint() as served:
         yield served
+
+
+def _same(compiled: CompiledConfig) -> CompiledConfig:
+    return compiled
 
 
 class Replica:
@@ -66,9 +75,8 @@ async def replicas(
         compiled = compile_config(loaded, JwksRegistry(), QuotaStoreHolder(), verifiers)
         store = RedisRevocationStore(settings, create_client)
         await store.start()
-        built.append(
-            (Replica(CheckService(lambda c=compiled: c, store.revocations), store), verifiers)
-        )
+        current: Callable[[], CompiledConfig] = functools.partial(_same, compiled)
+        built.append((Replica(CheckService(current, store.revocations), store), verifiers))
     try:
         yield built[0][0], built[1][0]
     finally:
