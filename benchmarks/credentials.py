@@ -5,8 +5,12 @@
 CPU microseconds per call from /proc (this process's user + system time), for: verifying a
 bearer JWT (RS256, what a token-cache miss costs), verifying a DPoP proof (ES256: one more
 signature per request, never cached), the proof plus its `jti` recorded in the memory store,
-the certificate-binding comparison and the step-up rule. Ratios are against the bearer JWT
-verification. Prints /proc/loadavg before and after: a loaded machine skews all rows alike.
+the certificate-binding comparison and the step-up rule; then a request's whole token
+authentication for a JWT in the token cache and an opaque token (RFC 7662) with its
+introspection answer cached and uncached (benchmarks/introspection_rows.py: an HTTP call per
+request to a loopback endpoint in a child process, whose own CPU is printed apart). Ratios
+are against the bearer JWT verification. Prints /proc/loadavg before and after: a loaded
+machine skews all rows alike.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from authz_service.schema import DpopSettings, StepUp
 from authz_service.services.pipeline import Evaluation
 from authz_service.services.stages.cert_binding import CertificateBindingStage
 from authz_service.services.stages.step_up import StepUpStage
+from benchmarks.introspection_rows import EndpointCpu, endpoint_process, introspection_rows
 from benchmarks.procstat import cpu_seconds
 from tests.support.dpop_proofs import DpopClient
 from tools.dev_idp import new_rsa_key
@@ -54,6 +59,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=2000)
     calls = parser.parse_args().calls
+    with endpoint_process() as (url, pid):
+        measure(calls, url, EndpointCpu(pid))
+
+
+def measure(calls: int, introspection_url: str, endpoint: EndpointCpu) -> None:
     print("loadavg before:", Path("/proc/loadavg").read_text().strip())
 
     signer = new_rsa_key()
@@ -130,12 +140,14 @@ def main() -> None:
         # Sub-microsecond checks: many more calls, so /proc's 10 ms ticks resolve them.
         ("certificate binding (x5t#S256 compare)", cert_binding, calls * 200),
         ("step-up rule (acr + auth_time)", step_up_rule, calls * 200),
+        *introspection_rows(introspection_url, calls, bearer, endpoint),
     ]
     results = [(name, cpu_us_per_call(work, n)) for name, work, n in rows]
     base = results[0][1]
     print(f"{'check':52} {'CPU us/call':>12} {'x bearer':>9}")
     for name, micros in results:
         print(f"{name:52} {micros:12.1f} {micros / base:9.2f}")
+    print(f"introspection endpoint (child process): {endpoint.us_per_call:.1f} CPU us/call")
     print("loadavg after: ", Path("/proc/loadavg").read_text().strip())
 
 

@@ -15,7 +15,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from authz_service.errors import TransientError
 from authz_service.schema import IntrospectionProvider
@@ -35,33 +35,31 @@ def _form_encoded(value: str) -> str:
 
 
 class IntrospectionClient:
-    def __init__(
-        self, provider: IntrospectionProvider, client: httpx.AsyncClient | None = None
-    ) -> None:
+    def __init__(self, provider: IntrospectionProvider) -> None:
         self._provider = provider
         self._secret = provider.resolved_secret()
-        self._client = client
-        self._own_client = client is None
+        self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(provider.max_concurrent)
-        self._timeout = httpx.Timeout(provider.timeout_s, connect=provider.connect_timeout_s)
+        self._timeout = aiohttp.ClientTimeout(
+            total=provider.timeout_s, connect=provider.connect_timeout_s
+        )
         self.calls = 0
 
-    def _http(self) -> httpx.AsyncClient:
-        # Created on first use, inside the serving event loop.
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                follow_redirects=False,
-                limits=httpx.Limits(
-                    max_connections=self._provider.max_concurrent,
-                    max_keepalive_connections=self._provider.max_concurrent,
-                ),
+    def _http(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the serving event loop. aiohttp's client, not httpx:
+        # an introspection call is on the request path, and httpx spent ~4x the CPU here.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._provider.max_concurrent),
+                timeout=self._timeout,
+                raise_for_status=False,
             )
-        return self._client
+        return self._session
 
     async def close(self) -> None:
-        if self._own_client and self._client is not None:
-            await self._client.aclose()
-        self._client = None
+        if self._session is not None:
+            await self._session.close()
+        self._session = None
 
     def _request_parts(self, token: str) -> tuple[dict[str, str], dict[str, str]]:
         provider = self._provider
@@ -88,8 +86,8 @@ class IntrospectionClient:
                     body = await self._post(form, headers)
         except TimeoutError:
             raise IntrospectionUnavailable(f"no answer within {provider.timeout_s}s") from None
-        except httpx.HTTPError as error:
-            # The message names the URL, never the form body (the token).
+        except (aiohttp.ClientError, OSError) as error:
+            # The message names the address, never the form body (the token).
             raise IntrospectionUnavailable(
                 f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             ) from None
@@ -105,17 +103,16 @@ class IntrospectionClient:
 
     async def _post(self, form: dict[str, str], headers: dict[str, str]) -> bytes:
         limit = self._provider.max_response_bytes
-        async with self._http().stream(
-            "POST",
+        async with self._http().post(
             self._provider.introspection_endpoint,
             data=form,
             headers=headers,
-            timeout=self._timeout,
+            allow_redirects=False,
         ) as response:
-            if response.status_code != 200:
-                raise IntrospectionUnavailable(f"HTTP {response.status_code}")
+            if response.status != 200:
+                raise IntrospectionUnavailable(f"HTTP {response.status}")
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_any():
                 body.extend(chunk)
                 if len(body) > limit:
                     raise IntrospectionUnavailable(f"answer larger than {limit} bytes")

@@ -5,8 +5,9 @@ Envoy) and async tests (the verifier in the test's loop) can both use it.
 It authenticates its client (client_secret_basic or client_secret_post), answers from the
 tokens a test registered, counts calls per token (single-flight and caching are pinned by
 counts, not by timing), and can be made to misbehave: `mode` "ok", "5xx", "garbage" (not
-JSON), "no_active" (JSON without `active`); `hold()` makes every answer wait (a hanging
-endpoint) until `release()` or `stop()`, so that concurrent callers overlap for sure.
+JSON), "no_active" (JSON without `active`), "huge" (past the client's size cap); `hold()`
+makes every answer wait (a hanging endpoint) until `release()` or `stop()`, so that
+concurrent callers overlap for sure.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ class IntrospectionEndpoint:
             return web.Response(status=503, text="upstream connect error")
         if self.mode == "garbage":
             return web.Response(text="<html>not json</html>", content_type="text/html")
+        if self.mode == "huge":
+            return web.json_response({"active": True, "sub": "alice", "pad": "x" * 200_000})
         if self.mode == "no_active":
             return web.json_response({"sub": "alice"})
         return web.json_response(self.tokens.get(token, {"active": False}))

@@ -147,7 +147,7 @@ async def test_a_slow_endpoint_is_a_timeout_not_an_allow_and_is_not_cached(
         await checker.close()
 
 
-@pytest.mark.parametrize("mode", ["5xx", "garbage", "no_active"])
+@pytest.mark.parametrize("mode", ["5xx", "garbage", "no_active", "huge"])
 async def test_an_unusable_answer_is_unavailable_and_logged_without_the_token(
     endpoint: IntrospectionEndpoint, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
