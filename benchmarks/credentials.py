@@ -146,7 +146,9 @@ def measure(calls: int, introspection_url: str, endpoint: EndpointCpu) -> None:
     base = results[0][1]
     print(f"{'check':52} {'CPU us/call':>12} {'x bearer':>9}")
     for name, micros in results:
-        print(f"{name:52} {micros:12.1f} {micros / base:9.2f}")
+        # Too few calls for /proc's 10 ms ticks (a smoke run) measure 0: no ratio then.
+        ratio = f"{micros / base:9.2f}" if base else f"{'n/a':>9}"
+        print(f"{name:52} {micros:12.1f} {ratio}")
     print(f"introspection endpoint (child process): {endpoint.us_per_call:.1f} CPU us/call")
     print("loadavg after: ", Path("/proc/loadavg").read_text().strip())
 
