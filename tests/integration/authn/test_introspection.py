@@ -260,3 +260,34 @@ async def test_an_endpoint_outage_answers_503(
         Outcome.UNAVAILABLE,
         Reason.INTROSPECTION_UNAVAILABLE,
     )
+
+
+async def test_explain_names_the_opaque_credential_and_its_decision(
+    checks: tuple[CheckService, RevocationList], endpoint: IntrospectionEndpoint
+) -> None:
+    service, _ = checks
+    endpoint.issue("tok-explained", sub="alice", scope="orders:read")
+    explanation = await service.explain(bearer("tok-explained"))
+    assert explanation.credential == "opaque token from header authorization, introspected"
+    assert explanation.decision.allowed
+    assert "tok-explained" not in repr(explanation)
+
+
+async def test_a_reload_keeps_a_providers_verifier_and_replaces_a_changed_one(
+    endpoint: IntrospectionEndpoint,
+) -> None:
+    registry = IntrospectionRegistry()
+    provider = IntrospectionProvider.model_validate(settings(endpoint.url))
+    changed = IntrospectionProvider.model_validate(settings(endpoint.url, timeout_s=1.5))
+    try:
+        first = registry.prepare([provider])["opaque"]
+        endpoint.issue("tok-kept", sub="alice")
+        assert isinstance(await first.verify("tok-kept"), Identity)
+        assert registry.prepare([provider])["opaque"] is first  # its cache survives a reload
+        second = registry.prepare([changed])["opaque"]
+        await registry.retain_only([changed])
+        assert second is not first
+        assert isinstance(await second.verify("tok-kept"), Identity)
+        assert endpoint.calls_for("tok-kept") == 2  # the new verifier starts with no cache
+    finally:
+        await registry.close()
