@@ -18,7 +18,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from authz_service.admin.v1 import admin_pb2_grpc
-from authz_service.authn.introspection_registry import IntrospectionRegistry
+from authz_service.authn.introspection_registry import IntrospectionRegistry, figures_of
 from authz_service.authn.jwks import JwksCache
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.authn.revocation import build_revocation_store
@@ -46,6 +46,7 @@ from authz_service.services.quota_admin import QuotaAdmin
 from authz_service.services.quota_wiring import build_quota_service
 from authz_service.telemetry import tracing
 from authz_service.telemetry.connection_metrics import ConnectionCollector, ConnectionStats
+from authz_service.telemetry.introspection_metrics import IntrospectionCollector
 from authz_service.telemetry.metrics import Metrics, ServiceStateCollector
 from authz_service.telemetry.reporter import Reporter
 
@@ -94,6 +95,11 @@ class AuthzServer:
                 lambda: self.reloader.current.authenticator.token_cache,
                 self._store_stats,
                 self.stores.outages.counts,
+            )
+        )
+        self.metrics.add_state_collector(
+            IntrospectionCollector(
+                lambda: figures_of(self.reloader.current.authenticator.introspection)
             )
         )
         self._connection_stats: list[ConnectionStats] = []

@@ -110,7 +110,8 @@ class IntrospectionVerifier:
         self._inflight: dict[str, asyncio.Task[Identity | AuthnFailure]] = {}
         self._last_log = 0.0
         self._unlogged_failures = 0
-        self.failures = 0
+        self.answers = 0  # calls the endpoint answered usably
+        self.failures = 0  # requests answered 503 (metrics)
 
     async def verify(self, token: str) -> Identity | AuthnFailure:
         if len(token) > self.provider.max_token_bytes:
@@ -134,6 +135,7 @@ class IntrospectionVerifier:
             except IntrospectionUnavailable as error:
                 self._log_failure(str(error))
                 return _UNAVAILABLE
+        self.answers += 1
         result = identity_from_answer(self.provider, answer, digest, self._clock())
         self.cache.put(digest, result)
         return result

@@ -10,6 +10,22 @@ from collections.abc import Iterable
 
 from authz_service.authn.introspection import IntrospectionVerifier
 from authz_service.schema import IntrospectionProvider
+from authz_service.telemetry.introspection_metrics import IntrospectionFigures
+
+
+def figures_of(verifiers: Iterable[IntrospectionVerifier]) -> list[IntrospectionFigures]:
+    """What the metrics show of each verifier (telemetry/introspection_metrics.py)."""
+    return [
+        IntrospectionFigures(
+            verifier.provider.name,
+            verifier.answers,
+            verifier.failures,
+            verifier.cache.hits,
+            verifier.cache.misses,
+            len(verifier.cache),
+        )
+        for verifier in verifiers
+    ]
 
 
 def _key(provider: IntrospectionProvider) -> str:

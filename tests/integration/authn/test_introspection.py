@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from authz_service.authn.introspection import IntrospectionVerifier
 from authz_service.authn.introspection_cache import token_digest
-from authz_service.authn.introspection_registry import IntrospectionRegistry
+from authz_service.authn.introspection_registry import IntrospectionRegistry, figures_of
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.authn.revocation import RevocationList
 from authz_service.config.loader import load_config_file
@@ -24,6 +25,7 @@ from authz_service.decisions import AuthnFailure, Identity, Outcome, Reason, Req
 from authz_service.schema import IntrospectionProvider
 from authz_service.services.check import CheckService
 from authz_service.services.compiled_config import QuotaStoreHolder, compile_config
+from authz_service.telemetry.introspection_metrics import IntrospectionCollector
 from tests.support.authz_config import write_config
 from tests.support.idp import wait_until
 from tests.support.introspection_endpoint import (
@@ -291,3 +293,28 @@ async def test_a_reload_keeps_a_providers_verifier_and_replaces_a_changed_one(
         assert endpoint.calls_for("tok-kept") == 2  # the new verifier starts with no cache
     finally:
         await registry.close()
+
+
+async def test_metrics_count_answered_and_failed_calls_and_cache_lookups(
+    endpoint: IntrospectionEndpoint,
+) -> None:
+    endpoint.issue("tok-counted", sub="alice")
+    checker = verifier(endpoint.url)
+    registry = CollectorRegistry()
+    registry.register(IntrospectionCollector(lambda: figures_of([checker])))
+    try:
+        await checker.verify("tok-counted")
+        await checker.verify("tok-counted")
+        endpoint.mode = "5xx"
+        await checker.verify("tok-during-5xx")
+    finally:
+        await checker.close()
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"provider": "opaque", **labels})
+
+    assert sample("authz_introspection_calls_total", result="answered") == 1
+    assert sample("authz_introspection_calls_total", result="failed") == 1
+    assert sample("authz_introspection_cache_lookups_total", result="hit") == 1
+    assert sample("authz_introspection_cache_lookups_total", result="miss") == 2
+    assert sample("authz_introspection_cache_entries") == 1
