@@ -109,6 +109,11 @@ class IntrospectionClient:
             headers=headers,
             allow_redirects=False,
         ) as response:
+            if response.status in (401, 403):
+                raise IntrospectionUnavailable(
+                    f"HTTP {response.status}: the endpoint refused our client "
+                    f"{self._provider.client_id!r} (client_id, secret or client_auth?)"
+                )
             if response.status != 200:
                 raise IntrospectionUnavailable(f"HTTP {response.status}")
             body = bytearray()

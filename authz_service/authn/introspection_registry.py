@@ -1,7 +1,8 @@
 """Long-lived introspection verifiers shared across config reloads.
 
-A reload that keeps a provider's settings keeps its verifier (its cache, its connections);
-a provider whose settings change gets a new one, and the old one is closed.
+A reload that keeps a provider's settings and client secret keeps its verifier (its cache,
+its connections); a provider whose settings or secret changed (a rotated secret file) gets a
+new one, and the old one is closed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterable
 
 from authz_service.authn.introspection import IntrospectionVerifier
 from authz_service.schema import IntrospectionProvider
+from authz_service.schema.secret_digest import secret_digest
 from authz_service.telemetry.introspection_metrics import IntrospectionFigures
 
 
@@ -29,7 +31,12 @@ def figures_of(verifiers: Iterable[IntrospectionVerifier]) -> list[Introspection
 
 
 def _key(provider: IntrospectionProvider) -> str:
-    return provider.model_dump_json()
+    # The secret's digest, not the secret: the key is only compared, but stays harmless.
+    try:
+        secret = secret_digest(provider.resolved_secret())
+    except (OSError, ValueError):  # gone since the load checked it: the next call says so
+        secret = ""
+    return provider.model_dump_json() + secret
 
 
 class IntrospectionRegistry:

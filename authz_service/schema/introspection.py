@@ -88,8 +88,8 @@ class IntrospectionProvider(Strict):
         return self
 
     def resolved_secret(self) -> str:
-        """The client secret, read now (the loader checks it at load; a rotation is read at
-        the next reload)."""
+        """The client secret, read now: the loader checks it at load, and a reload after a
+        rotation gives the provider a new client with the new secret."""
         if self.client_secret_file is not None:
             return self.client_secret_file.read_text().strip()
         assert self.client_secret_env is not None

@@ -174,16 +174,21 @@ async def test_an_endpoint_that_is_down_is_unavailable(endpoint: IntrospectionEn
         await down.close()
 
 
-async def test_a_wrong_client_secret_is_unavailable_not_inactive(
-    endpoint: IntrospectionEndpoint, monkeypatch: pytest.MonkeyPatch
+async def test_a_wrong_client_secret_is_unavailable_not_inactive_and_logged_as_such(
+    endpoint: IntrospectionEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     endpoint.issue("tok", sub="alice")
     monkeypatch.setenv(SECRET_ENV, "not-the-secret")
     checker = verifier(endpoint.url)
     try:
-        assert reason(await checker.verify("tok")) is Reason.INTROSPECTION_UNAVAILABLE
+        with caplog.at_level(logging.WARNING):
+            assert reason(await checker.verify("tok")) is Reason.INTROSPECTION_UNAVAILABLE
     finally:
         await checker.close()
+    assert f"HTTP 401: the endpoint refused our client {CLIENT_ID!r}" in caplog.text
+    assert "not-the-secret" not in caplog.text
 
 
 # -- the whole Check -----------------------------------------------------------------------
@@ -318,3 +323,22 @@ async def test_metrics_count_answered_and_failed_calls_and_cache_lookups(
     assert sample("authz_introspection_cache_lookups_total", result="hit") == 1
     assert sample("authz_introspection_cache_lookups_total", result="miss") == 2
     assert sample("authz_introspection_cache_entries") == 1
+
+
+async def test_a_rotated_client_secret_is_used_from_the_next_reload(
+    endpoint: IntrospectionEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = IntrospectionRegistry()
+    provider = IntrospectionProvider.model_validate(settings(endpoint.url))
+    endpoint.issue("tok-rotation", sub="alice")
+    monkeypatch.setenv(SECRET_ENV, "the-old-secret")
+    try:
+        old = registry.prepare([provider])["opaque"]
+        assert reason(await old.verify("tok-rotation")) is Reason.INTROSPECTION_UNAVAILABLE
+        monkeypatch.setenv(SECRET_ENV, CLIENT_SECRET)  # rotated, then a reload
+        new = registry.prepare([provider])["opaque"]
+        await registry.retain_only([provider])
+        assert new is not old
+        assert isinstance(await new.verify("tok-rotation"), Identity)
+    finally:
+        await registry.close()
