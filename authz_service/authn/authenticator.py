@@ -3,9 +3,9 @@
 Order: a bearer token from any configured source, then an API key, then the mTLS peer.
 A credential that is presented and fails is a failure; we never fall back to a weaker one.
 
-A token that is not a JWT (not three dot-separated segments whose header is a JSON object)
-goes to the first introspection provider that reads the source it was found in (RFC 7662,
-authn/introspection.py); with none, it is refused as malformed.
+A token that is not a JWT (the structural check refuses it as malformed) goes to the first
+introspection provider that reads the source it was found in and serves the request's policy
+(RFC 7662, authn/introspection.py); with none, it is refused as malformed.
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ class Authenticator:
         self._introspection = [
             introspection[provider.name] for provider in config.introspection_providers
         ]
+        self._policy_selection = config.policy_selection
         sources: dict[TokenSource, None] = {}
         for provider in config.jwt_providers:
             for source in provider.token_sources:
@@ -150,10 +151,14 @@ class Authenticator:
     def introspection(self) -> list[IntrospectionVerifier]:
         return self._introspection
 
-    def introspection_for(self, source: TokenSource) -> IntrospectionVerifier | None:
-        """The introspection provider that reads opaque tokens from `source`, if any."""
+    def introspection_for(self, source: TokenSource, policy: str) -> IntrospectionVerifier | None:
+        """The introspection provider that reads opaque tokens from `source` for requests
+        decided under `policy`, if any."""
         for verifier in self._introspection:
-            if source in verifier.provider.token_sources:
+            provider = verifier.provider
+            if source in provider.token_sources and (
+                not provider.policies or policy in provider.policies
+            ):
                 return verifier
         return None
 
@@ -174,7 +179,9 @@ class Authenticator:
     async def authenticate(self, request: RequestAttributes) -> Identity | AuthnFailure | None:
         presented = self.find_token(request.headers)
         if presented is not None:
-            return await self.authenticate_token(presented)
+            selection = self._policy_selection
+            policy = request.context.get(selection.context_key, selection.default)
+            return await self.authenticate_token(presented, policy)
         if self.api_keys is not None:
             api_key = request.headers.get(self.api_keys.header)
             if api_key is not None:
@@ -204,13 +211,17 @@ class Authenticator:
         verifier = self._verifiers.get(issuer)
         return verifier is not None and source in verifier.provider.token_sources
 
-    async def authenticate_token(self, presented: PresentedToken) -> Identity | AuthnFailure:
+    async def authenticate_token(
+        self, presented: PresentedToken, policy: str = ""
+    ) -> Identity | AuthnFailure:
+        """`policy`: the policy the request is decided under (which introspection provider
+        serves it)."""
         cached = self.token_cache.get(presented.value)
         if cached is not None and self._accepts_from(cached.issuer, presented.source):
             return cached
         inspected = peek(presented.value, self._max_token_bytes)
         if isinstance(inspected, AuthnFailure) and inspected.reason is Reason.MALFORMED_TOKEN:
-            introspection = self.introspection_for(presented.source)
+            introspection = self.introspection_for(presented.source, policy)
             if introspection is not None:  # not a JWT: an opaque token for its issuer to judge
                 return await introspection.verify(presented.value)
         if isinstance(inspected, AuthnFailure):

@@ -69,6 +69,13 @@ class Config(Strict):
                 "introspection provider names must be unique",
                 ("introspection_providers", repeat, "name"),
             )
+        for index, provider in enumerate(self.introspection_providers):
+            unknown = [name for name in provider.policies if name not in self.policies]
+            if unknown:
+                raise FieldError(
+                    f"no policy {unknown[0]!r} (known: {', '.join(sorted(self.policies))})",
+                    ("introspection_providers", index, "policies"),
+                )
         if self.policy_selection.default not in self.policies:
             raise FieldError(
                 f"{self.policy_selection.default!r} is not one of the policies: "

@@ -62,6 +62,9 @@ class IntrospectionProvider(Strict):
     max_token_bytes: int = Field(default=8192, gt=0)
     cache: IntrospectionCache = IntrospectionCache()
     token_sources: list[TokenSource] = Field(default_factory=lambda: list(DEFAULT_TOKEN_SOURCES))
+    # Only for requests decided under these policies (policy_selection picks one per listener
+    # or route, e.g. "public" / "internal"); empty: under every policy.
+    policies: list[str] = Field(default_factory=list)
     # Claim mapping as for JWT providers: dotted paths into the introspection answer.
     roles_claims: list[str] = Field(default_factory=lambda: ["roles"])
     scope_claims: list[str] = Field(default_factory=lambda: ["scope"])

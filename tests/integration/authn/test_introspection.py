@@ -20,7 +20,7 @@ from authz_service.authn.introspection_cache import token_digest
 from authz_service.authn.introspection_registry import IntrospectionRegistry, figures_of
 from authz_service.authn.jwks_registry import JwksRegistry
 from authz_service.authn.revocation import RevocationList
-from authz_service.config.loader import load_config_file
+from authz_service.config.loader import ConfigError, load_config_file
 from authz_service.decisions import AuthnFailure, Identity, Outcome, Reason, RequestAttributes
 from authz_service.schema import IntrospectionProvider
 from authz_service.services.check import CheckService
@@ -342,3 +342,44 @@ async def test_a_rotated_client_secret_is_used_from_the_next_reload(
         assert isinstance(await new.verify("tok-rotation"), Identity)
     finally:
         await registry.close()
+
+
+async def test_a_provider_limited_to_a_policy_introspects_only_its_requests(
+    tmp_path: Path, endpoint: IntrospectionEndpoint
+) -> None:
+    open_rule = {"rules": [{"name": "any", "allow": "authenticated"}]}
+    document = {
+        "introspection_providers": [settings(endpoint.url, policies=["internal"])],
+        "policies": {"default": open_rule, "internal": open_rule},
+    }
+    verifiers = IntrospectionRegistry()
+    loaded = load_config_file(write_config(tmp_path / "authz.yaml", document))
+    compiled = compile_config(loaded, JwksRegistry(), QuotaStoreHolder(), verifiers)
+    service = CheckService(lambda: compiled)
+    endpoint.issue("tok-internal", sub="svc")
+    internal = RequestAttributes(
+        method="GET",
+        host="api.test",
+        path="/orders",
+        headers={"authorization": "Bearer tok-internal"},
+        context={"policy": "internal"},
+    )
+    try:
+        public = (await service.check(bearer("tok-internal"))).decision
+        inside = (await service.check(internal)).decision
+    finally:
+        await verifiers.close()
+    assert (public.outcome, public.reason) == (Outcome.UNAUTHENTICATED, Reason.MALFORMED_TOKEN)
+    assert inside.allowed
+    assert endpoint.calls_for("tok-internal") == 1
+
+
+def test_a_provider_naming_an_unknown_policy_is_a_config_error(tmp_path: Path) -> None:
+    document = {
+        "introspection_providers": [settings("https://issuer.test/i", policies=["nope"])],
+        "policies": {"default": {"rules": [{"name": "any", "allow": "authenticated"}]}},
+    }
+    with pytest.raises(
+        ConfigError, match=r"introspection_providers\.0\.policies: .*no policy 'nope'"
+    ):
+        load_config_file(write_config(tmp_path / "authz.yaml", document))
