@@ -39,15 +39,25 @@ class IntrospectionClient:
         self._provider = provider
         self._secret = provider.resolved_secret()
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(provider.max_concurrent)
         self._timeout = aiohttp.ClientTimeout(
             total=provider.timeout_s, connect=provider.connect_timeout_s
         )
         self.calls = 0
 
+    def _bind_to_running_loop(self) -> None:
+        """Connections and the slot semaphore belong to one event loop: a caller on another
+        (an offline tool running one loop per command) gets fresh ones."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._session = None
+            self._slots = asyncio.Semaphore(self._provider.max_concurrent)
+
     def _http(self) -> aiohttp.ClientSession:
         # Created on first use, inside the serving event loop. aiohttp's client, not httpx:
-        # an introspection call is on the request path, and httpx spent ~4x the CPU here.
+        # an introspection call is on the request path, and httpx spent ~5x the CPU here.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._provider.max_concurrent),
@@ -57,7 +67,8 @@ class IntrospectionClient:
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None:
+        # A session of another loop (gone with it) is only dropped.
+        if self._session is not None and self._loop is asyncio.get_running_loop():
             await self._session.close()
         self._session = None
 
@@ -79,6 +90,7 @@ class IntrospectionClient:
         """The endpoint's answer for `token`: a JSON object whose `active` is a boolean."""
         provider = self._provider
         form, headers = self._request_parts(token)
+        self._bind_to_running_loop()
         try:
             async with asyncio.timeout(provider.timeout_s):
                 async with self._slots:

@@ -383,3 +383,31 @@ def test_a_provider_naming_an_unknown_policy_is_a_config_error(tmp_path: Path) -
         ConfigError, match=r"introspection_providers\.0\.policies: .*no policy 'nope'"
     ):
         load_config_file(write_config(tmp_path / "authz.yaml", document))
+
+
+def test_one_verifier_serves_callers_on_successive_event_loops(
+    endpoint: IntrospectionEndpoint,
+) -> None:
+    """Offline tools run one loop per command: a loop's connections are not used by the next."""
+    endpoint.issue("tok-loop-a", sub="alice")
+    endpoint.issue("tok-loop-b", sub="bob")
+    checker = verifier(endpoint.url)
+    first_loop = asyncio.new_event_loop()
+    first_session = None
+    try:
+        first = first_loop.run_until_complete(checker.verify("tok-loop-a"))
+        first_session = checker.client._session  # still open, bound to the first loop
+
+        async def verify_and_close() -> Identity | AuthnFailure:
+            try:
+                return await checker.verify("tok-loop-b")
+            finally:
+                await checker.client.close()
+
+        second = asyncio.run(verify_and_close())
+    finally:
+        if first_session is not None:
+            first_loop.run_until_complete(first_session.close())
+        first_loop.close()
+    assert isinstance(first, Identity) and isinstance(second, Identity)
+    assert second.principal == "bob"
