@@ -1,6 +1,7 @@
-"""Secrets a config points at (a Redis password in a file or an environment variable) must be
-readable when the config is loaded: a missing one is a config error naming the setting and
-its line, for `check-config`, `serve` and a reload alike, not a traceback on first connect."""
+"""Secrets a config points at (a Redis password, a DPoP nonce key: in a file or an environment
+variable) must be readable when the config is loaded: a missing one is a config error naming
+the setting and its line, for `check-config`, `serve` and a reload alike, not a traceback on
+first connect."""
 
 from __future__ import annotations
 
@@ -24,9 +25,29 @@ def _redis_sections(loaded: LoadedConfig) -> list[tuple[LinePath, RedisSettings]
     return sections
 
 
-def check_secrets(loaded: LoadedConfig) -> None:
-    """Raise ConfigError naming every password source that cannot be read."""
+def _dpop_nonce_problems(loaded: LoadedConfig) -> list[str]:
     problems = []
+    for index, provider in enumerate(loaded.config.jwt_providers):
+        if provider.dpop.nonce != "required":
+            continue
+        dpop = provider.dpop
+        field = "nonce_secret_file" if dpop.nonce_secret_file is not None else "nonce_secret_env"
+        try:
+            dpop.resolved_nonce_secret()
+        except (ValueError, OSError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            if isinstance(error, OSError):
+                reason = f"cannot read {dpop.nonce_secret_file}: {reason}"
+            path: LinePath = ("jwt_providers", index, "dpop", field)
+            line = loaded.lines.get(path) or loaded.lines.get(path[:3])
+            where = f"{loaded.path}:{line}" if line else str(loaded.path)
+            problems.append(f"{where}: {'.'.join(map(str, path))}: {reason}")
+    return problems
+
+
+def check_secrets(loaded: LoadedConfig) -> None:
+    """Raise ConfigError naming every password or DPoP nonce key source that cannot be read."""
+    problems = _dpop_nonce_problems(loaded)
     for path, redis in _redis_sections(loaded):
         field = "password_file" if redis.password_file is not None else "password_env"
         try:

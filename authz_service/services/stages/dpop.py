@@ -3,8 +3,10 @@ this request, presented with the `DPoP` authorization scheme; a bound token sent
 a missing, invalid or replayed proof make the identity an authentication failure (401),
 counted toward the lockout like any other; the replay store down answers 503 (fail closed)
 unless `dpop.failure_mode: allow`. A provider with `dpop.required` also refuses its
-unbound tokens. After revocation, before RBAC. Explain verifies the proof and looks at the
-replay store without recording the `jti` (authn/dpop.py)."""
+unbound tokens; one with `dpop.nonce: required` answers a proof without its current server
+nonce 401 `use_dpop_nonce` with the nonce in `DPoP-Nonce`. After revocation, before RBAC.
+Explain verifies the proof and looks at the replay store without recording the `jti`
+(authn/dpop.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from authz_service.services.explanation import Explanation
 from authz_service.services.pipeline import Evaluation, Stage, StageInputs
 
 SCHEME = "dpop "
+NONCE_HEADER = "dpop-nonce"
 
 
 def request_url(request: RequestAttributes) -> str:
@@ -119,6 +122,17 @@ class DpopStage(Stage):
         except DpopError as error:
             evaluation.authn = _failure(Reason.INVALID_DPOP_PROOF, str(error))
             return None
+        nonces = self._verifier.nonces_for(identity.issuer)
+        if nonces is not None and not nonces.accepts(verified.nonce, now):
+            # Not a failed login (no lockout count, the jti is not used up): the client signs
+            # a new proof with the nonce handed out here and retries (RFC 9449 8).
+            return Decision(
+                Outcome.UNAUTHENTICATED,
+                Reason.USE_DPOP_NONCE,
+                "DPoP proof needs the server's current nonce",
+                bearer_error="use_dpop_nonce",
+                extra_headers={NONCE_HEADER: nonces.current(now)},
+            )
         try:
             fresh = await self._verifier.first_use(verified, settings, now, record=record)
         except StoreUnavailable:
