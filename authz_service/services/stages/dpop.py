@@ -22,11 +22,12 @@ from authz_service.decisions import (
     RequestAttributes,
 )
 from authz_service.ratelimit.store import StoreUnavailable
-from authz_service.services.explanation import Explanation
+from authz_service.services.explanation import BindingCheck, Explanation
 from authz_service.services.pipeline import Evaluation, Stage, StageInputs
 
 SCHEME = "dpop "
 NONCE_HEADER = "dpop-nonce"
+BINDING = "dpop"
 
 
 def request_url(request: RequestAttributes) -> str:
@@ -68,11 +69,13 @@ class DpopStage(Stage):
         answer = await self._check(evaluation, record=False)
         authn = evaluation.authn
         if answer is not None:
-            explanation.bindings.append(f"dpop: {answer.message}")
+            refused = BindingCheck(BINDING, False, answer.message, answer.reason.value)
+            explanation.bindings.append(refused)
         elif isinstance(authn, AuthnFailure):
-            explanation.bindings.append(f"dpop: refused ({authn.reason.value}): {authn.message}")
+            refused = BindingCheck(BINDING, False, authn.message, authn.reason.value)
+            explanation.bindings.append(refused)
         elif isinstance(authn, Identity) and authn.bound_jkt:
-            explanation.bindings.append("dpop: proof verified, jti unused")
+            explanation.bindings.append(BindingCheck(BINDING, True, "proof verified, jti unused"))
         return answer
 
     async def _check(self, evaluation: Evaluation, *, record: bool) -> Decision | None:

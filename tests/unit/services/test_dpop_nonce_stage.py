@@ -81,7 +81,11 @@ async def test_explain_names_the_missing_nonce() -> None:
     dpop, _ = nonce_stage(store)
     noted = Explanation()
     await dpop.explain(evaluation(proof_headers(client), client.jkt), noted)
-    assert noted.bindings == ["dpop: DPoP proof needs the server's current nonce"]
+    (check,) = noted.bindings
+    assert (check.binding, check.verified, check.reason) == ("dpop", False, "use_dpop_nonce")
+    assert (
+        str(check) == "dpop: refused (use_dpop_nonce): DPoP proof needs the server's current nonce"
+    )
 
 
 def test_providers_requiring_nonces_get_them_from_their_secret_file(tmp_path: Path) -> None:
