@@ -127,6 +127,7 @@ class Reason(enum.StrEnum):
     DPOP_PROOF_MISSING = "dpop_proof_missing"  # a DPoP-bound token without a proof
     INVALID_DPOP_PROOF = "invalid_dpop_proof"  # the proof does not verify (RFC 9449)
     DPOP_PROOF_REPLAYED = "dpop_proof_replayed"  # the proof's jti was seen before
+    USE_DPOP_NONCE = "use_dpop_nonce"  # the proof lacks the server's current nonce (RFC 9449 8)
     TOKEN_INACTIVE = "token_inactive"  # the issuer's introspection says not active (RFC 7662)
     # The introspection endpoint did not answer usably: 503, the token may still be good.
     INTROSPECTION_UNAVAILABLE = "introspection_unavailable"

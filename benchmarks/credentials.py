@@ -5,12 +5,12 @@
 CPU microseconds per call from /proc (this process's user + system time), for: verifying a
 bearer JWT (RS256, what a token-cache miss costs), verifying a DPoP proof (ES256: one more
 signature per request, never cached), the proof plus its `jti` recorded in the memory store,
-the certificate-binding comparison and the step-up rule; then a request's whole token
-authentication for a JWT in the token cache and an opaque token (RFC 7662) with its
-introspection answer cached and uncached (benchmarks/introspection_rows.py: an HTTP call per
-request to a loopback endpoint in a child process, whose own CPU is printed apart). Ratios
-are against the bearer JWT verification. Prints /proc/loadavg before and after: a loaded
-machine skews all rows alike.
+the DPoP server-nonce check (one HMAC), the certificate-binding comparison and the step-up
+rule; then a request's whole token authentication for a JWT in the token cache and an opaque
+token (RFC 7662) with its introspection answer cached and uncached
+(benchmarks/introspection_rows.py: an HTTP call per request to a loopback endpoint in a child
+process, whose own CPU is printed apart). Ratios are against the bearer JWT verification.
+Prints /proc/loadavg before and after: a loaded machine skews all rows alike.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any, cast
 import jwt
 
 from authz_service.authn.dpop import DpopVerifier
+from authz_service.authn.dpop_nonce import DpopNonces
 from authz_service.decisions import (
     AuthMethod,
     Decision,
@@ -133,11 +134,20 @@ def measure(calls: int, introspection_url: str, endpoint: EndpointCpu) -> None:
             evaluation.decision = allowed
             step_up.decide(evaluation, None)
 
+    nonces = DpopNonces(b"bench-nonce-key-of-32-bytes-long", lifetime_s=300, issuer="i")
+    nonce = nonces.current(time.time())
+
+    def dpop_nonce_check(n: int) -> None:
+        now = time.time()
+        for _ in range(n):
+            assert nonces.accepts(nonce, now)
+
     rows = [
         ("bearer JWT verify (RS256, token-cache miss)", bearer_jwt, calls),
         ("DPoP proof verify (ES256)", dpop_verify, calls),
         ("DPoP proof verify + jti recorded (memory store)", dpop_verify_and_record, calls),
         # Sub-microsecond checks: many more calls, so /proc's 10 ms ticks resolve them.
+        ("DPoP server nonce check (HMAC-SHA256)", dpop_nonce_check, calls * 20),
         ("certificate binding (x5t#S256 compare)", cert_binding, calls * 200),
         ("step-up rule (acr + auth_time)", step_up_rule, calls * 200),
         *introspection_rows(introspection_url, calls, bearer, endpoint),

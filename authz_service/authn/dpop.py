@@ -21,16 +21,17 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
 
+from authz_service.authn.dpop_nonce import DpopNonces
 from authz_service.errors import CredentialError
 from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
-from authz_service.schema import DpopSettings
+from authz_service.schema import DpopSettings, JwtProvider
 
 KEY_PREFIX = "dpop:"
 PROOF_TYPE = "dpop+jwt"
@@ -87,16 +88,41 @@ class VerifiedProof:
     jkt: str
     jti: str
     iat: float
+    nonce: str | None = None  # checked by the stage against the provider's DpopNonces
 
 
 class DpopVerifier:
-    def __init__(self, settings: Mapping[str, DpopSettings], store: QuotaStore | None) -> None:
-        """`settings`: issuer -> its provider's DPoP settings. `store`: where `jti`s are kept."""
+    def __init__(
+        self,
+        settings: Mapping[str, DpopSettings],
+        store: QuotaStore | None,
+        nonces: Mapping[str, DpopNonces] | None = None,
+    ) -> None:
+        """`settings`: issuer -> its provider's DPoP settings. `store`: where `jti`s are kept.
+        `nonces`: issuer -> its server nonces, for providers with `dpop.nonce: required`."""
         self._settings = dict(settings)
         self._store = store
+        self._nonces = dict(nonces or {})
+
+    @classmethod
+    def for_providers(
+        cls, providers: Sequence[JwtProvider], store: QuotaStore | None
+    ) -> DpopVerifier:
+        """Every provider's settings; nonce keys are read here (config load and reload)."""
+        nonces = {
+            p.issuer: DpopNonces(
+                p.dpop.resolved_nonce_secret(), lifetime_s=p.dpop.nonce_lifetime_s, issuer=p.issuer
+            )
+            for p in providers
+            if p.dpop.nonce == "required"
+        }
+        return cls({p.issuer: p.dpop for p in providers}, store, nonces)
 
     def settings_for(self, issuer: str) -> DpopSettings | None:
         return self._settings.get(issuer)
+
+    def nonces_for(self, issuer: str) -> DpopNonces | None:
+        return self._nonces.get(issuer)
 
     def verify(
         self,
@@ -151,7 +177,9 @@ class DpopVerifier:
             raise DpopError("proof lacks jti")
         if claims.get("ath") != access_token_hash(access_token):
             raise DpopError("proof ath does not match the access token")
-        return VerifiedProof(jkt=thumbprint, jti=jti, iat=float(iat))
+        nonce = claims.get("nonce")
+        nonce = nonce if isinstance(nonce, str) else None
+        return VerifiedProof(jkt=thumbprint, jti=jti, iat=float(iat), nonce=nonce)
 
     async def first_use(
         self, proof: VerifiedProof, settings: DpopSettings, now: float, *, record: bool = True

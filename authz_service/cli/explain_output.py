@@ -78,7 +78,7 @@ def explanation_json(explanation: Explanation) -> str:
             ],
             "shadow": _shadow_view(explanation),
             "lockout": lockout_view(explanation.lockout),
-            "bindings": explanation.bindings,
+            "bindings": [str(binding) for binding in explanation.bindings],
             "quota": quota_view(explanation.quota),
         },
         indent=2,

@@ -160,6 +160,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
             lockout=_lockout(explanation.lockout),
             **_quota_preview(explanation.quota),
             quota_service=buckets,
+            bindings=[
+                admin_pb2.BindingCheck(
+                    binding=b.binding, verified=b.verified, reason=b.reason, why=b.why
+                )
+                for b in explanation.bindings
+            ],
         )
 
     async def Reload(

@@ -3,12 +3,16 @@ tokens (replay protection), API keys, mTLS peers, and where revoked tokens are r
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from authz_service.schema.base import SHA256_DIGEST, HeaderName, Strict, header_name
 from authz_service.schema.redis import RedisSettings
+
+MIN_NONCE_SECRET_BYTES = 16
 
 # Asymmetric algorithms only: a shared-secret HS* key in a gateway config is one more secret to
 # leak, and allowing HS* next to RS* is how the "HS256 signed with the public key" attack works.
@@ -67,6 +71,7 @@ class DpopSettings(Strict):
     for a proof; `required: true` also refuses this provider's unbound tokens. Example (YAML):
 
     dpop: {required: true, algorithms: [ES256], max_age_s: 60}
+    dpop: {nonce: required, nonce_lifetime_s: 300, nonce_secret_file: /run/secrets/dpop-nonce}
     """
 
     required: bool = False
@@ -78,6 +83,42 @@ class DpopSettings(Strict):
     leeway_s: float = Field(default=5.0, ge=0, le=300)
     # Replay store down: "unavailable" answers 503 (fail closed); "allow" accepts untracked.
     failure_mode: Literal["unavailable", "allow"] = "unavailable"
+    # Server nonces (RFC 9449 8): "required" answers a proof without a current nonce 401
+    # use_dpop_nonce with a DPoP-Nonce header. Nonces are an HMAC of a time window under a
+    # secret every replica shares (from a file or an environment variable, never the config):
+    # each is accepted for nonce_lifetime_s to twice that, on every replica, with nothing stored.
+    nonce: Literal["off", "required"] = "off"
+    nonce_lifetime_s: float = Field(default=300.0, ge=1, le=86400)
+    nonce_secret_file: Path | None = None
+    nonce_secret_env: str | None = None
+
+    @model_validator(mode="after")
+    def _nonce_secret(self) -> DpopSettings:
+        sources = (self.nonce_secret_file is not None) + (self.nonce_secret_env is not None)
+        if self.nonce == "required" and sources != 1:
+            raise ValueError(
+                "dpop.nonce: required needs exactly one of nonce_secret_file or nonce_secret_env"
+            )
+        if self.nonce == "off" and sources:
+            raise ValueError("nonce_secret_file/nonce_secret_env apply with dpop.nonce: required")
+        return self
+
+    def resolved_nonce_secret(self) -> bytes:
+        """The nonce key from its file or environment variable (at least 16 bytes)."""
+        if self.nonce_secret_file is not None:
+            secret = self.nonce_secret_file.read_bytes().strip()
+        elif self.nonce_secret_env is not None:
+            value = os.environ.get(self.nonce_secret_env)
+            if value is None:
+                raise ValueError(f"environment variable {self.nonce_secret_env} is not set")
+            secret = value.strip().encode()
+        else:
+            raise ValueError("no DPoP nonce secret configured")
+        if len(secret) < MIN_NONCE_SECRET_BYTES:
+            raise ValueError(
+                f"the DPoP nonce secret is shorter than {MIN_NONCE_SECRET_BYTES} bytes"
+            )
+        return secret
 
 
 class JwtProvider(Strict):

@@ -131,7 +131,7 @@ def compile_config(
         # store (Redis: shared by replicas); without rate_limit, a memory store.
         holder = stores or QuotaStoreHolder()
         store = holder.store_for(config.rate_limit or RateLimitSettings())
-        dpop = DpopVerifier({p.issuer: p.dpop for p in config.jwt_providers}, store)
+        dpop = DpopVerifier.for_providers(config.jwt_providers, store)
     replay = None
     if any(p.replay_protection.enabled for p in config.jwt_providers):
         # The quota store (Redis: shared by replicas); without rate_limit, a memory store.

@@ -19,6 +19,23 @@ UNDECIDED = Decision(Outcome.UNAVAILABLE, Reason.INTERNAL_ERROR, "no stage decid
 
 
 @dataclass(frozen=True, slots=True)
+class BindingCheck:
+    """One sender-constraint check (DPoP, certificate binding): which binding, whether the
+    request satisfied it and, if not, the refusal's reason code and the check that failed.
+    Never a proof, thumbprint or token."""
+
+    binding: str  # "dpop" | "certificate (x5t#S256)"
+    verified: bool
+    why: str
+    reason: str = ""  # the reason code of the refusal when not verified
+
+    def __str__(self) -> str:
+        if self.verified:
+            return f"{self.binding}: {self.why}"
+        return f"{self.binding}: refused ({self.reason}): {self.why}"
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaPreview:
     """What the one-call quota would answer the next request, with nothing charged."""
 
@@ -37,5 +54,5 @@ class Explanation:
     lockout: LockoutState | None = None  # None: brute-force lockout off or no source address
     # Sender-constraint checks (DPoP, certificate binding): which binding, and why it failed;
     # never a proof, thumbprint or token.
-    bindings: list[str] = field(default_factory=list)
+    bindings: list[BindingCheck] = field(default_factory=list)
     quota: QuotaPreview | None = None  # None: no quota in Check, or the request is refused

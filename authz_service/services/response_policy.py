@@ -60,7 +60,12 @@ _MAX_DESCRIPTION = 200
 
 # Refusals answered with a DPoP challenge (RFC 9449 7.1): the proof was missing or failed.
 DPOP_REASONS = frozenset(
-    {Reason.DPOP_PROOF_MISSING, Reason.INVALID_DPOP_PROOF, Reason.DPOP_PROOF_REPLAYED}
+    {
+        Reason.DPOP_PROOF_MISSING,
+        Reason.INVALID_DPOP_PROOF,
+        Reason.DPOP_PROOF_REPLAYED,
+        Reason.USE_DPOP_NONCE,
+    }
 )
 
 

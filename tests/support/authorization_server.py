@@ -50,6 +50,14 @@ class TokenRequestRefused(Exception):
     """The issuer answered a token, introspection or revocation request with an error."""
 
 
+class NonceRequired(TokenRequestRefused):
+    """The issuer asked for a DPoP proof carrying its nonce (`use_dpop_nonce`)."""
+
+    def __init__(self, nonce: str) -> None:
+        super().__init__("use_dpop_nonce")
+        self.nonce = nonce
+
+
 @dataclass
 class AuthorizationServer:
     issuer: str
@@ -91,11 +99,16 @@ class AuthorizationServer:
         if scope is not None:
             form["scope"] = scope
         headers = {}
-        if dpop is not None:
-            headers["dpop"] = dpop.proof("POST", self.token_endpoint, None)
         if certificate is not None:  # as a TLS-terminating proxy forwards it (issuer.mjs)
             headers["x-client-cert"] = quote(pem(certificate))
-        return self._access_token(client_id, form, headers)
+        if dpop is None:
+            return self._access_token(client_id, form, headers)
+        headers["dpop"] = dpop.proof("POST", self.token_endpoint, None)
+        try:
+            return self._access_token(client_id, form, headers)
+        except NonceRequired as asked:  # RFC 9449 8: sign again with the issuer's nonce
+            headers["dpop"] = dpop.proof("POST", self.token_endpoint, None, nonce=asked.nonce)
+            return self._access_token(client_id, form, headers)
 
     def user_token(
         self,
@@ -132,6 +145,8 @@ class AuthorizationServer:
     ) -> httpx.Response:
         auth = (client_id, client_secret(client_id))
         answer = httpx.post(url, data=form, headers=headers, auth=auth, timeout=10.0)
+        if answer.status_code == 400 and "dpop-nonce" in answer.headers:
+            raise NonceRequired(answer.headers["dpop-nonce"])
         if answer.status_code != 200:
             raise TokenRequestRefused(f"{url}: {answer.status_code} {answer.text}")
         return answer

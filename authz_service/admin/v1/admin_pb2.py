@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"authz_service/admin/v1/admin.proto\x12\x16\x61uthz_service.admin.v1\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xc1\x02\n\x0e\x45xplainRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12/\n\x07headers\x18\x04 \x03(\x0b\x32\x1e.authz_service.admin.v1.Header\x12\r\n\x05token\x18\x05 \x01(\t\x12\x16\n\x0esource_address\x18\x06 \x01(\t\x12\x16\n\x0epeer_principal\x18\x07 \x01(\t\x12Y\n\x12\x63ontext_extensions\x18\x08 \x03(\x0b\x32=.authz_service.admin.v1.ExplainRequest.ContextExtensionsEntry\x1a\x38\n\x16\x43ontextExtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x0eRuleEvaluation\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x0f\n\x07matched\x18\x02 \x01(\x08\x12\x0f\n\x07\x64\x65\x63ided\x18\x03 \x01(\x08\x12\x0b\n\x03why\x18\x04 \x01(\t\"o\n\x08Identity\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x13\n\x0b\x61uth_method\x18\x02 \x01(\t\x12\x0e\n\x06issuer\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x0c\n\x04tier\x18\x06 \x01(\t\"\xda\x03\n\x0f\x45xplainResponse\x12\x10\n\x08\x64\x65\x63ision\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x0c\n\x04rule\x18\x05 \x01(\t\x12\x12\n\ncredential\x18\x06 \x01(\t\x12\x32\n\x08identity\x18\x07 \x01(\x0b\x32 .authz_service.admin.v1.Identity\x12\x16\n\x0e\x63\x61nonical_path\x18\x08 \x01(\t\x12\x35\n\x05rules\x18\t \x03(\x0b\x32&.authz_service.admin.v1.RuleEvaluation\x12\x30\n\x07lockout\x18\n \x01(\x0b\x32\x1f.authz_service.admin.v1.Lockout\x12\x14\n\x0cquota_domain\x18\x0b \x01(\t\x12\x34\n\x06quotas\x18\x0c \x03(\x0b\x32$.authz_service.admin.v1.QuotaPreview\x12\x1f\n\x17quota_store_unavailable\x18\r \x01(\x08\x12@\n\rquota_service\x18\x0e \x03(\x0b\x32).authz_service.admin.v1.QuotaServiceUsage\"M\n\x07Lockout\x12\x0e\n\x06locked\x18\x01 \x01(\x08\x12\x1b\n\x13retry_after_seconds\x18\x02 \x01(\x01\x12\x15\n\rfailures_left\x18\x03 \x01(\r\"\xc0\x01\n\x0cQuotaPreview\x12\x38\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\'.authz_service.admin.v1.DescriptorEntry\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x19\n\x11requests_per_unit\x18\x03 \x01(\r\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x12\n\nlimit_name\x18\x05 \x01(\t\x12\x11\n\tremaining\x18\x06 \x01(\r\x12\x18\n\x10reset_in_seconds\x18\x07 \x01(\x01\"\x0f\n\rReloadRequest\"[\n\x0eReloadResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x18\n\x10restart_required\x18\x04 \x03(\t\"\x0f\n\rStatusRequest\"\x89\x01\n\nJwksStatus\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12\x0f\n\x07key_ids\x18\x03 \x03(\t\x12\x19\n\x11last_refresh_unix\x18\x04 \x01(\x01\x12\x19\n\x11last_failure_unix\x18\x05 \x01(\x01\x12\x12\n\nlast_error\x18\x06 \x01(\t\"\x8d\x02\n\x0eStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_path\x18\x02 \x01(\t\x12\x16\n\x0eloaded_at_unix\x18\x03 \x01(\x01\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x1a\n\x12last_error_at_unix\x18\x05 \x01(\x01\x12\x0f\n\x07reloads\x18\x06 \x01(\x04\x12\x16\n\x0e\x66\x61iled_reloads\x18\x07 \x01(\x04\x12\x30\n\x04jwks\x18\x08 \x03(\x0b\x32\".authz_service.admin.v1.JwksStatus\x12\x18\n\x10revocation_store\x18\t \x01(\t\x12\x18\n\x10restart_required\x18\n \x03(\t\"i\n\rRevokeRequest\x12\r\n\x03jti\x18\x01 \x01(\tH\x00\x12\x11\n\x07subject\x18\x02 \x01(\tH\x00\x12\x1c\n\x14until_or_before_unix\x18\x03 \x01(\x01\x12\x0e\n\x06issuer\x18\x04 \x01(\tB\x08\n\x06target\")\n\x0eRevokeResponse\x12\x17\n\x0f\x65xpires_at_unix\x18\x01 \x01(\x01\"-\n\x0f\x44\x65scriptorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"X\n\x0cQuotaRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x38\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\'.authz_service.admin.v1.DescriptorEntry\"\x9e\x01\n\x0cQuotaCounter\x12\x12\n\nlimit_name\x18\x01 \x01(\t\x12\x19\n\x11requests_per_unit\x18\x02 \x01(\r\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x0c\n\x04used\x18\x04 \x01(\x04\x12\x11\n\tremaining\x18\x05 \x01(\x04\x12\x18\n\x10reset_in_seconds\x18\x06 \x01(\x01\x12\x16\n\x0ewindow_seconds\x18\x07 \x01(\x01\"\x89\x01\n\rQuotaResponse\x12\x36\n\x08\x63ounters\x18\x01 \x03(\x0b\x32$.authz_service.admin.v1.QuotaCounter\x12@\n\rquota_service\x18\x02 \x01(\x0b\x32).authz_service.admin.v1.QuotaServiceUsage\"\xb1\x02\n\x11QuotaServiceUsage\x12\x38\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\'.authz_service.admin.v1.DescriptorEntry\x12\x12\n\nlimit_name\x18\x02 \x01(\t\x12\x19\n\x11requests_per_unit\x18\x03 \x01(\r\x12\x16\n\x0ewindow_seconds\x18\x04 \x01(\x01\x12\x10\n\x08\x65nforced\x18\x05 \x01(\t\x12\x19\n\x11\x64\x65mand_per_second\x18\x06 \x01(\x01\x12\x0f\n\x07\x61llowed\x18\x07 \x01(\x04\x12\x0e\n\x06\x64\x65nied\x18\x08 \x01(\x04\x12\x32\n\x06\x65nvoys\x18\t \x03(\x0b\x32\".authz_service.admin.v1.EnvoyShare\x12\x19\n\x11store_unavailable\x18\n \x01(\x08\"\x90\x01\n\nEnvoyShare\x12\r\n\x05\x65nvoy\x18\x01 \x01(\t\x12\x0c\n\x04peer\x18\x02 \x01(\t\x12\x19\n\x11\x64\x65mand_per_second\x18\x03 \x01(\x01\x12\r\n\x05share\x18\x04 \x01(\x01\x12\x0f\n\x07\x61llowed\x18\x05 \x01(\x04\x12\x0e\n\x06\x64\x65nied\x18\x06 \x01(\x04\x12\x1a\n\x12\x65xpires_in_seconds\x18\x07 \x01(\x01\x32\xa9\x04\n\x0c\x41\x64minService\x12Z\n\x07\x45xplain\x12&.authz_service.admin.v1.ExplainRequest\x1a\'.authz_service.admin.v1.ExplainResponse\x12W\n\x06Reload\x12%.authz_service.admin.v1.ReloadRequest\x1a&.authz_service.admin.v1.ReloadResponse\x12W\n\x06Status\x12%.authz_service.admin.v1.StatusRequest\x1a&.authz_service.admin.v1.StatusResponse\x12W\n\x06Revoke\x12%.authz_service.admin.v1.RevokeRequest\x1a&.authz_service.admin.v1.RevokeResponse\x12W\n\x08GetQuota\x12$.authz_service.admin.v1.QuotaRequest\x1a%.authz_service.admin.v1.QuotaResponse\x12Y\n\nResetQuota\x12$.authz_service.admin.v1.QuotaRequest\x1a%.authz_service.admin.v1.QuotaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"authz_service/admin/v1/admin.proto\x12\x16\x61uthz_service.admin.v1\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xc1\x02\n\x0e\x45xplainRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12/\n\x07headers\x18\x04 \x03(\x0b\x32\x1e.authz_service.admin.v1.Header\x12\r\n\x05token\x18\x05 \x01(\t\x12\x16\n\x0esource_address\x18\x06 \x01(\t\x12\x16\n\x0epeer_principal\x18\x07 \x01(\t\x12Y\n\x12\x63ontext_extensions\x18\x08 \x03(\x0b\x32=.authz_service.admin.v1.ExplainRequest.ContextExtensionsEntry\x1a\x38\n\x16\x43ontextExtensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x0eRuleEvaluation\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x0f\n\x07matched\x18\x02 \x01(\x08\x12\x0f\n\x07\x64\x65\x63ided\x18\x03 \x01(\x08\x12\x0b\n\x03why\x18\x04 \x01(\t\"o\n\x08Identity\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x13\n\x0b\x61uth_method\x18\x02 \x01(\t\x12\x0e\n\x06issuer\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x0c\n\x04tier\x18\x06 \x01(\t\"\x92\x04\n\x0f\x45xplainResponse\x12\x10\n\x08\x64\x65\x63ision\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06policy\x18\x04 \x01(\t\x12\x0c\n\x04rule\x18\x05 \x01(\t\x12\x12\n\ncredential\x18\x06 \x01(\t\x12\x32\n\x08identity\x18\x07 \x01(\x0b\x32 .authz_service.admin.v1.Identity\x12\x16\n\x0e\x63\x61nonical_path\x18\x08 \x01(\t\x12\x35\n\x05rules\x18\t \x03(\x0b\x32&.authz_service.admin.v1.RuleEvaluation\x12\x30\n\x07lockout\x18\n \x01(\x0b\x32\x1f.authz_service.admin.v1.Lockout\x12\x14\n\x0cquota_domain\x18\x0b \x01(\t\x12\x34\n\x06quotas\x18\x0c \x03(\x0b\x32$.authz_service.admin.v1.QuotaPreview\x12\x1f\n\x17quota_store_unavailable\x18\r \x01(\x08\x12@\n\rquota_service\x18\x0e \x03(\x0b\x32).authz_service.admin.v1.QuotaServiceUsage\x12\x36\n\x08\x62indings\x18\x0f \x03(\x0b\x32$.authz_service.admin.v1.BindingCheck\"N\n\x0c\x42indingCheck\x12\x0f\n\x07\x62inding\x18\x01 \x01(\t\x12\x10\n\x08verified\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0b\n\x03why\x18\x04 \x01(\t\"M\n\x07Lockout\x12\x0e\n\x06locked\x18\x01 \x01(\x08\x12\x1b\n\x13retry_after_seconds\x18\x02 \x01(\x01\x12\x15\n\rfailures_left\x18\x03 \x01(\r\"\xc0\x01\n\x0cQuotaPreview\x12\x38\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\'.authz_service.admin.v1.DescriptorEntry\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x19\n\x11requests_per_unit\x18\x03 \x01(\r\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x12\n\nlimit_name\x18\x05 \x01(\t\x12\x11\n\tremaining\x18\x06 \x01(\r\x12\x18\n\x10reset_in_seconds\x18\x07 \x01(\x01\"\x0f\n\rReloadRequest\"[\n\x0eReloadResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x18\n\x10restart_required\x18\x04 \x03(\t\"\x0f\n\rStatusRequest\"\x89\x01\n\nJwksStatus\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\x12\x0f\n\x07key_ids\x18\x03 \x03(\t\x12\x19\n\x11last_refresh_unix\x18\x04 \x01(\x01\x12\x19\n\x11last_failure_unix\x18\x05 \x01(\x01\x12\x12\n\nlast_error\x18\x06 \x01(\t\"\x8d\x02\n\x0eStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_path\x18\x02 \x01(\t\x12\x16\n\x0eloaded_at_unix\x18\x03 \x01(\x01\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x1a\n\x12last_error_at_unix\x18\x05 \x01(\x01\x12\x0f\n\x07reloads\x18\x06 \x01(\x04\x12\x16\n\x0e\x66\x61iled_reloads\x18\x07 \x01(\x04\x12\x30\n\x04jwks\x18\x08 \x03(\x0b\x32\".authz_service.admin.v1.JwksStatus\x12\x18\n\x10revocation_store\x18\t \x01(\t\x12\x18\n\x10restart_required\x18\n \x03(\t\"i\n\rRevokeRequest\x12\r\n\x03jti\x18\x01 \x01(\tH\x00\x12\x11\n\x07subject\x18\x02 \x01(\tH\x00\x12\x1c\n\x14until_or_before_unix\x18\x03 \x01(\x01\x12\x0e\n\x06issuer\x18\x04 \x01(\tB\x08\n\x06target\")\n\x0eRevokeResponse\x12\x17\n\x0f\x65xpires_at_unix\x18\x01 \x01(\x01\"-\n\x0f\x44\x65scriptorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"X\n\x0cQuotaRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x38\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\'.authz_service.admin.v1.DescriptorEntry\"\x9e\x01\n\x0cQuotaCounter\x12\x12\n\nlimit_name\x18\x01 \x01(\t\x12\x19\n\x11requests_per_unit\x18\x02 \x01(\r\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x0c\n\x04used\x18\x04 \x01(\x04\x12\x11\n\tremaining\x18\x05 \x01(\x04\x12\x18\n\x10reset_in_seconds\x18\x06 \x01(\x01\x12\x16\n\x0ewindow_seconds\x18\x07 \x01(\x01\"\x89\x01\n\rQuotaResponse\x12\x36\n\x08\x63ounters\x18\x01 \x03(\x0b\x32$.authz_service.admin.v1.QuotaCounter\x12@\n\rquota_service\x18\x02 \x01(\x0b\x32).authz_service.admin.v1.QuotaServiceUsage\"\xb1\x02\n\x11QuotaServiceUsage\x12\x38\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\'.authz_service.admin.v1.DescriptorEntry\x12\x12\n\nlimit_name\x18\x02 \x01(\t\x12\x19\n\x11requests_per_unit\x18\x03 \x01(\r\x12\x16\n\x0ewindow_seconds\x18\x04 \x01(\x01\x12\x10\n\x08\x65nforced\x18\x05 \x01(\t\x12\x19\n\x11\x64\x65mand_per_second\x18\x06 \x01(\x01\x12\x0f\n\x07\x61llowed\x18\x07 \x01(\x04\x12\x0e\n\x06\x64\x65nied\x18\x08 \x01(\x04\x12\x32\n\x06\x65nvoys\x18\t \x03(\x0b\x32\".authz_service.admin.v1.EnvoyShare\x12\x19\n\x11store_unavailable\x18\n \x01(\x08\"\x90\x01\n\nEnvoyShare\x12\r\n\x05\x65nvoy\x18\x01 \x01(\t\x12\x0c\n\x04peer\x18\x02 \x01(\t\x12\x19\n\x11\x64\x65mand_per_second\x18\x03 \x01(\x01\x12\r\n\x05share\x18\x04 \x01(\x01\x12\x0f\n\x07\x61llowed\x18\x05 \x01(\x04\x12\x0e\n\x06\x64\x65nied\x18\x06 \x01(\x04\x12\x1a\n\x12\x65xpires_in_seconds\x18\x07 \x01(\x01\x32\xa9\x04\n\x0c\x41\x64minService\x12Z\n\x07\x45xplain\x12&.authz_service.admin.v1.ExplainRequest\x1a\'.authz_service.admin.v1.ExplainResponse\x12W\n\x06Reload\x12%.authz_service.admin.v1.ReloadRequest\x1a&.authz_service.admin.v1.ReloadResponse\x12W\n\x06Status\x12%.authz_service.admin.v1.StatusRequest\x1a&.authz_service.admin.v1.StatusResponse\x12W\n\x06Revoke\x12%.authz_service.admin.v1.RevokeRequest\x1a&.authz_service.admin.v1.RevokeResponse\x12W\n\x08GetQuota\x12$.authz_service.admin.v1.QuotaRequest\x1a%.authz_service.admin.v1.QuotaResponse\x12Y\n\nResetQuota\x12$.authz_service.admin.v1.QuotaRequest\x1a%.authz_service.admin.v1.QuotaResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,37 +44,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IDENTITY']._serialized_start=504
   _globals['_IDENTITY']._serialized_end=615
   _globals['_EXPLAINRESPONSE']._serialized_start=618
-  _globals['_EXPLAINRESPONSE']._serialized_end=1092
-  _globals['_LOCKOUT']._serialized_start=1094
-  _globals['_LOCKOUT']._serialized_end=1171
-  _globals['_QUOTAPREVIEW']._serialized_start=1174
-  _globals['_QUOTAPREVIEW']._serialized_end=1366
-  _globals['_RELOADREQUEST']._serialized_start=1368
-  _globals['_RELOADREQUEST']._serialized_end=1383
-  _globals['_RELOADRESPONSE']._serialized_start=1385
-  _globals['_RELOADRESPONSE']._serialized_end=1476
-  _globals['_STATUSREQUEST']._serialized_start=1478
-  _globals['_STATUSREQUEST']._serialized_end=1493
-  _globals['_JWKSSTATUS']._serialized_start=1496
-  _globals['_JWKSSTATUS']._serialized_end=1633
-  _globals['_STATUSRESPONSE']._serialized_start=1636
-  _globals['_STATUSRESPONSE']._serialized_end=1905
-  _globals['_REVOKEREQUEST']._serialized_start=1907
-  _globals['_REVOKEREQUEST']._serialized_end=2012
-  _globals['_REVOKERESPONSE']._serialized_start=2014
-  _globals['_REVOKERESPONSE']._serialized_end=2055
-  _globals['_DESCRIPTORENTRY']._serialized_start=2057
-  _globals['_DESCRIPTORENTRY']._serialized_end=2102
-  _globals['_QUOTAREQUEST']._serialized_start=2104
-  _globals['_QUOTAREQUEST']._serialized_end=2192
-  _globals['_QUOTACOUNTER']._serialized_start=2195
-  _globals['_QUOTACOUNTER']._serialized_end=2353
-  _globals['_QUOTARESPONSE']._serialized_start=2356
-  _globals['_QUOTARESPONSE']._serialized_end=2493
-  _globals['_QUOTASERVICEUSAGE']._serialized_start=2496
-  _globals['_QUOTASERVICEUSAGE']._serialized_end=2801
-  _globals['_ENVOYSHARE']._serialized_start=2804
-  _globals['_ENVOYSHARE']._serialized_end=2948
-  _globals['_ADMINSERVICE']._serialized_start=2951
-  _globals['_ADMINSERVICE']._serialized_end=3504
+  _globals['_EXPLAINRESPONSE']._serialized_end=1148
+  _globals['_BINDINGCHECK']._serialized_start=1150
+  _globals['_BINDINGCHECK']._serialized_end=1228
+  _globals['_LOCKOUT']._serialized_start=1230
+  _globals['_LOCKOUT']._serialized_end=1307
+  _globals['_QUOTAPREVIEW']._serialized_start=1310
+  _globals['_QUOTAPREVIEW']._serialized_end=1502
+  _globals['_RELOADREQUEST']._serialized_start=1504
+  _globals['_RELOADREQUEST']._serialized_end=1519
+  _globals['_RELOADRESPONSE']._serialized_start=1521
+  _globals['_RELOADRESPONSE']._serialized_end=1612
+  _globals['_STATUSREQUEST']._serialized_start=1614
+  _globals['_STATUSREQUEST']._serialized_end=1629
+  _globals['_JWKSSTATUS']._serialized_start=1632
+  _globals['_JWKSSTATUS']._serialized_end=1769
+  _globals['_STATUSRESPONSE']._serialized_start=1772
+  _globals['_STATUSRESPONSE']._serialized_end=2041
+  _globals['_REVOKEREQUEST']._serialized_start=2043
+  _globals['_REVOKEREQUEST']._serialized_end=2148
+  _globals['_REVOKERESPONSE']._serialized_start=2150
+  _globals['_REVOKERESPONSE']._serialized_end=2191
+  _globals['_DESCRIPTORENTRY']._serialized_start=2193
+  _globals['_DESCRIPTORENTRY']._serialized_end=2238
+  _globals['_QUOTAREQUEST']._serialized_start=2240
+  _globals['_QUOTAREQUEST']._serialized_end=2328
+  _globals['_QUOTACOUNTER']._serialized_start=2331
+  _globals['_QUOTACOUNTER']._serialized_end=2489
+  _globals['_QUOTARESPONSE']._serialized_start=2492
+  _globals['_QUOTARESPONSE']._serialized_end=2629
+  _globals['_QUOTASERVICEUSAGE']._serialized_start=2632
+  _globals['_QUOTASERVICEUSAGE']._serialized_end=2937
+  _globals['_ENVOYSHARE']._serialized_start=2940
+  _globals['_ENVOYSHARE']._serialized_end=3084
+  _globals['_ADMINSERVICE']._serialized_start=3087
+  _globals['_ADMINSERVICE']._serialized_end=3640
 # @@protoc_insertion_point(module_scope)

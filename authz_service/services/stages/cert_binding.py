@@ -9,9 +9,10 @@ from __future__ import annotations
 import hmac
 
 from authz_service.decisions import AuthnFailure, Decision, Identity, Reason
-from authz_service.services.explanation import Explanation
+from authz_service.services.explanation import BindingCheck, Explanation
 from authz_service.services.pipeline import Evaluation, PureStage, StageInputs
 
+BINDING = "certificate (x5t#S256)"
 _NO_CERTIFICATE = AuthnFailure(
     Reason.CERTIFICATE_MISMATCH, "certificate-bound token without a client certificate"
 )
@@ -41,8 +42,9 @@ class CertificateBindingStage(PureStage):
             evaluation.authn = _OTHER_CERTIFICATE
         if explanation is not None:
             found = evaluation.authn
-            note = (
-                found.message if isinstance(found, AuthnFailure) else "client certificate matches"
+            explanation.bindings.append(
+                BindingCheck(BINDING, False, found.message, found.reason.value)
+                if isinstance(found, AuthnFailure)
+                else BindingCheck(BINDING, True, "client certificate matches")
             )
-            explanation.bindings.append(f"certificate (x5t#S256): {note}")
         return None

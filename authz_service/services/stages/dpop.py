@@ -3,8 +3,10 @@ this request, presented with the `DPoP` authorization scheme; a bound token sent
 a missing, invalid or replayed proof make the identity an authentication failure (401),
 counted toward the lockout like any other; the replay store down answers 503 (fail closed)
 unless `dpop.failure_mode: allow`. A provider with `dpop.required` also refuses its
-unbound tokens. After revocation, before RBAC. Explain verifies the proof and looks at the
-replay store without recording the `jti` (authn/dpop.py)."""
+unbound tokens; one with `dpop.nonce: required` answers a proof without its current server
+nonce 401 `use_dpop_nonce` with the nonce in `DPoP-Nonce`. After revocation, before RBAC.
+Explain verifies the proof and looks at the replay store without recording the `jti`
+(authn/dpop.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +22,12 @@ from authz_service.decisions import (
     RequestAttributes,
 )
 from authz_service.ratelimit.store import StoreUnavailable
-from authz_service.services.explanation import Explanation
+from authz_service.services.explanation import BindingCheck, Explanation
 from authz_service.services.pipeline import Evaluation, Stage, StageInputs
 
 SCHEME = "dpop "
+NONCE_HEADER = "dpop-nonce"
+BINDING = "dpop"
 
 
 def request_url(request: RequestAttributes) -> str:
@@ -65,11 +69,13 @@ class DpopStage(Stage):
         answer = await self._check(evaluation, record=False)
         authn = evaluation.authn
         if answer is not None:
-            explanation.bindings.append(f"dpop: {answer.message}")
+            refused = BindingCheck(BINDING, False, answer.message, answer.reason.value)
+            explanation.bindings.append(refused)
         elif isinstance(authn, AuthnFailure):
-            explanation.bindings.append(f"dpop: refused ({authn.reason.value}): {authn.message}")
+            refused = BindingCheck(BINDING, False, authn.message, authn.reason.value)
+            explanation.bindings.append(refused)
         elif isinstance(authn, Identity) and authn.bound_jkt:
-            explanation.bindings.append("dpop: proof verified, jti unused")
+            explanation.bindings.append(BindingCheck(BINDING, True, "proof verified, jti unused"))
         return answer
 
     async def _check(self, evaluation: Evaluation, *, record: bool) -> Decision | None:
@@ -119,6 +125,17 @@ class DpopStage(Stage):
         except DpopError as error:
             evaluation.authn = _failure(Reason.INVALID_DPOP_PROOF, str(error))
             return None
+        nonces = self._verifier.nonces_for(identity.issuer)
+        if nonces is not None and not nonces.accepts(verified.nonce, now):
+            # Not a failed login (no lockout count, the jti is not used up): the client signs
+            # a new proof with the nonce handed out here and retries (RFC 9449 8).
+            return Decision(
+                Outcome.UNAUTHENTICATED,
+                Reason.USE_DPOP_NONCE,
+                "DPoP proof needs the server's current nonce",
+                bearer_error="use_dpop_nonce",
+                extra_headers={NONCE_HEADER: nonces.current(now)},
+            )
         try:
             fresh = await self._verifier.first_use(verified, settings, now, record=record)
         except StoreUnavailable:

@@ -5,8 +5,10 @@ opaque tokens that introspection and revocation agree on, and step-up claims."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -17,6 +19,8 @@ from tests.support.authorization_server import (
     OPAQUE_AUDIENCE,
     AuthorizationServer,
     TokenRequestRefused,
+    client_secret,
+    running_authorization_server,
 )
 from tests.support.client_certs import self_signed_certificate
 from tests.support.dpop_proofs import DpopClient
@@ -86,3 +90,20 @@ def test_a_user_token_says_how_and_when_the_user_signed_in(
         "urn:example:acr:mfa",
         signed_in,
     )
+
+
+def test_an_issuer_requiring_dpop_nonces_binds_the_token_once_the_proof_has_its_nonce(
+    tmp_path: Path,
+) -> None:
+    client = DpopClient()
+    with running_authorization_server(tmp_path, dpop_nonce=True) as server:
+        first = httpx.post(  # a proof without the nonce
+            server.token_endpoint,
+            data={"grant_type": "client_credentials", "resource": AUDIENCE},
+            headers={"dpop": client.proof("POST", server.token_endpoint, None)},
+            auth=("dpop-client", client_secret("dpop-client")),
+        )
+        assert (first.status_code, first.json()["error"]) == (400, "use_dpop_nonce")
+        assert first.headers["dpop-nonce"]
+        token = server.token("dpop-client", dpop=client)  # retries with the nonce
+        assert verified_claims(server, token)["cnf"] == {"jkt": client.jkt}

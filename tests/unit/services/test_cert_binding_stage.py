@@ -46,6 +46,7 @@ def test_an_unbound_token_needs_no_certificate() -> None:
 def test_explain_names_the_certificate_binding_and_its_outcome() -> None:
     noted = Explanation()
     CertificateBindingStage().decide(evaluation("b3RoZXItY2VydA"), noted)
-    assert noted.bindings == [
-        "certificate (x5t#S256): client certificate is not the one the token is bound to"
+    assert [str(binding) for binding in noted.bindings] == [
+        "certificate (x5t#S256): refused (certificate_mismatch): "
+        "client certificate is not the one the token is bound to"
     ]
