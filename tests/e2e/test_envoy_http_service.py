@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.e2e.conftest import Stack, running_stack
 from tests.e2e.gateway import RateLimitSpy, access_log
@@ -62,20 +61,16 @@ def request(
     method: str,
     path: str,
     token: str | None = None,
+    headers: dict[str, str] | None = None,
     *,
     internal: bool = False,
-    **headers: str,
 ) -> httpx.Response:
+    headers = dict(headers or {})
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
     base = stack.internal_url if internal else stack.public_url
     with stack.client() as client:
         return client.request(method, base + path, headers=headers)
-
-
-def service_config(stack: Stack) -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load(stack.config_path.read_text())
-    return config
 
 
 def wait_for_access_log(stack: Stack, request_id: str) -> dict[str, Any]:
@@ -105,7 +100,7 @@ def test_allowed_request_reaches_the_upstream_with_identity_headers(stack: Stack
     token = stack.idp.mint(name, roles=["editor"], extra_claims={"email": "e@x.example"})
     spoofed = {"x-user-tier": "platinum", "x-user-id": "mallory", "x-user-roles": "admin"}
 
-    response = request(stack, "POST", "/api/orders?draft=1", token, **spoofed)
+    response = request(stack, "POST", "/api/orders?draft=1", token, spoofed)
 
     assert response.status_code == 200, stack.logs()
     seen = response.json()
@@ -121,9 +116,8 @@ def test_allowed_request_reaches_the_upstream_with_identity_headers(stack: Stack
 
 def test_each_listener_asks_with_its_own_policy(stack: Stack) -> None:
     # /envoy/internal: the internal policy lets the service key into /internal/...
-    internal = request(
-        stack, "GET", "/internal/jobs", internal=True, **{"x-api-key": "dev-only-api-key"}
-    )
+    api_key = {"x-api-key": "dev-only-api-key"}
+    internal = request(stack, "GET", "/internal/jobs", None, api_key, internal=True)
     # ...which the public listener never routes, and the public policy would not allow.
     token = stack.idp.mint("mallory", roles=["user"])
     refused = request(stack, "GET", "/api/orders", token, internal=True)
