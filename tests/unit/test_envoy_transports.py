@@ -12,6 +12,7 @@ import yaml
 
 from authz_service.config.loader import load_config_file
 from tools.envoy_transports import (
+    CLIENT_ADDRESS_HEADER,
     EXT_AUTHZ,
     TransportError,
     apply_transport,
@@ -126,3 +127,17 @@ def test_a_route_naming_another_policy_than_its_listener_is_refused() -> None:
 def test_an_unknown_transport_is_refused() -> None:
     with pytest.raises(TransportError, match="one of grpc, http"):
         apply_transport(render({}), "grpc-web", LOCAL_DEFAULTS, LOCAL_SERVICE_CONFIG)
+
+
+def test_the_client_address_is_added_by_envoy_and_no_client_copy_is_let_through(
+    http_render: dict[str, Any],
+) -> None:
+    for manager in managers(http_render):
+        for ext_authz in filters(manager, EXT_AUTHZ):
+            added = ext_authz["http_service"]["authorization_request"]["headers_to_add"]
+            assert {
+                "key": CLIENT_ADDRESS_HEADER,
+                "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+            } in added
+            allowed = {p["exact"] for p in ext_authz["allowed_headers"]["patterns"]}
+            assert CLIENT_ADDRESS_HEADER not in allowed
