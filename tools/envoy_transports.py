@@ -144,6 +144,20 @@ def _rename_metadata(node: Any, renames: Mapping[str, str]) -> Any:
     return node
 
 
+def _http_settings(grpc: Mapping[str, Any], http: Mapping[str, Any]) -> dict[str, Any]:
+    """The template's filter settings with its gRPC service replaced by the fragment's HTTP
+    one: every other setting carries over; allowed_headers are the union of both lists."""
+    settings = {key: copy.deepcopy(value) for key, value in grpc.items() if key != "grpc_service"}
+    template_headers = (settings.pop("allowed_headers", None) or {}).get("patterns") or []
+    settings.update(copy.deepcopy(dict(http)))
+    patterns = settings["allowed_headers"]["patterns"]
+    patterns.extend(p for p in template_headers if p not in patterns)
+    timeout = (grpc.get("grpc_service") or {}).get("timeout")
+    if timeout is not None:
+        settings["http_service"]["server_uri"]["timeout"] = timeout
+    return settings
+
+
 def http_fragment(values: Mapping[str, str]) -> dict[str, Any]:
     fragment: dict[str, Any] = yaml.safe_load(
         string.Template(HTTP_FRAGMENT.read_text()).substitute(values)
@@ -173,15 +187,16 @@ def apply_transport(
             if http_filter["name"] != EXT_AUTHZ:
                 continue
             typed = http_filter["typed_config"]
-            settings = copy.deepcopy(fragment["ext_authz"])
-            settings["http_service"]["path_prefix"] = mount_path(listener_policy(manager))
-            _drop_context_extensions(manager)
-            if typed.get("include_peer_certificate"):
+            if typed.pop("include_peer_certificate", False):
                 # The peer certificate travels as x-forwarded-client-cert, which Envoy sets
                 # itself (a client's copy is dropped): the service reads it when it trusts it.
                 manager["forward_client_cert_details"] = "SANITIZE_SET"
                 manager["set_current_client_cert_details"] = {"subject": True, "uri": True}
-            http_filter["typed_config"] = {"@type": typed["@type"], **settings}
+            http_filter["typed_config"] = _http_settings(typed, fragment["ext_authz"])
+            http_filter["typed_config"]["http_service"]["path_prefix"] = mount_path(
+                listener_policy(manager)
+            )
+            _drop_context_extensions(manager)
     config["static_resources"]["clusters"].append(fragment["cluster"])
     config = _rename_metadata(config, renames)
     header = "# Transport 'http' (tools/envoy_transports.py) of a render of envoy/envoy.yaml.\n"

@@ -141,3 +141,25 @@ def test_the_client_address_is_added_by_envoy_and_no_client_copy_is_let_through(
             } in added
             allowed = {p["exact"] for p in ext_authz["allowed_headers"]["patterns"]}
             assert CLIENT_ADDRESS_HEADER not in allowed
+
+
+def test_what_the_template_adds_to_its_ext_authz_filters_carries_over_to_http() -> None:
+    config = yaml.safe_load(render({}))
+    for manager in managers(config):
+        for ext_authz in filters(manager, EXT_AUTHZ):
+            ext_authz["with_request_body"] = {"max_request_bytes": 8192}
+            ext_authz["allowed_headers"] = {"patterns": [{"exact": "x-tenant"}]}
+            ext_authz["grpc_service"]["timeout"] = "0.5s"
+
+    rendered = yaml.safe_load(
+        apply_transport(yaml.safe_dump(config), "http", LOCAL_DEFAULTS, LOCAL_SERVICE_CONFIG)
+    )
+
+    for manager in managers(rendered):
+        for ext_authz in filters(manager, EXT_AUTHZ):
+            assert ext_authz["with_request_body"] == {"max_request_bytes": 8192}
+            allowed = ext_authz["allowed_headers"]["patterns"]
+            assert {"exact": "x-tenant"} in allowed
+            assert {"exact": "authorization", "ignore_case": True} in allowed
+            assert ext_authz["http_service"]["server_uri"]["timeout"] == "0.5s"
+            assert "grpc_service" not in ext_authz
