@@ -22,8 +22,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "envoy" / "envoy.yaml"
-# What the HTTP transport puts in place of the gRPC ext_authz settings (tools/envoy_transports.py).
-HTTP_FRAGMENT = REPO_ROOT / "envoy" / "ext_authz_http.yaml"
 # The service config whose quota_service section the RLQS mode's filters are rendered from.
 LOCAL_SERVICE_CONFIG = REPO_ROOT / "config" / "local.yaml"
 
@@ -151,6 +149,8 @@ def check_values(values: Mapping[str, object], template_text: str) -> None:
     """Refuse names the template does not have (a typo would silently keep the default) and
     ports that are not numbers in 1..65535 (Envoy would only say so at start). The HTTP
     transport's fragment counts as part of the template."""
+    from tools.envoy_transports import HTTP_FRAGMENT
+
     known = {
         match.group("named") or match.group("braced")
         for text in (template_text, HTTP_FRAGMENT.read_text())
