@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,21 +105,28 @@ def running_stack(
     http, metrics = free_port(), free_port()
     tls_dir = generate_dev_certs(workdir / "tls")
     config_path = test_config(idp.jwks_uri, authz_port, workdir / "authz.yaml")
-    http_ports: dict[str, int] = {}
     config = yaml.safe_load(config_path.read_text())
+    # The service's observability port: /readyz is the barrier below and, over HTTP, what
+    # Envoy health-checks.
+    config["telemetry"]["metrics"] = {"listen": f"127.0.0.1:{free_port()}"}
+    http_ports: dict[str, int] = {}
     if transport == "http":
-        http_ports = {"AUTHZ_HTTP_PORT": free_port(), "AUTHZ_METRICS_PORT": free_port()}
+        http_ports["AUTHZ_HTTP_PORT"] = free_port()
         listen = f"127.0.0.1:{http_ports['AUTHZ_HTTP_PORT']}"
         config["http_check"] = http_check_section(listen, http_server)
-        config["telemetry"]["metrics"] = {"listen": f"127.0.0.1:{http_ports['AUTHZ_METRICS_PORT']}"}
     if edit_config is not None:
         edit_config(config)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    observability = (config["telemetry"].get("metrics") or {}).get("listen")
+    if observability and transport == "http":
+        http_ports["AUTHZ_METRICS_PORT"] = int(observability.rsplit(":", 1)[1])
     authz = start_authz(config_path, authz_port, workdir)
     envoy: Process | None = None
     try:
-        for port in http_ports.values():
-            wait_for_port(port, process=authz.popen)
+        if "AUTHZ_HTTP_PORT" in http_ports:
+            wait_for_port(http_ports["AUTHZ_HTTP_PORT"], process=authz.popen)
+        if observability:
+            wait_until_ready(observability, authz)
         envoy = start_envoy(
             {
                 "ADMIN_PORT": admin,
@@ -158,6 +166,20 @@ def running_stack(
             server.shutdown()
             server.server_close()
         idp.stop()
+
+
+def wait_until_ready(listen: str, authz: Process, timeout: float = 20.0) -> None:
+    """Until /readyz says the service can decide (its JWKS fetched): a first check sent
+    earlier could wait on the fetch past Envoy's 1 s ext_authz timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if authz.popen.poll() is not None:
+            raise RuntimeError(f"authz_service exited:\n{authz.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://{listen}/readyz", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.05)  # poll interval of the wait on the condition above
+    raise TimeoutError(f"authz_service not ready after {timeout}s:\n{authz.log()}")
 
 
 @pytest.fixture(scope="module")
