@@ -184,10 +184,12 @@ def start_envoy(
     wait_ports: Sequence[int],
     quota_mode: str = "classic",
     service_config: Path | None = None,
+    transport: str = "grpc",
     edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> Process:
-    """Envoy on envoy/envoy.yaml in a quota mode (tools/quota_modes.py); the rlqs mode renders
-    its filters from `service_config` (config/local.yaml by default). `edit` changes the
+    """Envoy on envoy/envoy.yaml in a quota mode (tools/quota_modes.py) and a transport
+    (tools/envoy_transports.py); the rlqs mode's filters and the http transport's identity
+    headers come from `service_config` (config/local.yaml by default). `edit` changes the
     rendered config before Envoy starts (a test's listener variant)."""
     binary = envoy_binary()
     if binary is None:
@@ -201,9 +203,9 @@ def start_envoy(
         values["TLS_DIR"] = generate_dev_certs(workdir / "tls")
     config_path = workdir / "envoy.yaml"
     if service_config is not None:
-        config_path.write_text(render_mode(values, quota_mode, service_config))
+        config_path.write_text(render_mode(values, quota_mode, service_config, transport=transport))
     else:
-        config_path.write_text(render_mode(values, quota_mode))
+        config_path.write_text(render_mode(values, quota_mode, transport=transport))
     if edit is not None:
         rendered = yaml.safe_load(config_path.read_text())
         edit(rendered)

@@ -4,6 +4,7 @@
     python -m tools.render_envoy --target compose                      # rewrite a committed file
     python -m tools.render_envoy --check                               # committed files current?
     python -m tools.render_envoy --out FILE --quota-mode rlqs          # quota mode (quota_modes.py)
+    python -m tools.render_envoy --out FILE --transport http           # envoy_transports.py
 
 The committed files for docker-compose and the Kubernetes sidecar example are renders of the
 same template with the values in TARGETS; tests/e2e/test_gateway_config.py fails when one of
@@ -35,6 +36,8 @@ LOCAL_DEFAULTS: Mapping[str, str] = {
     "METRICS_PORT": "10002",
     "AUTHZ_HOST": "127.0.0.1",
     "AUTHZ_PORT": "9001",
+    "AUTHZ_HTTP_PORT": "9003",  # http_check.listen (transport http)
+    "AUTHZ_METRICS_PORT": "9102",  # telemetry.metrics.listen: /readyz (transport http)
     "AUTHZ_TLS": "false",
     "AUTHZ_TLS_SERVER_NAME": "authz-service",
     "UPSTREAM_HOST": "127.0.0.1",
@@ -62,6 +65,8 @@ _COMPOSE_VALUES: Mapping[str, str] = {
     "METRICS_PORT": "9902",
     "AUTHZ_HOST": "authz-service",
     "AUTHZ_PORT": "9001",
+    "AUTHZ_HTTP_PORT": "9003",
+    "AUTHZ_METRICS_PORT": "9102",
     "UPSTREAM_HOST": "upstream-v1",
     "UPSTREAM_PORT": "8080",
     "UPSTREAM_V2_HOST": "upstream-v2",
@@ -83,6 +88,7 @@ class Target:
     note: str
     quota_mode: str = "classic"  # tools/quota_modes.py
     service_config: Path = LOCAL_SERVICE_CONFIG
+    transport: str = "grpc"  # tools/envoy_transports.py
 
 
 TARGETS: Mapping[str, Target] = {
@@ -97,6 +103,13 @@ TARGETS: Mapping[str, Target] = {
         "compose/quota-rlqs.yml mounts it instead of compose.yaml (RLQS quota mode).",
         quota_mode="rlqs",
         service_config=REPO_ROOT / "compose" / "authz" / "config.yaml",
+    ),
+    "compose-http": Target(
+        REPO_ROOT / "envoy" / "generated" / "compose-http.yaml",
+        _COMPOSE_VALUES,
+        "compose/transport-http.yml mounts it instead of compose.yaml (HTTP ext_authz).",
+        service_config=REPO_ROOT / "compose" / "authz" / "config.yaml",
+        transport="http",
     ),
     "kubernetes": Target(
         REPO_ROOT / "deploy" / "kubernetes" / "envoy-sidecar" / "envoy.yaml",
@@ -134,10 +147,14 @@ class RenderError(ValueError):
 
 def check_values(values: Mapping[str, object], template_text: str) -> None:
     """Refuse names the template does not have (a typo would silently keep the default) and
-    ports that are not numbers in 1..65535 (Envoy would only say so at start)."""
+    ports that are not numbers in 1..65535 (Envoy would only say so at start). The HTTP
+    transport's fragment counts as part of the template."""
+    from tools.envoy_transports import HTTP_FRAGMENT
+
     known = {
         match.group("named") or match.group("braced")
-        for match in string.Template.pattern.finditer(template_text)
+        for text in (template_text, HTTP_FRAGMENT.read_text())
+        for match in string.Template.pattern.finditer(text)
         if match.group("named") or match.group("braced")
     }
     unknown = sorted(set(values) - known)
@@ -162,11 +179,16 @@ def render_mode(
     quota_mode: str = "classic",
     service_config: Path = LOCAL_SERVICE_CONFIG,
     template: Path = TEMPLATE,
+    transport: str = "grpc",
 ) -> str:
-    """The template rendered in a quota mode (classic: `render` unchanged)."""
+    """The template rendered in a quota mode and a transport (classic and grpc: `render`
+    unchanged); the service config gives the RLQS filters and the HTTP identity headers."""
+    from tools.envoy_transports import apply_transport
     from tools.quota_modes import apply_quota_mode
 
-    return apply_quota_mode(render(values, template), quota_mode, service_config)
+    rendered = apply_quota_mode(render(values, template), quota_mode, service_config)
+    merged = {**LOCAL_DEFAULTS, **{key: str(value) for key, value in values.items()}}
+    return apply_transport(rendered, transport, merged, service_config)
 
 
 def render_target(name: str) -> str:
@@ -175,7 +197,9 @@ def render_target(name: str) -> str:
         f"# GENERATED from envoy/envoy.yaml by `python -m tools.render_envoy --target {name}`:\n"
         f"# do not edit; change the template and re-render. {target.note}\n"
     )
-    return header + render_mode(target.values, target.quota_mode, target.service_config)
+    return header + render_mode(
+        target.values, target.quota_mode, target.service_config, transport=target.transport
+    )
 
 
 def stale_targets() -> list[str]:
@@ -198,10 +222,17 @@ def main() -> int:
     )
     parser.add_argument("--quota-mode", choices=("classic", "one-call", "rlqs"), default="classic")
     parser.add_argument(
+        "--transport",
+        choices=("grpc", "http"),
+        default="grpc",
+        help="how ext_authz asks the service: gRPC Check, or the HTTP check endpoint",
+    )
+    parser.add_argument(
         "--service-config",
         type=Path,
         default=LOCAL_SERVICE_CONFIG,
-        help="the service config whose quota_service the rlqs mode renders",
+        help="the service config whose quota_service the rlqs mode renders (and whose "
+        "identity headers the http transport copies upstream)",
     )
     args = parser.parse_args()
     if args.check:
@@ -224,12 +255,14 @@ def main() -> int:
     if malformed:
         parser.error(f"--set takes NAME=VALUE, got {malformed[0]!r}")
     values = dict(item.split("=", 1) for item in args.set)
+    from tools.envoy_transports import TransportError
+
     try:
         check_values(values, args.template.read_text())
         args.out.write_text(
-            render_mode(values, args.quota_mode, args.service_config, args.template)
+            render_mode(values, args.quota_mode, args.service_config, args.template, args.transport)
         )
-    except RenderError as error:
+    except (RenderError, TransportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

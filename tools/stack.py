@@ -2,10 +2,14 @@
 
     ./scripts/stack.sh        (sets up .venv, then runs: python -m tools.stack)
     ./scripts/stack.sh --quota-mode rlqs      (or one-call; classic by default)
+    ./scripts/stack.sh --transport http       (Envoy asks the HTTP check endpoint on granian)
 
 Quota modes (tools/quota_modes.py, docs/quota-service.md): `classic` Envoy's ratelimit filter
 calls ShouldRateLimit per request; `one-call` Check enforces the quota itself; `rlqs` Envoy's
 rate_limit_quota filters enforce the shares this service assigns, off the request path.
+Transports (tools/envoy_transports.py): `grpc` (default) Envoy's ext_authz calls gRPC Check;
+`http` it calls the HTTP check endpoint (granian, port 9003) in `http_service` mode, one mount
+per listener policy; the rate-limit calls stay gRPC.
 Ctrl-C stops everything. Ports: Envoy public HTTPS 10000 (plain HTTP 10080 redirects to it),
 internal 10001, metrics 10002, admin 9901; authz_service 9001 (admin API 9002, metrics 9102);
 upstream v1 8080, v2 (canary) 8082; development IdP (JWKS) 8081; OTLP receiver 4317 (spans
@@ -33,6 +37,7 @@ import yaml
 from tools.demo_upstream import start_in_thread
 from tools.dev_cert import generate as generate_dev_certs
 from tools.dev_idp import STATE_DIR, DevIdentityProvider
+from tools.envoy_transports import TRANSPORTS, http_check_section
 from tools.processes import (
     REPO_ROOT,
     Process,
@@ -77,8 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         help="do not start the OTLP receiver: something else (Jaeger) listens on 4317",
     )
     parser.add_argument("--quota-mode", choices=MODES, default="classic")
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="grpc",
+        help="how Envoy's ext_authz asks: gRPC Check, or the HTTP check endpoint on granian",
+    )
     args = parser.parse_args(argv)
-    quota_mode = args.quota_mode
+    quota_mode, transport = args.quota_mode, args.transport
     state = REPO_ROOT / STATE_DIR
     state.mkdir(exist_ok=True)
     if envoy_binary() is None:
@@ -102,19 +113,32 @@ def main(argv: list[str] | None = None) -> int:
     if redis is not None:
         started.append(redis)
     config = state / "authz.yaml"
-    write_config = _config_writer(idp.jwks_uri, redis is not None, config, quota_mode)
+    write_config = _config_writer(idp.jwks_uri, redis is not None, config, quota_mode, transport)
     write_config()
-    step(
-        f"authz_service on {LOCAL_DEFAULTS['AUTHZ_PORT']} ({SOURCE_CONFIG.relative_to(REPO_ROOT)})"
+    ports = LOCAL_DEFAULTS["AUTHZ_PORT"] + (
+        f" (gRPC) and {LOCAL_DEFAULTS['AUTHZ_HTTP_PORT']} (HTTP, granian)"
+        if transport == "http"
+        else ""
     )
-    started.append(start_authz(config, int(LOCAL_DEFAULTS["AUTHZ_PORT"]), state, log_level="INFO"))
+    step(f"authz_service on {ports} ({SOURCE_CONFIG.relative_to(REPO_ROOT)})")
+    authz = start_authz(config, int(LOCAL_DEFAULTS["AUTHZ_PORT"]), state, log_level="INFO")
+    started.append(authz)
     done = threading.Event()
     with stopping(started) as processes:
+        if transport == "http":
+            wait_for_port(int(LOCAL_DEFAULTS["AUTHZ_HTTP_PORT"]), process=authz.popen)
         public, internal = int(LOCAL_DEFAULTS["PUBLIC_PORT"]), int(LOCAL_DEFAULTS["INTERNAL_PORT"])
-        step(f"Envoy on {public} (HTTPS) and {internal}, quota mode {quota_mode}")
+        step(
+            f"Envoy on {public} (HTTPS) and {internal}, quota mode {quota_mode}, "
+            f"ext_authz over {transport}"
+        )
         processes.append(
             start_envoy(
-                {**LOCAL_DEFAULTS, "TLS_DIR": tls_dir}, state, [public, internal], quota_mode
+                {**LOCAL_DEFAULTS, "TLS_DIR": tls_dir},
+                state,
+                [public, internal],
+                quota_mode,
+                transport=transport,
             )
         )
         token = idp.mint("alice", roles=["editor"], lifetime_s=3600, extra_claims={"tier": "gold"})
@@ -156,10 +180,15 @@ def _start_otlp_receiver(state: Path) -> Process:
 
 
 def _config_writer(
-    jwks_uri: str, with_redis: bool, out: Path, quota_mode: str = "classic"
+    jwks_uri: str,
+    with_redis: bool,
+    out: Path,
+    quota_mode: str = "classic",
+    transport: str = "grpc",
 ) -> Callable[[], Path]:
     """Writes config/local.yaml with this run's addresses, Redis (if any), the quota mode's
-    section and tracing to the local OTLP receiver, to `out`, which the service watches."""
+    section, the HTTP check endpoint on granian (transport http) and tracing to the local
+    OTLP receiver, to `out`, which the service watches."""
 
     def write() -> Path:
         base = yaml.safe_load(SOURCE_CONFIG.read_text())
@@ -170,6 +199,9 @@ def _config_writer(
             overrides["rate_limit"] = rate_limit
         if quota_mode == "one-call":
             overrides["check_quota"] = one_call_section(SOURCE_CONFIG)
+        if transport == "http":
+            listen = f"127.0.0.1:{LOCAL_DEFAULTS['AUTHZ_HTTP_PORT']}"
+            overrides["http_check"] = http_check_section(listen, "granian", SOURCE_CONFIG)
         written = write_service_config(
             SOURCE_CONFIG,
             out,

@@ -15,6 +15,7 @@ from authz_service.config.loader import load_config_file
 from authz_service.schema import Config
 from tests.deploy.conftest import port_of
 from tests.support import REPO_ROOT, REQUIRE_ALL
+from tools.envoy_transports import CLIENT_ADDRESS_HEADER, http_check_mounts
 from tools.render_envoy import TARGETS
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -264,3 +265,49 @@ def test_docker_compose_config_accepts_the_no_registry_override() -> None:
 def services_of_base() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]
     return data
+
+
+def test_the_http_variant_calls_the_mounts_the_service_config_serves(
+    services: dict[str, Any], service_config: Config
+) -> None:
+    rendered = TARGETS["compose-http"].out.read_text()
+    http_check = service_config.http_check
+    assert http_check is not None
+    served = [endpoint.model_dump() for endpoint in http_check.endpoints]
+    assert served == http_check_mounts(rendered)
+    assert http_check.server == "granian"
+    assert http_check.envoy.client_address_header == CLIENT_ADDRESS_HEADER
+    assert port_of(http_check.listen) == int(ENVOY_VALUES["AUTHZ_HTTP_PORT"])
+    assert str(port_of(http_check.listen)) in services["authz-service"]["expose"]
+    # Envoy's health check asks /readyz on the observability port.
+    metrics = service_config.telemetry.metrics.listen
+    assert metrics is not None and port_of(metrics) == int(ENVOY_VALUES["AUTHZ_METRICS_PORT"])
+
+
+def test_docker_compose_http_override_mounts_the_http_render() -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        message = "docker-compose is not installed (apt-get install docker-compose)"
+        if REQUIRE_ALL:
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(
+        [binary, "-f", "docker-compose.yml", "-f", "compose/transport-http.yml", "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    envoy = yaml.safe_load(result.stdout)["services"]["envoy"]
+    volumes = {}
+    for volume in envoy["volumes"]:  # the short syntax, or the long one
+        if isinstance(volume, dict):
+            volumes[volume["target"]] = volume["source"]
+        else:
+            source, target = volume.split(":")[:2]
+            volumes[target] = source
+    assert volumes["/etc/envoy/envoy.yaml"].endswith("envoy/generated/compose-http.yaml")
+    assert volumes[ENVOY_VALUES["TLS_DIR"]].endswith("compose/certs")

@@ -16,7 +16,17 @@ from tests.deploy.conftest import K8S_SIDECAR, find
 from tests.support import REPO_ROOT, find_binary
 from tools.dev_cert import generate
 from tools.dev_idp import DevIdentityProvider
-from tools.render_envoy import LOCAL_DEFAULTS, TARGETS, render, render_target, stale_targets
+from tools.render_envoy import (
+    LOCAL_DEFAULTS,
+    LOCAL_SERVICE_CONFIG,
+    TARGETS,
+    render,
+    render_mode,
+    render_target,
+    stale_targets,
+)
+
+COMPOSE_SERVICE_CONFIG = REPO_ROOT / "compose" / "authz" / "config.yaml"
 
 VARIANTS = {
     "local": {},
@@ -47,6 +57,38 @@ def test_every_rendering_passes_envoy_validate(variant: str, tls_dir: Path, tmp_
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout + result.stderr
+
+
+HTTP_VARIANTS = {
+    # (quota mode, service config): the HTTP transport composes with every quota mode.
+    "http-classic": ("classic", LOCAL_SERVICE_CONFIG),
+    "http-one-call": ("one-call", LOCAL_SERVICE_CONFIG),
+    "http-rlqs": ("rlqs", LOCAL_SERVICE_CONFIG),
+    "http-compose": ("classic", COMPOSE_SERVICE_CONFIG),
+}
+
+
+@pytest.mark.envoy
+@pytest.mark.parametrize("variant", sorted(HTTP_VARIANTS))
+def test_every_http_transport_rendering_passes_envoy_validate(
+    variant: str, tls_dir: Path, tmp_path: Path
+) -> None:
+    quota_mode, service_config = HTTP_VARIANTS[variant]
+    config = tmp_path / "envoy.yaml"
+    config.write_text(
+        render_mode({"TLS_DIR": tls_dir}, quota_mode, service_config, transport="http")
+    )
+
+    result = subprocess.run(
+        [find_binary("envoy"), "--mode", "validate", "-c", str(config), "--log-level", "error"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "http_service" in config.read_text()
 
 
 @pytest.mark.envoy
@@ -104,9 +146,12 @@ def test_envoy_images_match_the_tested_wheel() -> None:
         assert tag.lstrip("v").startswith(envoy_minor() + "."), (image, envoy_minor())
 
 
-def render_cli(tmp_path: Path, *settings: str) -> subprocess.CompletedProcess[str]:
+def render_cli(
+    tmp_path: Path, *settings: str, transport: str = "grpc"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tools.render_envoy", "--out", str(tmp_path / "out.yaml")]
+        + ["--transport", transport]
         + [arg for setting in settings for arg in ("--set", setting)],
         capture_output=True,
         text=True,
@@ -129,6 +174,20 @@ def test_render_refuses_a_port_that_is_not_a_number(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "PUBLIC_PORT='https': a port is a number" in result.stderr
+
+
+def test_render_accepts_the_http_fragments_names_and_a_transport(tmp_path: Path) -> None:
+    result = render_cli(tmp_path, "AUTHZ_HTTP_PORT=9013", transport="http")
+
+    assert result.returncode == 0, result.stderr
+    assert "uri: http://127.0.0.1:9013" in (tmp_path / "out.yaml").read_text()
+
+
+def test_render_refuses_the_http_transport_over_tls(tmp_path: Path) -> None:
+    result = render_cli(tmp_path, "AUTHZ_TLS=true", transport="http")
+
+    assert result.returncode == 2
+    assert "the HTTP check endpoint serves plain HTTP only" in result.stderr
 
 
 def test_render_accepts_known_names_and_numeric_ports(tmp_path: Path) -> None:

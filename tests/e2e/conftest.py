@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,14 @@ from tests.support.redis import redis_server  # noqa: F401 (a fixture for e2e te
 from tools.demo_upstream import start_in_thread
 from tools.dev_cert import generate as generate_dev_certs
 from tools.dev_idp import DevIdentityProvider
+from tools.envoy_transports import TRANSPORTS, http_check_section
 from tools.processes import (
     REPO_ROOT,
     Process,
     free_port,
     start_authz,
     start_envoy,
+    wait_for_port,
     write_service_config,
 )
 
@@ -85,12 +88,16 @@ def running_stack(
     edit_config: Callable[[dict[str, Any]], None] | None = None,
     envoy_values: Mapping[str, object] | None = None,
     edit_envoy: Callable[[dict[str, Any]], None] | None = None,
+    transport: str = "grpc",
+    http_server: str = "granian",
 ) -> Iterator[Stack]:
     """Start the stack; stop every process when the block ends.
 
     `front(authz_port)` may start something between Envoy and authz_service and return the
     port Envoy should call instead; `edit_config` changes the service config before it starts,
-    `edit_envoy` the rendered Envoy config.
+    `edit_envoy` the rendered Envoy config. `transport` http: Envoy's ext_authz calls the HTTP
+    check endpoint served by `http_server` (the render of tools/envoy_transports.py),
+    health-checked on the service's /readyz.
     """
     idp = DevIdentityProvider()
     idp.start()
@@ -100,13 +107,28 @@ def running_stack(
     http, metrics = free_port(), free_port()
     tls_dir = generate_dev_certs(workdir / "tls")
     config_path = test_config(idp.jwks_uri, authz_port, workdir / "authz.yaml")
+    config = yaml.safe_load(config_path.read_text())
+    # The service's observability port: /readyz is the barrier below and, over HTTP, what
+    # Envoy health-checks.
+    config["telemetry"]["metrics"] = {"listen": f"127.0.0.1:{free_port()}"}
+    http_ports: dict[str, int] = {}
+    if transport == "http":
+        http_ports["AUTHZ_HTTP_PORT"] = free_port()
+        listen = f"127.0.0.1:{http_ports['AUTHZ_HTTP_PORT']}"
+        config["http_check"] = http_check_section(listen, http_server)
     if edit_config is not None:
-        config = yaml.safe_load(config_path.read_text())
         edit_config(config)
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    observability = (config["telemetry"].get("metrics") or {}).get("listen")
+    if observability and transport == "http":
+        http_ports["AUTHZ_METRICS_PORT"] = int(observability.rsplit(":", 1)[1])
     authz = start_authz(config_path, authz_port, workdir)
     envoy: Process | None = None
     try:
+        if "AUTHZ_HTTP_PORT" in http_ports:
+            wait_for_port(http_ports["AUTHZ_HTTP_PORT"], process=authz.popen)
+        if observability:
+            wait_until_ready(observability, authz)
         envoy = start_envoy(
             {
                 "ADMIN_PORT": admin,
@@ -118,10 +140,12 @@ def running_stack(
                 "UPSTREAM_PORT": upstream.server_address[1],
                 "UPSTREAM_V2_PORT": upstream_v2.server_address[1],
                 "TLS_DIR": tls_dir,
+                **http_ports,
                 **(envoy_values or {}),
             },
             workdir,
             [public, internal],
+            transport=transport,
             edit=edit_envoy,
         )
         yield Stack(
@@ -147,9 +171,34 @@ def running_stack(
         idp.stop()
 
 
+def wait_until_ready(listen: str, authz: Process, timeout: float = 20.0) -> None:
+    """Until /readyz says the service can decide (its JWKS fetched): a first check sent
+    earlier could wait on the fetch past Envoy's 1 s ext_authz timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if authz.popen.poll() is not None:
+            raise RuntimeError(f"authz_service exited:\n{authz.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://{listen}/readyz", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.05)  # poll interval of the wait on the condition above
+    raise TimeoutError(f"authz_service not ready after {timeout}s:\n{authz.log()}")
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, envoy_available: str) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def stack_on_each_transport(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, envoy_available: str
+) -> Iterator[Stack]:
+    """The stack with Envoy asking over gRPC, then over HTTP (granian): a module whose `stack`
+    is this one pins that both transports give a client and the upstream the same answers."""
+    workdir = tmp_path_factory.mktemp(f"stack-{request.param}")
+    with running_stack(workdir, transport=request.param) as stack:
         yield stack
 
 

@@ -42,6 +42,7 @@ class RateLimitSpy:
     answer: str = "ok"
     over_limit_if: Callable[[list[Descriptor]], bool] = lambda _descriptors: True
     port: int = 0
+    checks_forwarded: int = 0  # Check calls seen (none when ext_authz speaks HTTP)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -87,6 +88,8 @@ class RateLimitSpy:
             return [descriptor for call in self.calls for descriptor in call.descriptors]
 
     def _forward_check(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        with self._lock:
+            self.checks_forwarded += 1
         try:
             response: bytes = self._check(request, timeout=2.0)
         except grpc.RpcError as error:

@@ -1,4 +1,5 @@
-"""What a client of the gateway sees, and what the upstream receives, through a real Envoy."""
+"""What a client of the gateway sees, and what the upstream receives, through a real Envoy,
+whether it asks over gRPC Check or over HTTP (`http_service` to granian): the same answers."""
 
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.e2e.conftest import Stack
+from tests.e2e.test_gateway_canary import audit_entry_for
 from tests.support.raw_http import send_raw
 from tools.dev_idp import new_rsa_key
 
 pytestmark = pytest.mark.envoy
+
+
+@pytest.fixture(scope="module")
+def stack(stack_on_each_transport: Stack) -> Stack:
+    return stack_on_each_transport
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -315,6 +322,17 @@ def test_the_internal_listener_is_no_way_around_the_public_rules(stack: Stack, p
     response = get(stack, path, bearer(token), internal=True)
 
     assert_denied(response, 403, "no_matching_rule")
+
+
+def test_the_client_address_is_the_one_envoy_saw_not_a_forwarded_for_claim(stack: Stack) -> None:
+    # The edge trusts no x-forwarded-for hop: lockout and client-IP quotas key on the peer.
+    token = stack.idp.mint("carol", roles=["reader"])
+
+    response = get(stack, "/api/orders", {**bearer(token), "x-forwarded-for": "203.0.113.9"})
+
+    assert response.status_code == 200, stack.logs()
+    audit = audit_entry_for(stack, response.headers["x-request-id"])
+    assert audit["client"]["ip"] == "127.0.0.1"
 
 
 # -- operations ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""When authz_service cannot answer, Envoy refuses the request (failure_mode_allow: false)."""
+"""When authz_service cannot answer, Envoy refuses the request (failure_mode_allow: false),
+whether its ext_authz asks over gRPC or over HTTP."""
 
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ import pytest
 from tests.e2e.conftest import Stack, running_stack, trusting
 from tools.demo_upstream import start_in_thread
 from tools.dev_cert import generate as generate_dev_certs
+from tools.envoy_transports import TRANSPORTS
 from tools.processes import Process, free_port, start_envoy
 
 pytestmark = pytest.mark.envoy
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=TRANSPORTS)
 def envoy_without_authz(
-    tmp_path_factory: pytest.TempPathFactory, envoy_available: str
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, envoy_available: str
 ) -> Iterator[tuple[str, Path]]:
-    workdir: Path = tmp_path_factory.mktemp("no-authz")
+    workdir: Path = tmp_path_factory.mktemp(f"no-authz-{request.param}")
     upstream = start_in_thread()
     public, internal, admin = free_port(), free_port(), free_port()
     tls_dir = generate_dev_certs(workdir / "tls")
@@ -32,11 +34,14 @@ def envoy_without_authz(
             "PUBLIC_PORT": public,
             "INTERNAL_PORT": internal,
             "AUTHZ_PORT": free_port(),  # nothing listens there
+            "AUTHZ_HTTP_PORT": free_port(),  # nor there
+            "AUTHZ_METRICS_PORT": free_port(),
             "UPSTREAM_PORT": upstream.server_address[1],
             "TLS_DIR": tls_dir,
         },
         workdir,
         [public],
+        transport=request.param,
     )
     yield f"https://127.0.0.1:{public}", tls_dir / "ca.crt"
     envoy.stop()
@@ -76,10 +81,13 @@ def test_stopping_the_service_mid_run_makes_envoy_deny(stack: Stack) -> None:
         assert client.get(stack.public_url + "/api/orders", headers=headers).status_code == 503
 
 
-def test_a_hung_service_is_a_quick_503_and_service_resumes_after(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_hung_service_is_a_quick_503_and_service_resumes_after(
+    tmp_path: Path, transport: str
+) -> None:
     """A service that accepts but never answers (stopped with SIGSTOP) must not hang clients:
     Envoy's 1 s ext_authz timeout answers 503, and answers flow again once it resumes."""
-    with running_stack(tmp_path) as hung:
+    with running_stack(tmp_path, transport=transport) as hung:
         token = hung.idp.mint("alice", roles=["editor"])
         headers = {"authorization": f"Bearer {token}"}
         with hung.client() as client:

@@ -27,6 +27,7 @@ from tests.e2e.conftest import Stack, running_stack
 from tests.integration.test_quota_in_check import CHECK_QUOTA, DOMAIN, LIMITS
 from tests.support import free_port
 from tests.support.redis import redis_store
+from tools.envoy_transports import TRANSPORTS
 
 pytestmark = [pytest.mark.envoy, pytest.mark.usefixtures("fresh_minute")]
 
@@ -67,16 +68,19 @@ def with_quota(store: dict[str, Any], **rate_limit: Any) -> Any:
     return edit
 
 
-@pytest.fixture(scope="module", params=["memory", "redis"])
+@pytest.fixture(scope="module", params=["memory", "redis", "memory-over-http"])
 def quota(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, envoy_available: str
 ) -> Iterator[QuotaStack]:
-    if request.param == "memory":
+    """Each store behind gRPC ext_authz, and the memory store behind HTTP ext_authz (the 429,
+    its headers and body reach the client through `allowed_client_headers`)."""
+    if request.param.startswith("memory"):
         store: dict[str, Any] = {"store": "memory"}
     else:
         store = redis_store(request.getfixturevalue("redis_server").url)
+    transport = "http" if request.param.endswith("over-http") else "grpc"
     workdir = tmp_path_factory.mktemp(f"quota-{request.param}")
-    with running_stack(workdir, edit_config=with_quota(store)) as stack:
+    with running_stack(workdir, edit_config=with_quota(store), transport=transport) as stack:
         yield QuotaStack(stack)
 
 
@@ -166,14 +170,16 @@ def test_with_redis_unreachable_failure_mode_decides(
 # -- Brute force -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_failed_token_attempts_lock_the_client_out_until_the_lockout_ends(
-    tmp_path: Path, envoy_available: str
+    tmp_path: Path, envoy_available: str, transport: str
 ) -> None:
+    # Over HTTP too: the client address (Envoy's x-envoy-client-address) keys the lockout.
     edit = with_quota(
         {"store": "memory"},
         brute_force={"enabled": True, "max_failures": 3, "window": "1m", "lockout": "2s"},
     )
-    with running_stack(tmp_path, edit_config=edit) as stack:
+    with running_stack(tmp_path, edit_config=edit, transport=transport) as stack:
         quota = QuotaStack(stack)
         valid = quota.token("gold")
         forged = valid[:-4] + ("AAAA" if not valid.endswith("AAAA") else "BBBB")

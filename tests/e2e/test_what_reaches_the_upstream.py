@@ -1,6 +1,6 @@
-"""Through the real Envoy (gRPC ext_authz): no credential and no method override reaches the
-upstream when the config says so, an override is decided like the method it claims, and the
-access log never carries a token sent in the query string."""
+"""Through the real Envoy, its ext_authz over gRPC and over HTTP: no credential and no method
+override reaches the upstream when the config says so, an override is decided like the method
+it claims, and the access log never carries a token sent in the query string."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ from tests.e2e.test_ext_authz_through_envoy import assert_denied, bearer, get
 from tests.e2e.test_gateway_canary import entry_for
 
 pytestmark = pytest.mark.envoy
+
+
+@pytest.fixture(scope="module")
+def stack(stack_on_each_transport: Stack) -> Stack:
+    return stack_on_each_transport
+
 
 OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
 
