@@ -3,7 +3,8 @@ step-up): the service config edits, a call as a client makes it, and the refusal
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,6 +48,23 @@ def trusting_issuer(issuer: str, jwks_uri: str, audience: str) -> ConfigEdit:
     return edit
 
 
+def asking_for_client_certificates(ca_file: Path) -> ConfigEdit:
+    """An edit of the rendered Envoy config: the public listener asks for a client certificate
+    (optional: browsers without one still connect) and verifies it against `ca_file`. Over gRPC
+    ext_authz includes it in Check; over HTTP the render has Envoy set x-forwarded-client-cert
+    from it (SANITIZE_SET: a client's own copy is dropped)."""
+
+    def edit(envoy: dict[str, Any]) -> None:
+        public = next(
+            one for one in envoy["static_resources"]["listeners"] if one["name"] == "public"
+        )
+        tls = public["filter_chains"][0]["transport_socket"]["typed_config"]
+        tls["require_client_certificate"] = False
+        tls["common_tls_context"]["validation_context"] = {"trusted_ca": {"filename": str(ca_file)}}
+
+    return edit
+
+
 def in_order(*edits: ConfigEdit) -> ConfigEdit:
     def edit(config: dict[str, Any]) -> None:
         for one in edits:
@@ -65,10 +83,12 @@ def call(
     host: str | None = None,
     path: str = PATH,
     certificate: ClientCertificate | None = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
     """A request to the public listener as the client sends it (with `?page=1`: the proof's
-    `htu` leaves the query out); `certificate` is presented in the TLS handshake."""
-    headers = {"authorization": f"{scheme} {token}"}
+    `htu` leaves the query out); `certificate` is presented in the TLS handshake,
+    `extra_headers` are whatever else the client writes."""
+    headers = {**(extra_headers or {}), "authorization": f"{scheme} {token}"}
     if host is not None:
         headers["host"] = host
     if proof is not None:

@@ -1,6 +1,8 @@
-"""DPoP server nonces (RFC 9449 8) through the real Envoy (gRPC ext_authz): a proof without the
-server's nonce is answered 401 use_dpop_nonce, and Envoy hands the `DPoP-Nonce` header to the
-client, which signs a new proof with it and gets through."""
+"""DPoP server nonces (RFC 9449 8) through the real Envoy, on both ext_authz transports (gRPC
+Check, and `http_service` on the HTTP render, whose header lists pass `dpop` and
+`x-forwarded-proto` to the check, `dpop-nonce` and `www-authenticate` to the client): a proof
+without the server's nonce is answered 401 use_dpop_nonce, and Envoy hands the `DPoP-Nonce`
+header to the client, which signs a new proof with it and gets through."""
 
 from __future__ import annotations
 
@@ -16,18 +18,20 @@ from tests.e2e.credentials import PATH, assert_refused, call, dpop_config, in_or
 from tests.support.authorization_server import AUDIENCE, AuthorizationServer
 from tests.support.dpop_proofs import DpopClient
 from tests.support.redis import RedisServer
+from tools.envoy_transports import TRANSPORTS
 
 pytestmark = pytest.mark.envoy
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=TRANSPORTS)
 def stack(
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     redis_server: RedisServer,
     authorization_server: AuthorizationServer,
     envoy_available: str,
 ) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("dpop-nonce")
+    workdir = tmp_path_factory.mktemp(f"dpop-nonce-{request.param}")
     secret = workdir / "dpop-nonce.key"
     secret.write_text(secrets.token_urlsafe(32))
 
@@ -41,7 +45,7 @@ def stack(
         trusting_issuer(server.issuer, server.jwks_uri, AUDIENCE),
         nonces_required,
     )
-    with running_stack(workdir, edit_config=config) as stack:
+    with running_stack(workdir, edit_config=config, transport=request.param) as stack:
         yield stack
 
 
@@ -60,6 +64,7 @@ def test_a_proof_without_the_server_nonce_gets_one_and_a_proof_with_it_passes(
 
     answered = call(stack, token, client.proof("GET", url, token, nonce=nonce))
     assert answered.status_code == 200, stack.logs()
+    assert answered.json()["headers"]["x-user-id"] == "dpop-client"
 
 
 def test_a_proof_with_a_made_up_nonce_is_asked_for_the_real_one(

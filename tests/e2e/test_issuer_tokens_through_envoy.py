@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,6 +15,7 @@ from tests.e2e.conftest import Stack, running_stack
 from tests.e2e.credentials import (
     MFA,
     PATH,
+    asking_for_client_certificates,
     assert_refused,
     call,
     dpop_config,
@@ -29,21 +28,6 @@ from tests.support.dpop_proofs import DpopClient
 from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.envoy
-
-
-def asking_for_client_certificates(ca_file: Path) -> Callable[[dict[str, Any]], None]:
-    """The public listener asks for a client certificate (optional: browsers without one still
-    connect) and verifies it against `ca_file`; ext_authz already includes it in Check."""
-
-    def edit(envoy: dict[str, Any]) -> None:
-        public = next(
-            one for one in envoy["static_resources"]["listeners"] if one["name"] == "public"
-        )
-        tls = public["filter_chains"][0]["transport_socket"]["typed_config"]
-        tls["require_client_certificate"] = False
-        tls["common_tls_context"]["validation_context"] = {"trusted_ca": {"filename": str(ca_file)}}
-
-    return edit
 
 
 class Replicas:
