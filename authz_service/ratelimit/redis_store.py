@@ -32,12 +32,14 @@ from authz_service.ratelimit.algorithms import (
     emission,
 )
 from authz_service.ratelimit.lua import ALGORITHM_CODES, SCRIPT
+from authz_service.ratelimit.redis_pipeline import PipelinedRedis, RedisAddress, tls_context
 from authz_service.ratelimit.store import Hit, StoreUnavailable, key_layout
 from authz_service.schema import RedisSettings
 
 _SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
 Client = Redis | RedisCluster
+StoreClient = Client | PipelinedRedis  # what RedisStore runs its script on
 
 
 def _connection_options(settings: RedisSettings) -> dict[str, Any]:
@@ -63,8 +65,29 @@ def _connection_options(settings: RedisSettings) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def create_client(settings: RedisSettings) -> Client:
-    """Build a client without connecting: an unreachable Redis must not stop the service."""
+def _pipelined_client(settings: RedisSettings) -> PipelinedRedis:
+    tls = settings.tls
+    context = None
+    if tls is not None:
+
+        def path(value: object) -> str | None:
+            return str(value) if value else None
+
+        context = tls_context(
+            path(tls.ca_file),
+            path(tls.cert_file),
+            path(tls.key_file),
+            verify=not tls.insecure_skip_verify,
+        )
+    address = RedisAddress.from_url(settings.url, settings.username, settings.resolved_password())
+    return PipelinedRedis(
+        address, settings.timeout_ms / 1000, settings.connect_timeout_ms / 1000, context
+    )
+
+
+def create_client(settings: RedisSettings) -> Redis | RedisCluster:
+    """Build a redis-py client without connecting: an unreachable Redis must not stop the
+    service."""
     options = _connection_options(settings)
     if settings.cluster:
         return RedisCluster.from_url(settings.url, max_connections=settings.pool_size, **options)
@@ -111,7 +134,7 @@ def _verdicts(raw: Sequence[Sequence[Any]]) -> list[Verdict]:
 
 
 class RedisStore:
-    def __init__(self, client: Client, key_prefix: str = "", pool_size: int = 0) -> None:
+    def __init__(self, client: StoreClient, key_prefix: str = "", pool_size: int = 0) -> None:
         """`pool_size`: the client's connection cap (a cluster client's, per node); 0 when
         unknown."""
         self._client = client
@@ -130,6 +153,12 @@ class RedisStore:
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> RedisStore:
+        """Standalone Redis: one pipelined connection (`connection: pipelined`, the default)
+        or redis-py's pool (`connection: pool`); a cluster always uses redis-py's cluster
+        client (slot routing, MOVED/ASK)."""
+        if settings.connection == "pipelined" and not settings.cluster:
+            # One connection: there is no pool to report.
+            return cls(_pipelined_client(settings), settings.key_prefix)
         return cls(create_client(settings), settings.key_prefix, settings.pool_size)
 
     def stats(self) -> dict[str, float]:
@@ -193,7 +222,7 @@ class RedisStore:
                 results[index] = verdict
         return [v for v in results if v is not None]
 
-    async def _run(self, client: Client, keys: list[str], args: list[str]) -> Any:
+    async def _run(self, client: StoreClient, keys: list[str], args: list[str]) -> Any:
         self._in_flight += 1
         try:
             async with self._command_slots:
