@@ -8,6 +8,9 @@ interleaved round by round; CPU µs per request of the server process from /proc
     suspend         awaits one event-loop iteration, then answers OK
     round_trip      runs the store's real script for three descriptors on Redis through
                     PipelinedRedis (one round trip), then answers a constant OK
+    store           the same hits through RedisStore.apply (arguments, verdicts)
+    chain           the same hits through the store chain build_store makes (breaker around
+                    the store, batching around the breaker; no local cache)
     limiter         the real RateLimiter and servicer (store chain: breaker, batching, the
                     pipelined connection) without telemetry or audit
     limiter_pool    the same on redis-py's connection pool (`connection: pool`)
@@ -37,11 +40,11 @@ from redis.exceptions import NoScriptError
 
 from authz_service.grpc.ratelimit_servicer import add_ratelimit_servicer
 from authz_service.grpc.server_options import SERVER_OPTIONS
-from authz_service.ratelimit.factory import build_limiter
+from authz_service.ratelimit.factory import build_limiter, build_store
 from authz_service.ratelimit.redis_pipeline import PipelinedRedis, RedisAddress
-from authz_service.ratelimit.redis_store import _SHA, SCRIPT, _arguments
+from authz_service.ratelimit.redis_store import _SHA, SCRIPT, RedisStore, _arguments
 from authz_service.ratelimit.rules import compile_rules, parse_domain_document
-from authz_service.ratelimit.store import Hit
+from authz_service.ratelimit.store import Hit, QuotaStore
 from authz_service.schema import RateLimitSettings
 from benchmarks import fixtures, messages
 from benchmarks.load import build_h2grpc, run_h2grpc
@@ -49,7 +52,7 @@ from benchmarks.measure import Target, run_group
 from benchmarks.services import start_redis
 from tools.processes import Process, free_port, spawn, wait_for_port
 
-MODES = ("null", "suspend", "round_trip", "limiter", "limiter_pool")
+MODES = ("null", "suspend", "round_trip", "store", "chain", "limiter", "limiter_pool")
 OK = rls_pb2.RateLimitResponse(overall_code=rls_pb2.RateLimitResponse.OK)
 HITS = [
     Hit("{bench|remote_address=10.0.0.1}", "fixed_window", 1_000_000_000, 1.0, 1),
@@ -59,9 +62,10 @@ HITS = [
 
 
 class Answer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
-    def __init__(self, mode: str, redis: PipelinedRedis) -> None:
+    def __init__(self, mode: str, redis: PipelinedRedis, store: QuotaStore) -> None:
         self._mode = mode
         self._redis = redis
+        self._store = store
 
     async def ShouldRateLimit(self, request: Any, context: Any) -> Any:
         if self._mode == "suspend":
@@ -72,24 +76,33 @@ class Answer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
                 await self._redis.evalsha(_SHA, len(keys), *keys, *args)
             except NoScriptError:  # once per server: EVAL loads it
                 await self._redis.eval(SCRIPT, len(keys), *keys, *args)
+        elif self._mode in ("store", "chain"):
+            await self._store.apply(HITS, time.time())
         return OK
+
+
+def settings_for(mode: str, redis_url: str) -> tuple[RateLimitSettings, list[Any]]:
+    """The harness's rate_limit section (and its domains) on this Redis, for `mode`."""
+    section = fixtures.rate_limit_section(redis_url)
+    domains = section.pop("domains")
+    connection = "pool" if mode == "limiter_pool" else "pipelined"
+    section["redis"].update(timeout_ms=2000, connection=connection)
+    settings = RateLimitSettings.model_validate({**section, "local_over_limit_cache": False})
+    return settings, domains
 
 
 async def serve(mode: str, port: int, redis_url: str) -> None:
     server = grpc.aio.server(options=list(SERVER_OPTIONS))
     redis = PipelinedRedis(RedisAddress.from_url(redis_url, None, None), 5.0, 5.0)
+    settings, domains = settings_for(mode, redis_url)
+    chained = mode == "chain" or mode.startswith("limiter")
+    store = build_store(settings) if chained else RedisStore.from_settings(settings.redis)
     if mode.startswith("limiter"):
-        section = fixtures.rate_limit_section(redis_url)
-        domains = section.pop("domains")
-        section["redis"].update(
-            timeout_ms=2000, connection="pool" if mode == "limiter_pool" else "pipelined"
-        )
-        settings = RateLimitSettings.model_validate({**section, "local_over_limit_cache": False})
         rules = compile_rules([parse_domain_document(yaml.safe_dump(d), "bench") for d in domains])
-        limiter = build_limiter(settings, rules)
+        limiter = build_limiter(settings, rules, store=store)
         add_ratelimit_servicer(server, lambda: limiter)
     else:
-        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(Answer(mode, redis), server)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(Answer(mode, redis, store), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     stopping = asyncio.Event()
@@ -97,6 +110,7 @@ async def serve(mode: str, port: int, redis_url: str) -> None:
     await stopping.wait()
     await server.stop(1.0)
     await redis.aclose()
+    await store.close()
 
 
 def start(mode: str, redis_url: str, workdir: Path) -> tuple[Process, int]:
