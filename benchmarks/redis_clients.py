@@ -181,11 +181,11 @@ async def measure(args: argparse.Namespace, redis_url: str, redis_pid: int) -> l
         await close()
     baseline = statistics.median(r[1] for r in results["redis-py pool, hiredis parser (as used)"])
     lines = [
-        f"{'client':46} {'calls/s':>8} {'CPU µs/call':>12} {'redis µs/call':>14} {'÷ as used':>10}"
+        f"{'client':52} {'calls/s':>8} {'CPU µs/call':>12} {'redis µs/call':>14} {'÷ as used':>10}"
     ]
     for name, figures in results.items():
         rate, ours, redis = (statistics.median(f[i] for f in figures) for i in range(3))
-        lines.append(f"{name:46} {rate:8.0f} {ours:12.1f} {redis:14.1f} {ours / baseline:10.2f}")
+        lines.append(f"{name:52} {rate:8.0f} {ours:12.1f} {redis:14.1f} {ours / baseline:10.2f}")
     return lines
 
 
