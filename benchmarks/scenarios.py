@@ -317,6 +317,7 @@ def scenario_rate_limit(bench: Bench) -> Scenario:
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
             why = _rate_limit_unavailable(bench, redis_url)
         service_port = pool_port = 0
+        pool_why = why
         if why is None:
             extra = {"rate_limit": fixtures.rate_limit_section(redis_url)}
             service, service_port = bench.service("authz-rls", extra=extra)
@@ -378,8 +379,11 @@ def scenario_rate_limit(bench: Bench) -> Scenario:
                 scripts = sum(delta.get(c, 0) for c in ("evalsha", "eval", "fcall", "evalsha_ro"))
                 row["redis_commands_per_rpc"] = round(sum(delta.values()) / rpcs, 3)
                 row["redis_script_calls_per_rpc"] = round(scripts / rpcs, 3)
+            if pool_why is not None:
+                rows.append(skipped(*RATE_LIMIT_ROWS[2], pool_why))
         else:
             rows.append(skipped(*RATE_LIMIT_ROWS[1], why))
+            rows.append(skipped(*RATE_LIMIT_ROWS[2], why))
     return {
         "title": title,
         "rows": rows,
