@@ -2,7 +2,8 @@
 
 Every row is a grpc.aio server with the same options answering the harness's ShouldRateLimit
 (three descriptors, 1,000 rotating requests) under the harness's h2grpc loader, rows
-interleaved round by round; CPU µs per request of the server process from /proc:
+interleaved round by round; CPU µs per request of the server process, and of redis-server
+(which shares the 2 cores), from /proc:
 
     null            answers OK at once (benchmarks.null_server's handler)
     suspend         awaits one event-loop iteration, then answers OK
@@ -145,7 +146,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> list[str]:
                     duration=seconds,
                 )
 
-            targets.append(Target(mode, mode, load, {"server": process.popen.pid}))
+            # Rows run one at a time: Redis's CPU meanwhile is that row's.
+            cpu = {"server": process.popen.pid, "redis": redis[0].popen.pid}
+            targets.append(Target(mode, mode, load, cpu))
         rows = run_group(targets, rounds=args.rounds, seconds=args.seconds, warmup=1.0)
     finally:
         for process in processes:
@@ -153,14 +156,14 @@ def measure(args: argparse.Namespace, workdir: Path) -> list[str]:
         for process in processes:
             process.popen.wait(timeout=10)
     null = rows[0]
-    lines = [
-        f"{'server':14} {'req/s':>8} {'÷ null':>7} {'CPU µs/req':>11} {'+ vs null':>10} errors"
-    ]
+    head = f"{'server':14} {'req/s':>8} {'÷ null':>7} {'CPU µs/req':>11} {'+ vs null':>10}"
+    lines = [f"{head} {'Redis µs/req':>13} errors"]
     for row in rows:
         cpu = row["server_cpu_us_per_req"]
         lines.append(
             f"{row['key']:14} {row['rps']:8.0f} {row['rps'] / null['rps']:7.2f} {cpu:11.0f} "
-            f"{cpu - null['server_cpu_us_per_req']:10.0f} {sum(row['errors'].values())}"
+            f"{cpu - null['server_cpu_us_per_req']:10.0f} {row['redis_cpu_us_per_req']:13.0f} "
+            f"{sum(row['errors'].values())}"
         )
     return lines
 
