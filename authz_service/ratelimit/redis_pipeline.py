@@ -181,6 +181,10 @@ class PipelinedRedis:
         self._failures = 0
         self._retry_at = 0.0
 
+    @property
+    def encrypted(self) -> bool:
+        return self._ssl is not None
+
     async def execute(self, *args: str | bytes | int | float) -> Any:
         connection = self._connection
         if connection is None or connection.closed:

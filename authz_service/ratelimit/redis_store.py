@@ -65,7 +65,10 @@ def _connection_options(settings: RedisSettings) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _pipelined_client(settings: RedisSettings) -> PipelinedRedis:
+def pipelined_client(settings: RedisSettings) -> PipelinedRedis:
+    """One pipelined connection to a standalone Redis, not yet connected. rediss:// always
+    encrypts: without a `tls` section, against the system's CAs, as redis-py does."""
+    address = RedisAddress.from_url(settings.url, settings.username, settings.resolved_password())
     tls = settings.tls
     context = None
     if tls is not None:
@@ -79,7 +82,8 @@ def _pipelined_client(settings: RedisSettings) -> PipelinedRedis:
             path(tls.key_file),
             verify=not tls.insecure_skip_verify,
         )
-    address = RedisAddress.from_url(settings.url, settings.username, settings.resolved_password())
+    elif address.tls:
+        context = tls_context(None, None, None, verify=True)
     return PipelinedRedis(
         address, settings.timeout_ms / 1000, settings.connect_timeout_ms / 1000, context
     )
@@ -158,7 +162,7 @@ class RedisStore:
         client (slot routing, MOVED/ASK)."""
         if settings.connection == "pipelined" and not settings.cluster:
             # One connection: there is no pool to report.
-            return cls(_pipelined_client(settings), settings.key_prefix)
+            return cls(pipelined_client(settings), settings.key_prefix)
         return cls(create_client(settings), settings.key_prefix, settings.pool_size)
 
     def stats(self) -> dict[str, float]:

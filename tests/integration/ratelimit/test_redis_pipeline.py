@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
 from authz_service.ratelimit.redis_store import RedisStore
 from authz_service.ratelimit.store import Hit, StoreUnavailable
 from authz_service.schema import RedisSettings
-from tests.support.redis import RedisServerFactory
+from tests.support import find_binary
+from tests.support.redis import RedisServer, RedisServerFactory
 
 pytestmark = pytest.mark.redis
 
@@ -131,3 +133,21 @@ async def test_password_and_database_from_settings_reach_redis(
     await wrong.close()
 
     assert keys_in_db3.split()  # the counter is in database 3
+
+
+async def test_a_unix_socket_url_reaches_redis(tmp_path: Path) -> None:
+    socket = tmp_path / "redis.sock"
+    server = RedisServer(
+        find_binary("redis-server"), tmp_path / "unix", extra_args=("--unixsocket", str(socket))
+    )
+    server.start()
+    try:
+        store = pipelined_store(f"unix://{socket}?db=1")
+        verdicts = await store.apply([TAKE], 1.0)
+        await store.close()
+        in_db1 = server.cli("-n", "1", "DBSIZE").strip()
+    finally:
+        server.kill()
+
+    assert verdicts[0].remaining == 999
+    assert in_db1 == "1"
