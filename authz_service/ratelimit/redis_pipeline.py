@@ -13,7 +13,7 @@ Failure rules, so the store chain's fail-open / fail-closed policy decides quick
 - no reply within `timeout_s` (a hung Redis): the connection is dropped, failing everything
   waiting on it; a caller that gave up earlier (cancelled) just leaves its reply unread.
 Errors are redis-py's exception classes, so `RedisStore` handles both clients alike.
-Standalone Redis only: a Redis Cluster keeps redis-py's cluster client (MOVED/ASK, slots).
+On a Redis Cluster, redis_cluster_pipeline.py keeps one of these per master.
 """
 
 from __future__ import annotations
@@ -190,6 +190,17 @@ class PipelinedRedis:
         if connection is None or connection.closed:
             connection = await self._connected()
         return await connection.send(_pack(args))
+
+    async def execute_asking(self, *args: str | bytes | int | float) -> Any:
+        """ASKING, then the command, back to back on this connection (a Redis Cluster's ASK
+        redirection: ASKING lets only the very next command into a migrating slot)."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = await self._connected()
+        asking = connection.send(_pack(("ASKING",)))
+        reply = connection.send(_pack(args))
+        _, answer = await asyncio.gather(asking, reply)
+        return answer
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: str) -> Any:
         return await self.execute("EVALSHA", sha, numkeys, *keys_and_args)

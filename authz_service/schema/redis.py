@@ -35,11 +35,11 @@ class RedisSettings(Strict):
     # Bounds every ShouldRateLimit's wait on Redis; past it the call fails fast.
     timeout_ms: int = Field(default=50, ge=1)
     connect_timeout_ms: int = Field(default=200, ge=1)
-    # The quota store's counters on a standalone Redis: `pipelined` sends every command over
-    # one connection, concurrent ones in one write (~15 us of CPU per command against ~84 us
-    # through redis-py's pool: benchmarks/redis_clients.py); `pool` uses redis-py's pool of
-    # `pool_size`. A cluster always uses redis-py's cluster client (slot routing, MOVED/ASK),
-    # `pool_size` connections per node; revocation and RLQS usage always use redis-py.
+    # The quota store's counters: `pipelined` sends every command over one connection per
+    # Redis (per master of a cluster, routed by slot, MOVED/ASK followed), concurrent ones in
+    # one write (~14 us of CPU per command against ~84 us through redis-py's pool:
+    # benchmarks/redis_clients.py); `pool` uses redis-py's pools of `pool_size` connections
+    # (per node of a cluster). Revocation and RLQS usage always use redis-py.
     connection: Literal["pipelined", "pool"] = "pipelined"
     pool_size: int = Field(default=64, ge=1)
 

@@ -53,6 +53,11 @@ def _cluster_settings(request: pytest.FixtureRequest, prefix: str) -> RedisSetti
     )
 
 
+def _cluster_pool_settings(request: pytest.FixtureRequest, prefix: str) -> RedisSettings:
+    """The cluster through redis-py's cluster client (`connection: pool`)."""
+    return _cluster_settings(request, prefix).model_copy(update={"connection": "pool"})
+
+
 def _redis(request: pytest.FixtureRequest, prefix: str) -> QuotaStore:
     return RedisStore.from_settings(_redis_settings(request, prefix))
 
@@ -63,6 +68,10 @@ def _redis_pool(request: pytest.FixtureRequest, prefix: str) -> QuotaStore:
 
 def _cluster(request: pytest.FixtureRequest, prefix: str) -> QuotaStore:
     return RedisStore.from_settings(_cluster_settings(request, prefix))
+
+
+def _cluster_pool(request: pytest.FixtureRequest, prefix: str) -> QuotaStore:
+    return RedisStore.from_settings(_cluster_pool_settings(request, prefix))
 
 
 def _built(settings: Callable[[pytest.FixtureRequest, str], RedisSettings] | None) -> Builder:
@@ -104,6 +113,7 @@ BACKENDS = [
     Backend("redis", _redis, PIPELINED),
     Backend("redis_pool", _redis_pool, POOL),
     Backend("redis_cluster", _cluster, CLUSTER),
+    Backend("redis_cluster_pool", _cluster_pool, CLUSTER),
     Backend(
         "breaker(redis)",
         lambda r, p: compose(_redis(r, p), [Breaker(TIMEOUT_MS / 1000, 5, 5.0)]),
