@@ -13,8 +13,11 @@ other load skews absolute figures (the ratios within one run are what to compare
 Rows: redis-py asyncio as RedisStore used it (BlockingConnectionPool, hiredis parser), the
 same with redis-py's pure-Python parser, redis-py on one connection with concurrent calls
 auto-pipelined (collected per event-loop iteration into one non-transactional pipeline),
-coredis (if installed: pip install coredis), our PipelinedRedis (redis_pipeline.py), and the
-whole store chain (RedisStore + breaker + batching) on redis-py's pool and on PipelinedRedis.
+coredis (if installed: pip install coredis), our PipelinedRedis (redis_pipeline.py), the
+whole store chain (RedisStore + breaker + batching) on redis-py's pool and on PipelinedRedis,
+and RedisStore on a local 3-master Redis Cluster (three descriptors: three slots, three script
+calls at once) through redis-py's cluster client and through PipelinedCluster; their Redis
+CPU is the three masters'.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from redis._parsers import _AsyncRESP2Parser  # redis-py's pure-Python parser
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from authz_service.ratelimit.factory import build_store
-from authz_service.ratelimit.redis_store import _SHA, SCRIPT, _arguments, create_client
+from authz_service.ratelimit.redis_store import _SHA, SCRIPT, RedisStore, _arguments, create_client
 from authz_service.ratelimit.store import Hit
 from authz_service.schema import RateLimitSettings, RedisSettings
 from benchmarks.procstat import cpu_seconds
+from tests.support.redis import LocalRedisCluster, start_cluster
 from tools.processes import free_port, wait_for_port
 
 HITS = [
@@ -75,10 +79,13 @@ class AutoPipelined:
             future.set_result(reply)
 
 
-async def rows(redis_url: str) -> dict[str, tuple[Call, Callable[[], Awaitable[None]]]]:
-    """name -> (one call, close)."""
+Row = tuple[Call, Callable[[], Awaitable[None]]]  # (one call, close)
+
+
+async def rows(redis_url: str, cluster_url: str) -> dict[str, Row]:
+    """name -> (one call, close); the cluster rows' names start with "cluster"."""
     settings = RedisSettings(url=redis_url, timeout_ms=5000, connection="pool")
-    table: dict[str, tuple[Call, Callable[[], Awaitable[None]]]] = {}
+    table: dict[str, Row] = {}
 
     def evalsha_on(client: Any) -> Call:
         async def call() -> Any:
@@ -133,17 +140,30 @@ async def rows(redis_url: str) -> dict[str, tuple[Call, Callable[[], Awaitable[N
             return store.apply(HITS, time.time())  # type: ignore[no-any-return]
 
         table[f"store chain on {name} (breaker, batching)"] = (chain_call, store.close)
+    for name, connection in (
+        ("redis-py cluster client", "pool"),
+        ("PipelinedCluster", "pipelined"),
+    ):
+        # RedisStore alone: one script call per hash slot, here three, run concurrently.
+        cluster = RedisStore.from_settings(
+            RedisSettings(url=cluster_url, cluster=True, timeout_ms=5000, connection=connection)
+        )
+
+        def cluster_call(store: Any = cluster) -> Awaitable[Any]:
+            return store.apply(HITS, time.time())  # type: ignore[no-any-return]
+
+        table[f"cluster, 3 masters: RedisStore on {name}"] = (cluster_call, cluster.close)
     return table
 
 
 def create_client_pipelined(redis_url: str) -> Any:
-    from authz_service.ratelimit.redis_store import RedisStore
-
     store = RedisStore.from_settings(RedisSettings(url=redis_url, timeout_ms=5000))
     return store._client  # the client RedisStore builds, as configured
 
 
-async def drive(call: Call, callers: int, seconds: float, redis_pid: int) -> tuple[float, ...]:
+async def drive(
+    call: Call, callers: int, seconds: float, redis_pids: list[int]
+) -> tuple[float, ...]:
     """(calls/s, our CPU µs per call, redis-server CPU µs per call)."""
     stop = time.monotonic() + seconds
     counts = [0] * callers
@@ -155,37 +175,41 @@ async def drive(call: Call, callers: int, seconds: float, redis_pid: int) -> tup
 
     cpu_start, redis_start, wall_start = (
         cpu_seconds([os.getpid()]),
-        cpu_seconds([redis_pid]),
+        cpu_seconds(redis_pids),
         time.monotonic(),
     )
     await asyncio.gather(*(caller(i) for i in range(callers)))
     wall = time.monotonic() - wall_start
     calls = sum(counts)
     ours = (cpu_seconds([os.getpid()]) - cpu_start) / calls * 1e6
-    redis = (cpu_seconds([redis_pid]) - redis_start) / calls * 1e6
+    redis = (cpu_seconds(redis_pids) - redis_start) / calls * 1e6
     return calls / wall, ours, redis
 
 
-async def measure(args: argparse.Namespace, redis_url: str, redis_pid: int) -> list[str]:
+async def measure(
+    args: argparse.Namespace, redis_url: str, redis_pid: int, cluster: LocalRedisCluster
+) -> list[str]:
     loader = Redis.from_url(redis_url)
     await loader.script_load(SCRIPT)  # the rows run EVALSHA only
     await loader.aclose()
-    table = await rows(redis_url)
+    cluster_pids = [node.process.pid for node in cluster.nodes if node.process is not None]
+    table = await rows(redis_url, cluster.url)
     for call, _ in table.values():  # warm: connect
         await asyncio.gather(*(call() for _ in range(args.callers)))
     results: dict[str, list[tuple[float, ...]]] = {name: [] for name in table}
     for _ in range(args.rounds):
         for name, (call, _) in table.items():
-            results[name].append(await drive(call, args.callers, args.seconds, redis_pid))
+            pids = cluster_pids if name.startswith("cluster") else [redis_pid]
+            results[name].append(await drive(call, args.callers, args.seconds, pids))
     for _, close in table.values():
         await close()
     baseline = statistics.median(r[1] for r in results["redis-py pool, hiredis parser (as used)"])
     lines = [
-        f"{'client':52} {'calls/s':>8} {'CPU µs/call':>12} {'redis µs/call':>14} {'÷ as used':>10}"
+        f"{'client':58} {'calls/s':>8} {'CPU µs/call':>12} {'redis µs/call':>14} {'÷ as used':>10}"
     ]
     for name, figures in results.items():
         rate, ours, redis = (statistics.median(f[i] for f in figures) for i in range(3))
-        lines.append(f"{name:52} {rate:8.0f} {ours:12.1f} {redis:14.1f} {ours / baseline:10.2f}")
+        lines.append(f"{name:58} {rate:8.0f} {ours:12.1f} {redis:14.1f} {ours / baseline:10.2f}")
     return lines
 
 
@@ -202,14 +226,17 @@ def main() -> None:
             ["redis-server", "--port", str(port), "--save", "", "--dir", work],
             stdout=subprocess.DEVNULL,
         )
+        cluster = start_cluster(Path(work) / "cluster")
         try:
             wait_for_port(port)
             load_before = Path("/proc/loadavg").read_text().strip()
-            lines = asyncio.run(measure(args, f"redis://127.0.0.1:{port}/0", redis.pid))
+            url = f"redis://127.0.0.1:{port}/0"
+            lines = asyncio.run(measure(args, url, redis.pid, cluster))
             load_after = Path("/proc/loadavg").read_text().strip()
         finally:
             redis.terminate()
             redis.wait(timeout=10)
+            cluster.stop()
     header = [
         f"EVALSHA of RedisStore's script, 3 descriptors; {args.callers} concurrent callers, "
         f"{args.rounds} interleaved rounds of {args.seconds:g} s, medians; {os.cpu_count()} cores",
