@@ -26,7 +26,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.crc import key_slot
 
-from authz_service.ratelimit.redis_pipeline import PipelinedRedis, RedisAddress
+from authz_service.ratelimit.redis_pipeline import PipelinedRedis, RedisAddress, retrieve_outcome
 
 MAX_REDIRECTIONS = 5
 SLOTS = 16384
@@ -70,14 +70,12 @@ class PipelinedCluster:
         """Read the slot map if it is missing or stale (single-flight)."""
         if not self._stale:
             return
-        if self._refreshing is None:
-            self._refreshing = asyncio.get_running_loop().create_task(self._read_slot_map())
         refreshing = self._refreshing
-        try:
-            await asyncio.shield(refreshing)
-        finally:
-            if refreshing.done() and self._refreshing is refreshing:
-                self._refreshing = None
+        if refreshing is None or refreshing.done():
+            refreshing = asyncio.get_running_loop().create_task(self._read_slot_map())
+            refreshing.add_done_callback(retrieve_outcome)
+            self._refreshing = refreshing
+        await asyncio.shield(refreshing)
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: str) -> Any:
         return await self._keyed(keys_and_args[0], "EVALSHA", sha, numkeys, *keys_and_args)

@@ -106,6 +106,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
+        try:
+            self._complete_replies()
+        except hiredis.ProtocolError as error:  # not RESP: nothing after it can be trusted
+            self.abort(redis_errors.ConnectionError(f"redis protocol error: {error}"))
+
+    def _complete_replies(self) -> None:
         waiting = self._waiting
         while (reply := self._reader.gets()) is not False:
             if not waiting:  # a reply nobody asked for: the stream is out of step
@@ -220,20 +226,19 @@ class PipelinedRedis:
             await connection.lost
 
     async def _connected(self) -> _Connection:
-        """The live connection, opening one first (single-flight: callers share the attempt)."""
-        if self._connecting is None:
+        """The live connection, opening one first (single-flight: callers share the attempt;
+        one that gives up leaves it running for the others)."""
+        connecting = self._connecting
+        if connecting is None or connecting.done():
             if time.monotonic() < self._retry_at:
                 wait_ms = (self._retry_at - time.monotonic()) * 1000
                 raise redis_errors.ConnectionError(
                     f"redis unreachable; next attempt in {wait_ms:.0f} ms"
                 )
-            self._connecting = asyncio.get_running_loop().create_task(self._connect())
-        connecting = self._connecting
-        try:
-            return await asyncio.shield(connecting)
-        finally:
-            if connecting.done() and self._connecting is connecting:
-                self._connecting = None
+            connecting = asyncio.get_running_loop().create_task(self._connect())
+            connecting.add_done_callback(retrieve_outcome)
+            self._connecting = connecting
+        return await asyncio.shield(connecting)
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -276,6 +281,13 @@ class PipelinedRedis:
         except BaseException:
             connection.abort(redis_errors.ConnectionError("redis handshake failed"))
             raise
+
+
+def retrieve_outcome(task: asyncio.Task[Any]) -> None:
+    """Mark a shared task's outcome as seen: when every caller gave up before it ended, its
+    exception would otherwise be logged as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def tls_context(

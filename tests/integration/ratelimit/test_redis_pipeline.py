@@ -151,3 +151,30 @@ async def test_a_unix_socket_url_reaches_redis(tmp_path: Path) -> None:
 
     assert verdicts[0].remaining == 999
     assert in_db1 == "1"
+
+
+async def test_a_server_that_does_not_speak_resp_fails_the_call_with_the_store_error() -> None:
+    # Something else on the configured port (a misconfigured URL): not a Redis.
+    handled = asyncio.Event()
+
+    async def answer_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        await reader.read()  # until the client drops the connection
+        writer.close()
+        await writer.wait_closed()
+        handled.set()
+
+    server = await asyncio.start_server(answer_garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = pipelined_store(f"redis://127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(StoreUnavailable, match="protocol error"):
+            await store.apply([TAKE], 1.0)
+    finally:
+        await store.close()
+        async with asyncio.timeout(5):
+            await handled.wait()  # the server side saw the connection dropped
+        server.close()
+        await server.wait_closed()
