@@ -284,6 +284,8 @@ def scenario_check(bench: Bench) -> Scenario:
 RATE_LIMIT_ROWS = [
     ("null_rls", "null ShouldRateLimit"),
     ("rls", "ShouldRateLimit, 3 descriptors, Redis"),
+    # The same on redis-py's connection pool (`connection: pool`, the client before issue 14).
+    ("rls_pool", "ShouldRateLimit, 3 descriptors, Redis, redis-py pool"),
 ]
 
 
@@ -314,11 +316,20 @@ def scenario_rate_limit(bench: Bench) -> Scenario:
             bench.keep(redis_process)
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
             why = _rate_limit_unavailable(bench, redis_url)
-        service_port = 0
+        service_port = pool_port = 0
+        pool_why = why
         if why is None:
             extra = {"rate_limit": fixtures.rate_limit_section(redis_url)}
             service, service_port = bench.service("authz-rls", extra=extra)
             why = _serving_rate_limit(bench, service_port)
+            # Its own Redis, so that each row's commands per RPC are its own.
+            (bench.workdir / "pool").mkdir(exist_ok=True)
+            pool_redis = services.start_redis(bench.workdir / "pool")
+            assert not isinstance(pool_redis, str)  # the first one started
+            bench.keep(pool_redis[0])
+            pooled = fixtures.rate_limit_section(f"redis://127.0.0.1:{pool_redis[1]}/0")
+            pooled["redis"]["connection"] = "pool"
+            pool_service, pool_port = bench.service("authz-rls-pool", extra={"rate_limit": pooled})
         null = Target(
             "null_rls",
             RATE_LIMIT_ROWS[0][1],
@@ -337,26 +348,49 @@ def scenario_rate_limit(bench: Bench) -> Scenario:
                     {"server": service.popen.pid},
                 )
             )
-            before = services.redis_command_calls(redis_port)
+            pool_why = _serving_rate_limit(bench, pool_port)
+            if pool_why is None:
+                targets.append(
+                    Target(
+                        "rls_pool",
+                        RATE_LIMIT_ROWS[2][1],
+                        bench.grpc_load(
+                            [pool_port], messages.RATE_LIMIT_PATH, bench.rate_limit_frames
+                        ),
+                        {"server": pool_service.popen.pid},
+                    )
+                )
+            redis_ports = {"rls": redis_port, "rls_pool": pool_redis[1]}
+            before = {key: services.redis_command_calls(p) for key, p in redis_ports.items()}
         rows = bench.group(targets)
         extra_info: dict[str, Any] = {}
         if why is None:
-            after = services.redis_command_calls(redis_port)
-            delta = {c: after[c] - before.get(c, 0) for c in after if c != "info"}
-            extra_info["redis_commands"] = {c: n for c, n in delta.items() if n}
-            # Redis saw the unmeasured warm-up rounds too.
-            rpcs = (rows[1]["completed_total"] + rows[1]["warmup_completed"]) or 1
-            # INFO commandstats also counts the commands a script runs inside Redis: the
-            # round trips are the script calls (plus any command that is not a script's).
-            scripts = sum(delta.get(c, 0) for c in ("evalsha", "eval", "fcall", "evalsha_ro"))
-            rows[1]["redis_commands_per_rpc"] = round(sum(delta.values()) / rpcs, 3)
-            rows[1]["redis_script_calls_per_rpc"] = round(scripts / rpcs, 3)
+            for row in rows[1:]:
+                port = redis_ports[row["key"]]
+                after = services.redis_command_calls(port)
+                was = before[row["key"]]
+                delta = {c: after[c] - was.get(c, 0) for c in after if c != "info"}
+                if row["key"] == "rls":
+                    extra_info["redis_commands"] = {c: n for c, n in delta.items() if n}
+                # Redis saw the unmeasured warm-up rounds too.
+                rpcs = (row["completed_total"] + row["warmup_completed"]) or 1
+                # INFO commandstats also counts the commands a script runs inside Redis: the
+                # round trips are the script calls (plus any command that is not a script's).
+                scripts = sum(delta.get(c, 0) for c in ("evalsha", "eval", "fcall", "evalsha_ro"))
+                row["redis_commands_per_rpc"] = round(sum(delta.values()) / rpcs, 3)
+                row["redis_script_calls_per_rpc"] = round(scripts / rpcs, 3)
+            if pool_why is not None:
+                rows.append(skipped(*RATE_LIMIT_ROWS[2], pool_why))
         else:
             rows.append(skipped(*RATE_LIMIT_ROWS[1], why))
+            rows.append(skipped(*RATE_LIMIT_ROWS[2], why))
     return {
         "title": title,
         "rows": rows,
-        "ratios": [ratio("ShouldRateLimit / null", rows, "rls", "null_rls", 0.6)],
+        "ratios": [
+            ratio("ShouldRateLimit / null", rows, "rls", "null_rls", 0.6),
+            ratio("ShouldRateLimit on redis-py's pool / null", rows, "rls_pool", "null_rls"),
+        ],
         **extra_info,
     }
 

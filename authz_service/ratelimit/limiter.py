@@ -17,11 +17,8 @@ from typing import Literal
 
 from authz_service.ratelimit.algorithms import Verdict
 from authz_service.ratelimit.counters import counter_base, limit_hit, lockout_hit
-from authz_service.ratelimit.descriptor_status import (
-    degraded_result,
-    descriptor_status,
-    hits_per_descriptor,
-)
+from authz_service.ratelimit.descriptor_status import degraded_result, descriptor_status
+from authz_service.ratelimit.hit_plans import HitPlans
 from authz_service.ratelimit.outages import StoreOutages
 from authz_service.ratelimit.results import (
     Code,
@@ -52,6 +49,7 @@ class RateLimiter:
         outages: StoreOutages | None = None,
     ) -> None:
         self._config = config
+        self._plans = HitPlans(config)
         self._store = store
         self._shadow_mode = shadow_mode
         self._failure_mode = failure_mode
@@ -99,8 +97,8 @@ class RateLimiter:
     async def _evaluate(
         self, request: RateLimitRequestData, now: float | None, *, preview: bool
     ) -> RateLimitResult:
-        per_descriptor = hits_per_descriptor(self._config, request)
-        hits = [hit for p in per_descriptor for hit in p.hits]
+        plan = self._plans.plan(request)
+        per_descriptor, hits = plan.per_descriptor, plan.hits
         if not hits:
             verdicts = []
         else:

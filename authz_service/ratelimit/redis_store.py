@@ -32,12 +32,16 @@ from authz_service.ratelimit.algorithms import (
     emission,
 )
 from authz_service.ratelimit.lua import ALGORITHM_CODES, SCRIPT
+from authz_service.ratelimit.redis_cluster_pipeline import PipelinedCluster
+from authz_service.ratelimit.redis_pipeline import PipelinedRedis, RedisAddress, tls_context
 from authz_service.ratelimit.store import Hit, StoreUnavailable, key_layout
 from authz_service.schema import RedisSettings
 
 _SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
 Client = Redis | RedisCluster
+StoreClient = Client | PipelinedRedis | PipelinedCluster  # what RedisStore runs its script on
+ClusterClient = RedisCluster | PipelinedCluster
 
 
 def _connection_options(settings: RedisSettings) -> dict[str, Any]:
@@ -63,8 +67,35 @@ def _connection_options(settings: RedisSettings) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def create_client(settings: RedisSettings) -> Client:
-    """Build a client without connecting: an unreachable Redis must not stop the service."""
+def pipelined_client(settings: RedisSettings) -> PipelinedRedis | PipelinedCluster:
+    """Pipelined connections, not yet connected: one to a standalone Redis, one per master of
+    a cluster. rediss:// always encrypts: without a `tls` section, against the system's CAs,
+    as redis-py does."""
+    address = RedisAddress.from_url(settings.url, settings.username, settings.resolved_password())
+    tls = settings.tls
+    context = None
+    if tls is not None:
+
+        def path(value: object) -> str | None:
+            return str(value) if value else None
+
+        context = tls_context(
+            path(tls.ca_file),
+            path(tls.cert_file),
+            path(tls.key_file),
+            verify=not tls.insecure_skip_verify,
+        )
+    elif address.tls:
+        context = tls_context(None, None, None, verify=True)
+    timeouts = settings.timeout_ms / 1000, settings.connect_timeout_ms / 1000
+    if settings.cluster:
+        return PipelinedCluster(address, *timeouts, context)
+    return PipelinedRedis(address, *timeouts, context)
+
+
+def create_client(settings: RedisSettings) -> Redis | RedisCluster:
+    """Build a redis-py client without connecting: an unreachable Redis must not stop the
+    service."""
     options = _connection_options(settings)
     if settings.cluster:
         return RedisCluster.from_url(settings.url, max_connections=settings.pool_size, **options)
@@ -111,13 +142,13 @@ def _verdicts(raw: Sequence[Sequence[Any]]) -> list[Verdict]:
 
 
 class RedisStore:
-    def __init__(self, client: Client, key_prefix: str = "", pool_size: int = 0) -> None:
+    def __init__(self, client: StoreClient, key_prefix: str = "", pool_size: int = 0) -> None:
         """`pool_size`: the client's connection cap (a cluster client's, per node); 0 when
         unknown."""
         self._client = client
         self._prefix = key_prefix
         self._pool_size = pool_size
-        self._cluster = isinstance(client, RedisCluster)
+        self._cluster = isinstance(client, RedisCluster | PipelinedCluster)
         self._in_flight = 0  # our commands awaiting Redis, counted here (see stats)
         # A cluster client fails a command at once when its node's pool is empty
         # (MaxConnectionsError) where the standalone BlockingConnectionPool waits: hold
@@ -130,6 +161,12 @@ class RedisStore:
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> RedisStore:
+        """Pipelined connections of our own (`connection: pipelined`, the default): one to a
+        standalone Redis, one per master of a cluster; or redis-py's pools (`connection:
+        pool`: `pool_size` connections, per node on a cluster)."""
+        if settings.connection == "pipelined":
+            # Pipelined connections have no pool to report.
+            return cls(pipelined_client(settings), settings.key_prefix)
         return cls(create_client(settings), settings.key_prefix, settings.pool_size)
 
     def stats(self) -> dict[str, float]:
@@ -147,7 +184,7 @@ class RedisStore:
         if not hits:
             return []
         try:
-            if isinstance(self._client, RedisCluster):
+            if isinstance(self._client, RedisCluster | PipelinedCluster):
                 return await self._apply_cluster(self._client, hits, now)
             keys, args = _arguments(hits, now, self._prefix)
             return _verdicts(await self._run(self._client, keys, args))
@@ -161,7 +198,7 @@ class RedisStore:
         self._in_flight += 1
         try:
             async with self._command_slots:
-                # RedisCluster splits a multi-key DEL by slot itself.
+                # Both cluster clients split a multi-key DEL by slot themselves.
                 await self._client.delete(*keys)
         except (RedisError, OSError) as error:
             raise StoreUnavailable(f"redis: {error}") from error
@@ -172,10 +209,11 @@ class RedisStore:
         await self._client.aclose()
 
     async def _apply_cluster(
-        self, client: RedisCluster, hits: Sequence[Hit], now: float
+        self, client: ClusterClient, hits: Sequence[Hit], now: float
     ) -> list[Verdict]:
         # redis-py fails when concurrent first commands race its lazy cluster discovery:
-        # discover first (a no-op once done), then fan out.
+        # discover first (a no-op once done), then fan out. PipelinedCluster: reads the slot
+        # map when missing or stale.
         await client.initialize()
         by_slot: dict[int, list[int]] = defaultdict(list)
         for index, hit in enumerate(hits):
@@ -193,7 +231,7 @@ class RedisStore:
                 results[index] = verdict
         return [v for v in results if v is not None]
 
-    async def _run(self, client: Client, keys: list[str], args: list[str]) -> Any:
+    async def _run(self, client: StoreClient, keys: list[str], args: list[str]) -> Any:
         self._in_flight += 1
         try:
             async with self._command_slots:

@@ -1,9 +1,10 @@
 """The metric names (with their label names and, where bounded, label values) that exist.
 
 authz_service's come from the registry of a real, unstarted `AuthzServer`: the `Metrics` and
-the `ServiceStateCollector` it wires (server.py), with a Redis quota store so that the store's
-breaker and pool figures are there. Envoy's come from envoy_metric_names.txt, written from a
-real Envoy's /stats/prometheus by envoy_metrics.py.
+the `ServiceStateCollector` it wires (server.py), with a Redis quota store on redis-py's pool
+(`connection: pool`) so that the store's breaker and pool figures are there. Envoy's come
+from envoy_metric_names.txt, written from a real Envoy's /stats/prometheus by
+envoy_metrics.py.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def service_metrics(workdir: Path) -> KnownMetrics:
     config = yaml.safe_load((REPO_ROOT / "config" / "local.yaml").read_text())
     rate_limit = config["rate_limit"]
     rate_limit["store"] = "redis"
-    rate_limit["redis"] = {"url": "redis://127.0.0.1:1/0"}  # never connected: not started
+    # Never connected: not started. Through redis-py's pool, whose figures (redis_pool_*) are
+    # a superset of the default pipelined connection's (redis_commands_in_flight).
+    rate_limit["redis"] = {"url": "redis://127.0.0.1:1/0", "connection": "pool"}
     rate_limit["config_dir"] = str(REPO_ROOT / "examples" / "ratelimit" / "domains")
     path = workdir / "authz.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -58,7 +58,12 @@ async def test_a_burst_beyond_the_pool_size_waits_for_connections_instead_of_fai
     # redis-py's cluster client raises MaxConnectionsError when a node's pool is empty (the
     # standalone client's BlockingConnectionPool waits): the store holds the burst back.
     settings = RedisSettings(
-        url=redis_cluster.url, cluster=True, key_prefix="burst:", timeout_ms=5000, pool_size=2
+        url=redis_cluster.url,
+        cluster=True,
+        key_prefix="burst:",
+        timeout_ms=5000,
+        pool_size=2,
+        connection="pool",
     )
     store = RedisStore.from_settings(settings)
     try:

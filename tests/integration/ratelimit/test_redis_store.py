@@ -119,7 +119,8 @@ async def test_stats_count_the_commands_in_flight_and_the_connections_they_hold(
     redis_server_factory: RedisServerFactory,
 ) -> None:
     server = redis_server_factory()
-    store = RedisStore.from_settings(RedisSettings(url=server.url, timeout_ms=5000, pool_size=2))
+    pool = RedisSettings(url=server.url, timeout_ms=5000, pool_size=2, connection="pool")
+    store = RedisStore.from_settings(pool)
     look, take = (
         Hit("{s}|f", "fixed_window", 10, 60.0, 0),
         Hit("{s}|f", "fixed_window", 10, 60.0, 1),

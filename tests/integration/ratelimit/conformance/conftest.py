@@ -30,10 +30,16 @@ Builder = Callable[[pytest.FixtureRequest, str], QuotaStore]  # (request, key pr
 
 
 def _redis_settings(request: pytest.FixtureRequest, prefix: str) -> RedisSettings:
+    """Standalone Redis over the default connection: one pipelined connection."""
     server: RedisServer = request.getfixturevalue("redis_server")
     return RedisSettings(
         url=server.url, key_prefix=prefix, timeout_ms=TIMEOUT_MS, connect_timeout_ms=TIMEOUT_MS
     )
+
+
+def _pool_settings(request: pytest.FixtureRequest, prefix: str) -> RedisSettings:
+    """Standalone Redis through redis-py's connection pool (`connection: pool`)."""
+    return _redis_settings(request, prefix).model_copy(update={"connection": "pool"})
 
 
 def _cluster_settings(request: pytest.FixtureRequest, prefix: str) -> RedisSettings:
@@ -47,12 +53,25 @@ def _cluster_settings(request: pytest.FixtureRequest, prefix: str) -> RedisSetti
     )
 
 
+def _cluster_pool_settings(request: pytest.FixtureRequest, prefix: str) -> RedisSettings:
+    """The cluster through redis-py's cluster client (`connection: pool`)."""
+    return _cluster_settings(request, prefix).model_copy(update={"connection": "pool"})
+
+
 def _redis(request: pytest.FixtureRequest, prefix: str) -> QuotaStore:
     return RedisStore.from_settings(_redis_settings(request, prefix))
 
 
+def _redis_pool(request: pytest.FixtureRequest, prefix: str) -> QuotaStore:
+    return RedisStore.from_settings(_pool_settings(request, prefix))
+
+
 def _cluster(request: pytest.FixtureRequest, prefix: str) -> QuotaStore:
     return RedisStore.from_settings(_cluster_settings(request, prefix))
+
+
+def _cluster_pool(request: pytest.FixtureRequest, prefix: str) -> QuotaStore:
+    return RedisStore.from_settings(_cluster_pool_settings(request, prefix))
 
 
 def _built(settings: Callable[[pytest.FixtureRequest, str], RedisSettings] | None) -> Builder:
@@ -67,7 +86,8 @@ def _built(settings: Callable[[pytest.FixtureRequest, str], RedisSettings] | Non
     return build
 
 
-STANDALONE = frozenset({"redis_commands_in_flight", "redis_pool_in_use", "redis_pool_max"})
+PIPELINED = frozenset({"redis_commands_in_flight"})
+POOL = frozenset({"redis_commands_in_flight", "redis_pool_in_use", "redis_pool_max"})
 CLUSTER = frozenset({"redis_commands_in_flight"})
 MEMORY = frozenset({"memory_keys", "memory_max_keys"})
 BREAKER = frozenset({"breaker_open"})
@@ -90,25 +110,30 @@ class Backend:
 
 BACKENDS = [
     Backend("memory", lambda _, prefix: MemoryStore(prefix), MEMORY, redis=False),
-    Backend("redis", _redis, STANDALONE),
+    Backend("redis", _redis, PIPELINED),
+    Backend("redis_pool", _redis_pool, POOL),
     Backend("redis_cluster", _cluster, CLUSTER),
+    Backend("redis_cluster_pool", _cluster_pool, CLUSTER),
     Backend(
         "breaker(redis)",
         lambda r, p: compose(_redis(r, p), [Breaker(TIMEOUT_MS / 1000, 5, 5.0)]),
-        STANDALONE | BREAKER,
+        PIPELINED | BREAKER,
     ),
     Backend(
         "batching(redis)",
         lambda r, p: compose(_redis(r, p), [Batching(TIMEOUT_MS / 1000)]),
-        STANDALONE | BATCHING,
+        PIPELINED | BATCHING,
     ),
     Backend(
         "local_cache(redis)",
         lambda r, p: compose(_redis(r, p), [LocalOverLimitCache(1000)]),
-        STANDALONE | CACHE,
+        PIPELINED | CACHE,
         exact=False,
     ),
     Backend("built(memory)", _built(None), MEMORY | CACHE, exact=False, redis=False),
+    Backend(
+        "built(redis)", _built(_redis_settings), PIPELINED | BREAKER | BATCHING | CACHE, exact=False
+    ),
     Backend(
         "built(redis_cluster)",
         _built(_cluster_settings),
