@@ -399,3 +399,26 @@ def test_explain_shows_the_reading_with_parameters_cut_and_the_rule_that_decided
     names = [rule.rule for rule in trace.rules]
     assert "(read as /admin/users)" in names
     assert trace.rules[-1] == RuleTrace("admin", True, decision.message, decided=True)
+
+
+def test_a_repeated_request_is_decided_again_by_its_identity_and_conditions() -> None:
+    # Which rules apply to a method, host and path is kept between requests; who the caller
+    # is and what a `when:` sees are not.
+    rules = policies(
+        {
+            "name": "batch-only",
+            "match": {"paths": [{"prefix": "/api/"}]},
+            "allow": {"roles_any": ["internal"]},
+            "when": "identity.principal == 'svc:batch'",
+        },
+        {
+            "name": "readers",
+            "match": {"paths": [{"prefix": "/api/"}]},
+            "allow": {"roles_any": ["reader"]},
+        },
+        {"name": "never-reached", "match": {}, "deny": True},
+    )
+    for _ in range(2):
+        assert (decide(rules, BATCH).rule, decide(rules, BATCH).allowed) == ("batch-only", True)
+        assert (decide(rules, ALICE).rule, decide(rules, ALICE).allowed) == ("readers", True)
+        assert decide(rules, None).reason is Reason.AUTHENTICATION_REQUIRED
