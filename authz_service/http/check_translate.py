@@ -16,6 +16,7 @@ The client address is read from a header only when the peer is a trusted proxy (
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,11 +48,28 @@ class ReceivedRequest:
     peer: str  # the socket peer's address
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HttpReply:
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
     body: str = ""
+
+    # Encoded once per reply: an allow reply is shared by every warm check of its identity
+    # (services/allow_cache.py), so a warm check encodes nothing.
+    @functools.cached_property
+    def encoded_body(self) -> bytes:
+        return self.body.encode()
+
+    @functools.cached_property
+    def encoded_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The headers as an ASGI server takes them, Content-Length included."""
+        return (
+            *(
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in self.headers.items()
+            ),
+            (b"content-length", str(len(self.encoded_body)).encode()),
+        )
 
 
 def join_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
