@@ -93,6 +93,8 @@ def endpoint_for(target: str, endpoints: Sequence[Endpoint]) -> Endpoint | None:
     return None
 
 
+# The peers (gateways) and forwarded client addresses of a warm load repeat: parsed once.
+@functools.lru_cache(maxsize=4096)
 def _parsed_ip(value: str) -> IPv4Address | IPv6Address | None:
     text = value.strip()
     if text.startswith("[") and "]" in text:  # [v6]:port
