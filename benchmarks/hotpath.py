@@ -7,7 +7,7 @@ process; the lowest of three alternating rounds per transport.
 
 What a server adds on top (granian's or grpc.aio's per-call machinery, the loop's wake-ups)
 is scenario 1's null rows; this is the rest, measured without the noise of a load generator
-sharing the 2 cores. `--profile` prints cProfile's top functions for the HTTP path.
+sharing the 2 cores. `--profile http|grpc` prints cProfile's top functions for that transport.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _subrequest(token: str) -> Subrequest:
     return Subrequest("GET", "/envoy" + messages.REQUEST_PATH, headers, "127.0.0.1")
 
 
-async def _measure(calls: int, profile: bool, workdir: Path) -> dict[str, float]:
+async def _measure(calls: int, profile: str | None, workdir: Path) -> dict[str, float]:
     idp = DevIdentityProvider()
     idp.start()
     try:
@@ -113,7 +113,7 @@ async def _measure(calls: int, profile: bool, workdir: Path) -> dict[str, float]
 
         for name, run in (("http", http_calls), ("grpc", grpc_calls)) * 3:
             started = time.process_time()
-            if profile and name == "http":
+            if name == profile:
                 profiler = cProfile.Profile()
                 profiler.enable()
                 await run()
@@ -132,7 +132,7 @@ async def _measure(calls: int, profile: bool, workdir: Path) -> dict[str, float]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", choices=["http", "grpc"], help="cProfile one transport")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="authz-hotpath-") as tmp:
         figures: dict[str, Any] = asyncio.run(_measure(args.calls, args.profile, Path(tmp)))
