@@ -39,9 +39,9 @@ class _Context:
         return ()
 
 
-def _scope(token: str) -> dict[str, Any]:
+def _scope(token: str, index: int) -> dict[str, Any]:
     """The ASGI scope granian hands over for the benchmark request."""
-    subrequest = _subrequest(token)
+    subrequest = _subrequest(token, index)
     return {
         "type": "http",
         "method": subrequest.method,
@@ -61,7 +61,8 @@ async def _send(message: Any) -> None:
     return None
 
 
-def _subrequest(token: str) -> Subrequest:
+def _subrequest(token: str, index: int) -> Subrequest:
+    """What loadgen/tokens.lua sends: the client's address as a trusted gateway forwards it."""
     headers = (
         ("host", messages.REQUEST_HOST),
         ("authorization", f"Bearer {token}"),
@@ -69,6 +70,8 @@ def _subrequest(token: str) -> Subrequest:
         ("accept", "application/json"),
         ("accept-encoding", "gzip, br"),
         ("x-forwarded-proto", "https"),
+        ("x-forwarded-for", f"10.0.{index // 250}.{index % 250 + 1}"),
+        ("x-request-id", f"00000000-0000-4000-8000-{index:012d}"),
     )
     return Subrequest("GET", "/envoy" + messages.REQUEST_PATH, headers, "127.0.0.1")
 
@@ -92,9 +95,9 @@ async def _measure(calls: int, profile: str | None, workdir: Path) -> dict[str, 
         assert settings is not None
         http = HttpCheckHandler(settings, server.checks, server.telemetry)
         grpc_check = AuthorizationServicer(server.checks, server.telemetry).Check
-        subrequests = [_subrequest(token) for token in pool.tokens]
+        subrequests = [_subrequest(token, i) for i, token in enumerate(pool.tokens)]
         app = build_asgi_app([Route("/", http.reply)])
-        scopes = [_scope(token) for token in pool.tokens]
+        scopes = [_scope(token, i) for i, token in enumerate(pool.tokens)]
         bodies = [_parse(body) for body in fixtures.check_bodies(pool)]
         context = _Context()
         for subrequest in subrequests:  # every token verified once: the warm case
