@@ -8,7 +8,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,7 @@ class Bench:
         cache: int = 10_000,
         extra: dict[str, Any] | None = None,
         workers: int | None = None,
+        extra_args: Sequence[str] = (),
     ) -> tuple[Process, int]:
         port = _free_port_range(workers or 1)
         config = fixtures.service_config(
@@ -144,7 +145,7 @@ class Bench:
             token_cache_max_entries=cache,
             extra=extra,
         )
-        process = services.start_service(config, port, self.workdir, name, workers)
+        process = services.start_service(config, port, self.workdir, name, workers, extra_args)
         return self.keep(process), port
 
     def config_problem(self, name: str, extra: dict[str, Any]) -> str | None:
@@ -206,6 +207,8 @@ CHECK_ROWS = [
     ("null_http", "null HTTP check (granian, wrk direct)"),
     ("warm_http", "HTTP check on granian, warm (wrk direct, 1,000 tokens)"),
     ("cold_http", "HTTP check on granian, cold (wrk direct)"),
+    ("warm_asyncio", "Check, warm, on asyncio's own event loop (not uvloop)"),
+    ("warm_http_asyncio", "HTTP check, warm, on asyncio's own event loop (not uvloop)"),
 ]
 HTTP_CHECK_PATH = "/envoy" + messages.REQUEST_PATH  # the mount of fixtures.http_check_section
 
@@ -307,6 +310,30 @@ def scenario_check(bench: Bench) -> Scenario:
                     verified_cold,
                 ),
             ]
+            # The same warm service on asyncio's loop: what uvloop (the default) is worth.
+            plain_http_port = free_port()
+            plain, plain_port = bench.service(
+                "authz-asyncio",
+                extra=fixtures.http_check_section(plain_http_port),
+                extra_args=["--loop", "asyncio"],
+            )
+            services.expect_allowed(plain_port, bodies)
+            bench.warm_up(plain_port, bench.check_frames)
+            wait_for_port(plain_http_port)
+            targets += [
+                Target(
+                    "warm_asyncio",
+                    CHECK_ROWS[8][1],
+                    bench.grpc_load([plain_port], messages.CHECK_PATH, bench.check_frames),
+                    {"server": plain.popen.pid},
+                ),
+                Target(
+                    "warm_http_asyncio",
+                    CHECK_ROWS[9][1],
+                    bench.wrk(plain_http_port, HTTP_CHECK_PATH),
+                    {"server": plain.popen.pid},
+                ),
+            ]
         rows = bench.group(targets)
         if not shutil.which("h2load"):
             rows += [skipped(k, n, "h2load is not installed") for k, n in CHECK_ROWS[3:5]]
@@ -326,6 +353,10 @@ def scenario_check(bench: Bench) -> Scenario:
             ratio("loader check: null via h2grpc / via h2load", rows, "null", "null_h2load"),
             ratio("HTTP warm / null HTTP", rows, "warm_http", "null_http", 0.9),
             ratio("HTTP cold / null HTTP", rows, "cold_http", "null_http", 0.6),
+            ratio("warm on uvloop / on asyncio's loop", rows, "warm", "warm_asyncio"),
+            ratio(
+                "HTTP warm on uvloop / on asyncio's loop", rows, "warm_http", "warm_http_asyncio"
+            ),
         ],
         "settings": cache_note,
     }

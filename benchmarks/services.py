@@ -41,10 +41,15 @@ def start_null_http_server(workdir: Path) -> tuple[Process, int]:
 
 
 def start_service(
-    config: Path, port: int, workdir: Path, name: str, workers: int | None = None
+    config: Path,
+    port: int,
+    workdir: Path,
+    name: str,
+    workers: int | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Process:
     argv = [sys.executable, "-m", "authz_service", "serve", "--config", str(config)]
-    argv += ["--log-level", "WARNING"]
+    argv += ["--log-level", "WARNING", *extra_args]
     if workers is not None:
         argv += ["--workers", str(workers)]
     process = spawn(name, argv, workdir)

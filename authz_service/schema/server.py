@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -99,6 +100,10 @@ class ServerSettings(Strict):
     max_receive_message_bytes: int = Field(default=512 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
     connections: GrpcConnectionLimits = GrpcConnectionLimits()
     tls: ServerTls | None = None
+    # The asyncio event loop the process runs on. "auto": uvloop when it is installed (a
+    # dependency; cheaper per call on both transports, see benchmarks/README.md), else
+    # asyncio's own. `serve --loop` overrides it.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
 
 class AdminSettings(Strict):

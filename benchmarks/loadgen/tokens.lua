@@ -24,7 +24,7 @@ function request()
     ["Accept"] = "application/json",
     ["Accept-Encoding"] = "gzip, br",
     ["X-Forwarded-Proto"] = "https",
-    ["X-Forwarded-For"] = string.format("10.0.%d.%d", k // 250, k % 250 + 1),
+    ["X-Forwarded-For"] = string.format("10.0.%d.%d", math.floor(k / 250), k % 250 + 1),
     ["X-Request-Id"] = string.format("00000000-0000-4000-8000-%012d", k),
   })
 end
