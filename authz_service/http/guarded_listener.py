@@ -133,6 +133,7 @@ class GuardedListener:
             host,
             port,
             reuse_address=True,
+            backlog=self.limits.backlog,
         )
         return int(self._server.sockets[0].getsockname()[1])
 
