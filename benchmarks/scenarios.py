@@ -136,6 +136,7 @@ class Bench:
         extra: dict[str, Any] | None = None,
         workers: int | None = None,
         extra_args: Sequence[str] = (),
+        rules: list[dict[str, Any]] | None = None,
     ) -> tuple[Process, int]:
         port = _free_port_range(workers or 1)
         config = fixtures.service_config(
@@ -144,6 +145,7 @@ class Bench:
             jwks_uri=self.pool.idp.jwks_uri,
             token_cache_max_entries=cache,
             extra=extra,
+            rules=rules,
         )
         process = services.start_service(config, port, self.workdir, name, workers, extra_args)
         return self.keep(process), port
@@ -209,6 +211,7 @@ CHECK_ROWS = [
     ("cold_http", "HTTP check on granian, cold (wrk direct)"),
     ("warm_asyncio", "Check, warm, on asyncio's own event loop (not uvloop)"),
     ("warm_http_asyncio", "HTTP check, warm, on asyncio's own event loop (not uvloop)"),
+    ("worst", "Check, worst case: all 50 rules tried, 10,000 distinct paths (no cache helps)"),
 ]
 HTTP_CHECK_PATH = "/envoy" + messages.REQUEST_PATH  # the mount of fixtures.http_check_section
 
@@ -236,6 +239,13 @@ def scenario_check(bench: Bench) -> Scenario:
         verified_warm = services.expect_allowed(warm_port, bodies)
         verified_cold = services.expect_allowed(cold_port, bodies)
         bench.warm_up(warm_port, bench.check_frames)
+        # The worst case: a policy the path index cannot narrow (the allowing rule last) and
+        # more distinct paths than RBAC caches, so every Check tries all 50 rules afresh.
+        worst, worst_port = bench.service("authz-worst", rules=fixtures.worst_case_rules())
+        worst_bodies = fixtures.worst_case_bodies(bench.pool)
+        worst_frames = fixtures.write_frames(bench.workdir / "check-worst.bin", worst_bodies)
+        verified_worst = services.expect_allowed(worst_port, worst_bodies)
+        bench.warm_up(worst_port, bench.check_frames)  # tokens seen: warm but for the paths
         targets = [
             Target(
                 "null",
@@ -258,6 +268,15 @@ def scenario_check(bench: Bench) -> Scenario:
                 verified_cold,
             ),
         ]
+        targets.append(
+            Target(
+                "worst",
+                CHECK_ROWS[10][1],
+                bench.grpc_load([worst_port], messages.CHECK_PATH, worst_frames),
+                {"server": worst.popen.pid},
+                verified_worst,
+            )
+        )
         if shutil.which("h2load"):
             targets += [
                 Target(
@@ -353,6 +372,8 @@ def scenario_check(bench: Bench) -> Scenario:
             ratio("loader check: null via h2grpc / via h2load", rows, "null", "null_h2load"),
             ratio("HTTP warm / null HTTP", rows, "warm_http", "null_http", 0.9),
             ratio("HTTP cold / null HTTP", rows, "cold_http", "null_http", 0.6),
+            ratio("worst case / null", rows, "worst", "null"),
+            ratio("worst case / warm", rows, "worst", "warm"),
             ratio("warm on uvloop / on asyncio's loop", rows, "warm", "warm_asyncio"),
             ratio(
                 "HTTP warm on uvloop / on asyncio's loop", rows, "warm_http", "warm_http_asyncio"
