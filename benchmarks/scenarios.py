@@ -330,34 +330,38 @@ def scenario_check(bench: Bench) -> Scenario:
                 ),
             ]
             # The same warm service on asyncio's loop: what uvloop (the default) is worth.
-            plain_http_port = free_port()
-            plain, plain_port = bench.service(
-                "authz-asyncio",
-                extra=fixtures.http_check_section(plain_http_port),
-                extra_args=["--loop", "asyncio"],
-            )
-            services.expect_allowed(plain_port, bodies)
-            bench.warm_up(plain_port, bench.check_frames)
-            wait_for_port(plain_http_port)
-            targets += [
-                Target(
-                    "warm_asyncio",
-                    CHECK_ROWS[8][1],
-                    bench.grpc_load([plain_port], messages.CHECK_PATH, bench.check_frames),
-                    {"server": plain.popen.pid},
-                ),
-                Target(
-                    "warm_http_asyncio",
-                    CHECK_ROWS[9][1],
-                    bench.wrk(plain_http_port, HTTP_CHECK_PATH),
-                    {"server": plain.popen.pid},
-                ),
-            ]
+            if services.serve_supports_loop_choice():
+                plain_http_port = free_port()
+                plain, plain_port = bench.service(
+                    "authz-asyncio",
+                    extra=fixtures.http_check_section(plain_http_port),
+                    extra_args=["--loop", "asyncio"],
+                )
+                services.expect_allowed(plain_port, bodies)
+                bench.warm_up(plain_port, bench.check_frames)
+                wait_for_port(plain_http_port)
+                targets += [
+                    Target(
+                        "warm_asyncio",
+                        CHECK_ROWS[8][1],
+                        bench.grpc_load([plain_port], messages.CHECK_PATH, bench.check_frames),
+                        {"server": plain.popen.pid},
+                    ),
+                    Target(
+                        "warm_http_asyncio",
+                        CHECK_ROWS[9][1],
+                        bench.wrk(plain_http_port, HTTP_CHECK_PATH),
+                        {"server": plain.popen.pid},
+                    ),
+                ]
         rows = bench.group(targets)
         if not shutil.which("h2load"):
             rows += [skipped(k, n, "h2load is not installed") for k, n in CHECK_ROWS[3:5]]
         if not shutil.which("wrk"):
-            rows += [skipped(k, n, "wrk is not installed") for k, n in CHECK_ROWS[5:]]
+            rows += [skipped(k, n, "wrk is not installed") for k, n in CHECK_ROWS[5:10]]
+        elif not services.serve_supports_loop_choice():
+            why = "serve has no --loop (no event loop choice)"
+            rows += [skipped(k, n, why) for k, n in CHECK_ROWS[8:10]]
         cache_note = {
             "warm_cache_entries": 10_000,
             "cold_cache_entries": len(bench.pool.tokens) // 2,

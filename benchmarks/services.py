@@ -105,14 +105,22 @@ def ratelimit_servicer_importable() -> bool:
         return False
 
 
-def serve_supports_workers() -> bool:
+def _serve_help() -> str:
     done = subprocess.run(
         [sys.executable, "-m", "authz_service", "serve", "--help"],
         capture_output=True,
         text=True,
         check=False,
     )
-    return "--workers" in done.stdout
+    return done.stdout
+
+
+def serve_supports_workers() -> bool:
+    return "--workers" in _serve_help()
+
+
+def serve_supports_loop_choice() -> bool:
+    return "--loop" in _serve_help()
 
 
 # -- one call, checked ---------------------------------------------------------------------
