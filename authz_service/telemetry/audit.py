@@ -58,7 +58,9 @@ def _iso(now: float) -> str:
 _q = json.JSONEncoder(ensure_ascii=True).encode  # a JSON string literal, quotes included
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each of its 20 fields through
+# object.__setattr__, twice the cost of building the record on the event loop.
+@dataclass(slots=True)
 class CheckRecord:
     """What a Check line says, and nothing more: no header, no token, no claim.
 
