@@ -29,11 +29,22 @@ from authz_service.decisions import (
 from authz_service.schema import Policy, PolicySelection, Requirement, Rule
 
 # Warm requests repeat their paths and hosts: canonical forms and the rules that apply are
-# kept for this many distinct ones (an LRU each; what is refused is never kept).
+# kept for this many distinct ones (an LRU each; what is refused is never kept). Only paths
+# and hosts up to _CACHED_BYTES are kept, so that long ones (a path may be tens of KB) cannot
+# fill the caches with megabytes.
 _CANONICAL_CACHE_ENTRIES = 8192
 _APPLICABLE_CACHE_ENTRIES = 4096
-_canonical_path = functools.lru_cache(maxsize=_CANONICAL_CACHE_ENTRIES)(canonical_path)
-_canonical_host = functools.lru_cache(maxsize=_CANONICAL_CACHE_ENTRIES)(canonical_host)
+_CACHED_BYTES = 512
+_cached_canonical_path = functools.lru_cache(maxsize=_CANONICAL_CACHE_ENTRIES)(canonical_path)
+_cached_canonical_host = functools.lru_cache(maxsize=_CANONICAL_CACHE_ENTRIES)(canonical_host)
+
+
+def _canonical_path(path: str) -> str:
+    return _cached_canonical_path(path) if len(path) <= _CACHED_BYTES else canonical_path(path)
+
+
+def _canonical_host(host: str) -> str:
+    return _cached_canonical_host(host) if len(host) <= _CACHED_BYTES else canonical_host(host)
 
 
 class Mismatch(enum.Enum):
@@ -207,7 +218,9 @@ class CompiledPolicy:
         self._anywhere = tuple(self.rules[i] for i in anywhere)
         # A warm request repeats its method, host and path: which rules apply to them is
         # worked out once (bounded; a reload builds a new policy, so a new cache).
-        self.applicable = functools.lru_cache(maxsize=_APPLICABLE_CACHE_ENTRIES)(self._applicable)
+        self._cached_applicable = functools.lru_cache(maxsize=_APPLICABLE_CACHE_ENTRIES)(
+            self._applicable
+        )
         self._by_segment = {
             segment: tuple(self.rules[i] for i in sorted(set(indices) | set(anywhere)))
             for segment, indices in by_segment.items()
@@ -218,6 +231,12 @@ class CompiledPolicy:
         end = path.find("/", 1)
         segment = path[1:] if end == -1 else path[1:end]
         return self._by_segment.get(segment, self._anywhere)
+
+    def applicable(self, method: str, host: str, path: str) -> tuple[CompiledRule, ...]:
+        """The rules Check walks for this method, host and (canonical) path, in order."""
+        if len(path) + len(host) <= _CACHED_BYTES:
+            return self._cached_applicable(method, host, path)
+        return self._applicable(method, host, path)
 
     def _applicable(self, method: str, host: str, path: str) -> tuple[CompiledRule, ...]:
         """The candidates whose match covers the request, in order, up to the first without

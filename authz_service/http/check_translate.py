@@ -93,9 +93,13 @@ def endpoint_for(target: str, endpoints: Sequence[Endpoint]) -> Endpoint | None:
     return None
 
 
-# The peers (gateways) and forwarded client addresses of a warm load repeat: parsed once.
-@functools.lru_cache(maxsize=4096)
 def _parsed_ip(value: str) -> IPv4Address | IPv6Address | None:
+    # The peers (gateways) and forwarded client addresses of a warm load repeat: parsed once
+    # each; anything longer than an address with a port is parsed (and refused) uncached.
+    return _cached_ip(value) if len(value) <= 64 else _ip(value)
+
+
+def _ip(value: str) -> IPv4Address | IPv6Address | None:
     text = value.strip()
     if text.startswith("[") and "]" in text:  # [v6]:port
         text = text[1 : text.index("]")]
@@ -105,6 +109,9 @@ def _parsed_ip(value: str) -> IPv4Address | IPv6Address | None:
         return ip_address(text)
     except ValueError:
         return None
+
+
+_cached_ip = functools.lru_cache(maxsize=4096)(_ip)
 
 
 def is_trusted(address: str, trusted: Sequence[Network]) -> bool:

@@ -178,7 +178,11 @@ class RateLimiter:
         settings = self._brute_force
         if not settings.enabled or not client_ip:
             return LockoutState(False)
-        hit = lockout_hit(client_ip, settings, hits) if hits else self._lockout_lookup(client_ip)
+        # Only an address-sized string is kept by the lookup cache.
+        looked_up = not hits and len(client_ip) <= 64
+        hit = (
+            self._lockout_lookup(client_ip) if looked_up else lockout_hit(client_ip, settings, hits)
+        )
         try:
             (verdict,) = await self._store.apply([hit], self._now(now))
         except StoreUnavailable as error:

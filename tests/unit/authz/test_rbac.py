@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from authz_service.authz import rbac
 from authz_service.authz.rbac import PolicySet, RuleTrace, Trace
 from authz_service.decisions import (
     AuthMethod,
@@ -422,3 +423,21 @@ def test_a_repeated_request_is_decided_again_by_its_identity_and_conditions() ->
         assert (decide(rules, BATCH).rule, decide(rules, BATCH).allowed) == ("batch-only", True)
         assert (decide(rules, ALICE).rule, decide(rules, ALICE).allowed) == ("readers", True)
         assert decide(rules, None).reason is Reason.AUTHENTICATION_REQUIRED
+
+
+def test_long_paths_are_decided_without_filling_the_rule_caches() -> None:
+    # The caches keep at most thousands of entries: each must stay small, so a long path
+    # (up to request_limits.max_header_bytes) is worked out afresh every time.
+    rules = policies(
+        {"name": "api", "match": {"paths": [{"prefix": "/api/"}]}, "allow": "anonymous"}
+    )
+    policy = rules.compiled["default"]
+    cached = policy._cached_applicable.cache_info().currsize
+    paths = rbac._cached_canonical_path.cache_info().currsize
+    long_path = "/api/" + "a" * 10_000
+
+    decisions = [decide(rules, None, request(path=long_path)) for _ in range(2)]
+
+    assert [d.allowed for d in decisions] == [True, True]
+    assert policy._cached_applicable.cache_info().currsize == cached
+    assert rbac._cached_canonical_path.cache_info().currsize == paths
