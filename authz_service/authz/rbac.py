@@ -12,11 +12,17 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from authz_service.authz.canonical_cache import (
+    APPLICABLE_CACHE_ENTRIES,
+    CACHED_BYTES,
+    canonical_host_cached,
+    canonical_path_cached,
+)
 from authz_service.authz.conditions import BadCondition, Condition, variables
 from authz_service.authz.globs import compile_glob
-from authz_service.authz.hosts import AmbiguousHost, canonical_host
+from authz_service.authz.hosts import AmbiguousHost
 from authz_service.authz.path_match import CompiledPathMatch
-from authz_service.authz.paths import AmbiguousPath, canonical_path, without_parameters
+from authz_service.authz.paths import AmbiguousPath, without_parameters
 from authz_service.decisions import (
     AuthnFailure,
     Decision,
@@ -27,24 +33,6 @@ from authz_service.decisions import (
     ShadowVerdict,
 )
 from authz_service.schema import Policy, PolicySelection, Requirement, Rule
-
-# Warm requests repeat their paths and hosts: canonical forms and the rules that apply are
-# kept for this many distinct ones (an LRU each; what is refused is never kept). Only paths
-# and hosts up to _CACHED_BYTES are kept, so that long ones (a path may be tens of KB) cannot
-# fill the caches with megabytes.
-_CANONICAL_CACHE_ENTRIES = 8192
-_APPLICABLE_CACHE_ENTRIES = 4096
-_CACHED_BYTES = 512
-_cached_canonical_path = functools.lru_cache(maxsize=_CANONICAL_CACHE_ENTRIES)(canonical_path)
-_cached_canonical_host = functools.lru_cache(maxsize=_CANONICAL_CACHE_ENTRIES)(canonical_host)
-
-
-def _canonical_path(path: str) -> str:
-    return _cached_canonical_path(path) if len(path) <= _CACHED_BYTES else canonical_path(path)
-
-
-def _canonical_host(host: str) -> str:
-    return _cached_canonical_host(host) if len(host) <= _CACHED_BYTES else canonical_host(host)
 
 
 class Mismatch(enum.Enum):
@@ -218,7 +206,7 @@ class CompiledPolicy:
         self._anywhere = tuple(self.rules[i] for i in anywhere)
         # A warm request repeats its method, host and path: which rules apply to them is
         # worked out once (bounded; a reload builds a new policy, so a new cache).
-        self._cached_applicable = functools.lru_cache(maxsize=_APPLICABLE_CACHE_ENTRIES)(
+        self._cached_applicable = functools.lru_cache(maxsize=APPLICABLE_CACHE_ENTRIES)(
             self._applicable
         )
         self._by_segment = {
@@ -234,7 +222,7 @@ class CompiledPolicy:
 
     def applicable(self, method: str, host: str, path: str) -> tuple[CompiledRule, ...]:
         """The rules Check walks for this method, host and (canonical) path, in order."""
-        if len(path) + len(host) <= _CACHED_BYTES:
+        if len(path) + len(host) <= CACHED_BYTES:
             return self._cached_applicable(method, host, path)
         return self._applicable(method, host, path)
 
@@ -322,8 +310,8 @@ def evaluate(
         )
     identity = authn
     try:
-        path = _canonical_path(request.path)
-        host = _canonical_host(request.host)
+        path = canonical_path_cached(request.path)
+        host = canonical_host_cached(request.host)
     except (AmbiguousPath, AmbiguousHost) as error:
         return Decision(
             Outcome.FORBIDDEN, Reason.BAD_REQUEST, str(error), policy=policy.name, identity=identity

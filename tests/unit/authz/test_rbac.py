@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from authz_service.authz import rbac
+from authz_service.authz import canonical_cache
 from authz_service.authz.rbac import PolicySet, RuleTrace, Trace
 from authz_service.decisions import (
     AuthMethod,
@@ -433,11 +433,11 @@ def test_long_paths_are_decided_without_filling_the_rule_caches() -> None:
     )
     policy = rules.compiled["default"]
     cached = policy._cached_applicable.cache_info().currsize
-    paths = rbac._cached_canonical_path.cache_info().currsize
+    paths = canonical_cache.path_cache_size()
     long_path = "/api/" + "a" * 10_000
 
     decisions = [decide(rules, None, request(path=long_path)) for _ in range(2)]
 
     assert [d.allowed for d in decisions] == [True, True]
     assert policy._cached_applicable.cache_info().currsize == cached
-    assert rbac._cached_canonical_path.cache_info().currsize == paths
+    assert canonical_cache.path_cache_size() == paths
