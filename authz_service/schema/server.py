@@ -20,7 +20,8 @@ class PortConnectionLimits(Strict):
     # A request's head (request line and headers) must arrive within this long of the
     # connection opening or of its first byte; a client trickling bytes is cut off then.
     # (granian: within this long of the connection opening or of the previous answer, so an
-    # idle kept-alive connection is closed after the shorter of this and idle_timeout_s.)
+    # idle kept-alive connection is closed after the shorter of this and idle_timeout_s:
+    # keep the gateway's upstream idle timeout below that, so that it closes first.)
     header_timeout_s: float = Field(default=10.0, gt=0, le=300)
     # A kept-alive connection with no request for this long is closed. Keep it above the
     # gateway's own upstream idle timeout (nginx keepalive_timeout, Envoy idle_timeout), so
