@@ -372,7 +372,7 @@ def scenario_check(bench: Bench) -> Scenario:
         "ratios": [
             ratio("warm / null", rows, "warm", "null", 0.9),
             ratio("cold / null", rows, "cold", "null", 0.6),
-            ratio("warm / null (h2load, one token)", rows, "warm_h2load", "null_h2load", 0.85),
+            ratio("warm / null (h2load, one token)", rows, "warm_h2load", "null_h2load", 0.9),
             ratio("loader check: null via h2grpc / via h2load", rows, "null", "null_h2load"),
             ratio("HTTP warm / null HTTP", rows, "warm_http", "null_http", 0.9),
             ratio("HTTP cold / null HTTP", rows, "cold_http", "null_http", 0.6),
