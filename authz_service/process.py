@@ -7,7 +7,9 @@ import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from authz_service.server import AuthzServer
 
@@ -22,6 +24,28 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+
+
+EventLoopChoice = Literal["auto", "uvloop", "asyncio"]
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def event_loop_factory(choice: EventLoopChoice) -> LoopFactory | None:
+    """The event loop `server.event_loop` (or `serve --loop`) asks for; None when it asks
+    for uvloop and uvloop is not installed. "auto" prefers uvloop: the benchmark measured it
+    cheaper per call on both transports (benchmarks/README.md)."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            return None if choice == "uvloop" else asyncio.new_event_loop
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """ "uvloop" or "asyncio": the package the running loop comes from."""
+    return type(loop).__module__.split(".", 1)[0]
 
 
 async def serve(
@@ -45,6 +69,7 @@ async def serve(
 
     loop.add_signal_handler(signal.SIGHUP, reload_on_sighup)
     await server.start()
+    log.info("running on the %s event loop", loop_name(loop))
     tune_garbage_collector()
     try:
         await stopping.wait()

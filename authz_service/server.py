@@ -270,7 +270,8 @@ class AuthzServer:
             self.http_check = serve_with(
                 config.http_check, self.checks, self.telemetry, self.grace_period_s
             )
-            self._connection_stats.append(self.http_check.stats)
+            if self.http_check.stats is not None:  # granian's connections are its own
+                self._connection_stats.append(self.http_check.stats)
             try:
                 await self.http_check.start(self.http_listen)
             except OSError as error:

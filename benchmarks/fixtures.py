@@ -66,6 +66,45 @@ def policy_rules(count: int = 50) -> list[dict[str, Any]]:
     return rules
 
 
+# The worst case: every rule is tried on every request, and no cache helps.
+WORST_CASE_PATHS = 10_000  # distinct request paths: more than RBAC's caches keep (4,096)
+
+
+def worst_case_rules(count: int = 50) -> list[dict[str, Any]]:
+    """`count` rules none of which the path index can skip (hosts only, globs whose first
+    segment is a wildcard, methods with such globs), all tried and missed by
+    GET /api/orders/N before the last one allows it."""
+    rules: list[dict[str, Any]] = []
+    for index in range(1, count):
+        service = f"svc{index:02d}"
+        shape = index % 3
+        if shape == 0:
+            rule: dict[str, Any] = {"match": {"hosts": [f"{service}.internal"]}}
+        elif shape == 1:
+            rule = {"match": {"paths": [{"glob": f"/*/{service}/*"}]}}
+        else:
+            rule = {"match": {"methods": ["GET"], "paths": [{"glob": f"/*/{service}/items/*"}]}}
+        rule.update(name=f"{service}-{shape}", allow={"roles_any": [f"{service}-reader"]})
+        rules.append(rule)
+    rules.append(
+        {
+            "name": "orders-read",
+            "match": {"methods": ["GET", "HEAD"], "paths": [{"glob": "/api/orders/*"}]},
+            "allow": {"roles_any": [ORDERS_ROLE, "admin"]},
+        }
+    )
+    assert len(rules) == count
+    return rules
+
+
+def worst_case_bodies(pool: TokenPool, size: int = WORST_CASE_PATHS) -> list[bytes]:
+    """`size` Checks of the pool's tokens in turn, each for a path of its own."""
+    tokens = pool.tokens
+    return [
+        messages.check_request(tokens[i % len(tokens)], i, f"/api/orders/{i}") for i in range(size)
+    ]
+
+
 def user(index: int) -> str:
     return f"user-{index:04d}"
 
@@ -100,6 +139,7 @@ def service_config(
     jwks_uri: str,
     token_cache_max_entries: int = 10_000,
     extra: Mapping[str, Any] | None = None,
+    rules: list[dict[str, Any]] | None = None,
 ) -> Path:
     """config/local.yaml with this run's addresses and the 50-rule policy."""
     return write_service_config(
@@ -108,7 +148,7 @@ def service_config(
         listen_port=port,
         jwks_uri=jwks_uri,
         overrides={
-            "policies": {"public": {"rules": policy_rules()}},
+            "policies": {"public": {"rules": rules or policy_rules()}},
             "token_cache_max_entries": token_cache_max_entries,
             # The admin API has its own port and no part in a request; off, so that several
             # services (and a local stack on 9002) can run side by side.

@@ -16,8 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.messages import CHECK_PATH, RATE_LIMIT_PATH
+
 LOADGEN_SOURCE = Path(__file__).resolve().parent / "loadgen" / "h2grpc.c"
 WRK_SCRIPT = Path(__file__).resolve().parent / "loadgen" / "tokens.lua"
+
+
+# Every benchmark body expects this answer: an allowed Check, a ShouldRateLimit under limit.
+EXPECTED_ANSWER = {CHECK_PATH: "check-allow", RATE_LIMIT_PATH: "rls-ok"}
 
 
 class LoadError(RuntimeError):
@@ -82,7 +88,12 @@ def run_h2grpc(
     duration: float | None = None,
     warmup: float = 0.0,
     requests: int | None = None,
+    expect: str | None = "auto",
 ) -> LoadResult:
+    """`expect`: the answer that counts as a success (h2grpc --expect); "auto": an allowed
+    Check or an OK ShouldRateLimit by `path`; None: any gRPC OK."""
+    if expect == "auto":
+        expect = EXPECTED_ANSWER.get(path)
     argv = [
         str(binary),
         "--ports",
@@ -96,6 +107,8 @@ def run_h2grpc(
         "--streams",
         str(streams),
     ]
+    if expect is not None:
+        argv += ["--expect", expect]
     if requests is not None:
         argv += ["--requests", str(requests)]
     else:
@@ -113,7 +126,7 @@ def run_h2grpc(
         completed_total=out["completed_total"],
         errors={
             key: out[key]
-            for key in ("grpc_errors", "http_errors", "stream_errors", "unfinished")
+            for key in ("grpc_errors", "http_errors", "stream_errors", "unexpected", "unfinished")
             if out[key]
         },
         client_cpu_s=cpu,
@@ -216,14 +229,17 @@ def run_wrk(
         raise LoadError(f"unexpected wrk output: {stdout[-500:]}")
     out = json.loads(line.removeprefix("BENCH_JSON "))
     errors = {k: v for k, v in out["errors"].items() if v}
+    # wrk counts an answer with a status of 400 or more as a completed request and as a
+    # `status` error: throughput counts only the others (a 3xx would pass: none is expected).
+    answered = out["requests"] - out["errors"]["status"]
     return LoadResult(
         tool="wrk",
-        rps=out["requests"] / (out["duration_us"] / 1e6),
+        rps=answered / (out["duration_us"] / 1e6),
         p50_ms=out["p50_us"] / 1000,
         p90_ms=out["p90_us"] / 1000,
         p99_ms=out["p99_us"] / 1000,
         max_ms=out["max_us"] / 1000,
-        requests=out["requests"],
+        requests=answered,
         completed_total=out["requests"],
         errors=errors,
         client_cpu_s=cpu,

@@ -26,12 +26,12 @@ def frames_file(messages: Iterable[bytes]) -> bytes:
     return b"".join(grpc_frame(message) for message in messages)
 
 
-def request_headers(token: str, index: int) -> dict[str, str]:
+def request_headers(token: str, index: int, path: str = REQUEST_PATH) -> dict[str, str]:
     """Ten headers, as Envoy puts them in a CheckRequest (pseudo-headers included)."""
     return {
         ":authority": REQUEST_HOST,
         ":method": REQUEST_METHOD,
-        ":path": REQUEST_PATH,
+        ":path": path,
         ":scheme": "https",
         "authorization": f"Bearer {token}",
         "user-agent": "bench-client/1.0",
@@ -42,7 +42,7 @@ def request_headers(token: str, index: int) -> dict[str, str]:
     }
 
 
-def check_request(token: str, index: int = 0) -> bytes:
+def check_request(token: str, index: int = 0, path: str = REQUEST_PATH) -> bytes:
     source = attribute_context_pb2.AttributeContext.Peer()
     source.address.socket_address.address = f"10.0.{index // 250}.{index % 250 + 1}"
     source.address.socket_address.port_value = 40000 + index % 20000
@@ -52,8 +52,8 @@ def check_request(token: str, index: int = 0) -> bytes:
     http = attribute_context_pb2.AttributeContext.HttpRequest(
         id=str(index),
         method=REQUEST_METHOD,
-        headers=request_headers(token, index),
-        path=REQUEST_PATH,
+        headers=request_headers(token, index, path),
+        path=path,
         host=REQUEST_HOST,
         scheme="https",
         protocol="HTTP/1.1",

@@ -22,6 +22,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from authz_service.grpc.server_options import SERVER_OPTIONS
+from authz_service.process import event_loop_factory
 
 OK_CHECK = external_auth_pb2.CheckResponse(
     status=status_pb2.Status(code=code_pb2.OK), ok_response=external_auth_pb2.OkHttpResponse()
@@ -70,7 +71,10 @@ async def serve(listen: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--listen", default="127.0.0.1:9101")
-    asyncio.run(serve(parser.parse_args().listen))
+    # The service's default loop (uvloop when installed): the floor runs on what it runs on.
+    loop_factory = event_loop_factory("auto")
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(parser.parse_args().listen))
 
 
 if __name__ == "__main__":

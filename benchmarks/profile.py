@@ -1,9 +1,11 @@
 """Profile the service under the load of scenario 1 (Check) or 2 (ShouldRateLimit) with py-spy.
 
-    python -m benchmarks.profile [--seconds 15] [--cold | --rate-limit]
+    python -m benchmarks.profile [--seconds 15] [--cold | --rate-limit] [--http]
 
-Writes results/<check|check-cold|rate-limit>-profile.svg (flame graph) and prints the functions
-with the largest share of samples, own time and inclusive. Needs `pip install py-spy` (and
+--http loads the HTTP check endpoint on granian with wrk (1,000 rotating tokens) instead of
+gRPC Check with h2grpc. Writes results/<check|check-cold|rate-limit>[-http]-profile.svg
+(flame graph) and prints the functions with the largest share of samples, own time and
+inclusive. Needs `pip install py-spy` (and
 ptrace rights); --rate-limit needs redis-server.
 """
 
@@ -59,6 +61,9 @@ def main() -> int:
     kind.add_argument(
         "--rate-limit", action="store_true", help="ShouldRateLimit, 3 descriptors, on Redis"
     )
+    parser.add_argument(
+        "--http", action="store_true", help="the HTTP check endpoint on granian, through wrk"
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
@@ -89,6 +94,10 @@ def main() -> int:
             bodies = fixtures.check_bodies(pool)
             path, name = messages.CHECK_PATH, "check-cold" if args.cold else "check"
         frames = fixtures.write_frames(workdir / "requests.bin", bodies)
+        http_port = free_port()
+        if args.http:
+            extra = {**(extra or {}), **fixtures.http_check_section(http_port)}
+            name += "-http"
         config = fixtures.service_config(
             workdir / "authz.yaml",
             port=port,
@@ -104,18 +113,41 @@ def main() -> int:
                     raise RuntimeError(problem)
             else:
                 services.expect_allowed(port, bodies)
-            loader = threading.Thread(
-                target=load.run_h2grpc,
-                kwargs={
-                    "binary": binary,
-                    "ports": [port],
-                    "path": path,
-                    "data": frames,
-                    "conns": 16,
-                    "streams": 8,
-                    "duration": 2 * args.seconds + 4,
-                },
-            )
+            if args.http:
+                tokens_file = workdir / "tokens.txt"
+                tokens_file.write_text("\n".join(pool.tokens) + "\n")
+                if not args.cold:
+                    load.run_h2grpc(
+                        binary,
+                        ports=[port],
+                        path=path,
+                        data=frames,
+                        conns=4,
+                        streams=4,
+                        requests=len(pool.tokens),
+                    )
+                loader = threading.Thread(
+                    target=load.run_wrk,
+                    kwargs={
+                        "url": f"http://127.0.0.1:{http_port}/envoy{messages.REQUEST_PATH}",
+                        "tokens_file": tokens_file,
+                        "conns": 32,
+                        "duration": 2 * args.seconds + 4,
+                    },
+                )
+            else:
+                loader = threading.Thread(
+                    target=load.run_h2grpc,
+                    kwargs={
+                        "binary": binary,
+                        "ports": [port],
+                        "path": path,
+                        "data": frames,
+                        "conns": 16,
+                        "streams": 8,
+                        "duration": 2 * args.seconds + 4,
+                    },
+                )
             loader.start()
             RESULTS.mkdir(exist_ok=True)
             record = [py_spy, "record", "--pid", str(service.popen.pid), "--rate", "250"]

@@ -8,7 +8,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,11 +102,11 @@ class Bench:
 
         return run
 
-    def wrk(self, port: int) -> Callable[[float], LoadResult]:
+    def wrk(self, port: int, path: str = messages.REQUEST_PATH) -> Callable[[float], LoadResult]:
         def run(seconds: float) -> LoadResult:
             return run_wrk(url=url, tokens_file=self.tokens_file, conns=conns, duration=seconds)
 
-        url, conns = f"http://127.0.0.1:{port}{messages.REQUEST_PATH}", self.settings.http_conns
+        url, conns = f"http://127.0.0.1:{port}{path}", self.settings.http_conns
         return run
 
     def warm_up(self, port: int, data: Path) -> None:
@@ -135,6 +135,8 @@ class Bench:
         cache: int = 10_000,
         extra: dict[str, Any] | None = None,
         workers: int | None = None,
+        extra_args: Sequence[str] = (),
+        rules: list[dict[str, Any]] | None = None,
     ) -> tuple[Process, int]:
         port = _free_port_range(workers or 1)
         config = fixtures.service_config(
@@ -143,8 +145,9 @@ class Bench:
             jwks_uri=self.pool.idp.jwks_uri,
             token_cache_max_entries=cache,
             extra=extra,
+            rules=rules,
         )
-        process = services.start_service(config, port, self.workdir, name, workers)
+        process = services.start_service(config, port, self.workdir, name, workers, extra_args)
         return self.keep(process), port
 
     def config_problem(self, name: str, extra: dict[str, Any]) -> str | None:
@@ -203,7 +206,14 @@ CHECK_ROWS = [
     ("cold", "Check, cold: every token first sight"),
     ("null_h2load", "null Check (h2load, one body)"),
     ("warm_h2load", "Check, warm (h2load, one token)"),
+    ("null_http", "null HTTP check (granian, wrk direct)"),
+    ("warm_http", "HTTP check on granian, warm (wrk direct, 1,000 tokens)"),
+    ("cold_http", "HTTP check on granian, cold (wrk direct)"),
+    ("warm_asyncio", "Check, warm, on asyncio's own event loop (not uvloop)"),
+    ("warm_http_asyncio", "HTTP check, warm, on asyncio's own event loop (not uvloop)"),
+    ("worst", "Check, worst case: all 50 rules tried, 10,000 distinct paths (no cache helps)"),
 ]
+HTTP_CHECK_PATH = "/envoy" + messages.REQUEST_PATH  # the mount of fixtures.http_check_section
 
 
 def scenario_check(bench: Bench) -> Scenario:
@@ -212,14 +222,30 @@ def scenario_check(bench: Bench) -> Scenario:
     if missing is not None:
         return {"title": title, "rows": missing, "ratios": []}
     with _stopping(bench):
-        warm, warm_port = bench.service("authz-warm")
+        # Each service serves both transports (one process, one token cache): the gRPC rows
+        # load its gRPC port, the HTTP rows its HTTP check port on granian.
+        warm_http_port, cold_http_port = free_port(), free_port()
+        warm, warm_port = bench.service(
+            "authz-warm", extra=fixtures.http_check_section(warm_http_port)
+        )
         # Cold: the verified-token cache holds half the pool and the loader walks the pool
         # in order, so every lookup misses: verify, insert, evict on every request.
-        cold, cold_port = bench.service("authz-cold", cache=len(bench.pool.tokens) // 2)
+        cold, cold_port = bench.service(
+            "authz-cold",
+            cache=len(bench.pool.tokens) // 2,
+            extra=fixtures.http_check_section(cold_http_port),
+        )
         bodies = fixtures.check_bodies(bench.pool)
         verified_warm = services.expect_allowed(warm_port, bodies)
         verified_cold = services.expect_allowed(cold_port, bodies)
         bench.warm_up(warm_port, bench.check_frames)
+        # The worst case: a policy the path index cannot narrow (the allowing rule last) and
+        # more distinct paths than RBAC caches, so every Check tries all 50 rules afresh.
+        worst, worst_port = bench.service("authz-worst", rules=fixtures.worst_case_rules())
+        worst_bodies = fixtures.worst_case_bodies(bench.pool)
+        worst_frames = fixtures.write_frames(bench.workdir / "check-worst.bin", worst_bodies)
+        verified_worst = services.expect_allowed(worst_port, worst_bodies)
+        bench.warm_up(worst_port, bench.check_frames)  # tokens seen: warm but for the paths
         targets = [
             Target(
                 "null",
@@ -242,6 +268,15 @@ def scenario_check(bench: Bench) -> Scenario:
                 verified_cold,
             ),
         ]
+        targets.append(
+            Target(
+                "worst",
+                CHECK_ROWS[10][1],
+                bench.grpc_load([worst_port], messages.CHECK_PATH, worst_frames),
+                {"server": worst.popen.pid},
+                verified_worst,
+            )
+        )
         if shutil.which("h2load"):
             targets += [
                 Target(
@@ -258,9 +293,75 @@ def scenario_check(bench: Bench) -> Scenario:
                     verified_warm,
                 ),
             ]
+        if shutil.which("wrk"):
+            null_http, null_http_port = services.start_null_http_server(bench.workdir)
+            bench.keep(null_http)
+            for http_port in (warm_http_port, cold_http_port):
+                wait_for_port(http_port)
+                url = f"http://127.0.0.1:{http_port}{HTTP_CHECK_PATH}"
+                answers = (
+                    services.http_status(url, bench.pool.tokens[0]),
+                    services.http_status(url, None),
+                )
+                if answers != (200, 401):
+                    raise RuntimeError(
+                        f"{url}: 200 with a token, 401 without expected, got {answers}"
+                    )
+            targets += [
+                Target(
+                    "null_http",
+                    CHECK_ROWS[5][1],
+                    bench.wrk(null_http_port, HTTP_CHECK_PATH),
+                    {"server": null_http.popen.pid},
+                ),
+                Target(
+                    "warm_http",
+                    CHECK_ROWS[6][1],
+                    bench.wrk(warm_http_port, HTTP_CHECK_PATH),
+                    {"server": warm.popen.pid},
+                    verified_warm,
+                ),
+                Target(
+                    "cold_http",
+                    CHECK_ROWS[7][1],
+                    bench.wrk(cold_http_port, HTTP_CHECK_PATH),
+                    {"server": cold.popen.pid},
+                    verified_cold,
+                ),
+            ]
+            # The same warm service on asyncio's loop: what uvloop (the default) is worth.
+            if services.serve_supports_loop_choice():
+                plain_http_port = free_port()
+                plain, plain_port = bench.service(
+                    "authz-asyncio",
+                    extra=fixtures.http_check_section(plain_http_port),
+                    extra_args=["--loop", "asyncio"],
+                )
+                services.expect_allowed(plain_port, bodies)
+                bench.warm_up(plain_port, bench.check_frames)
+                wait_for_port(plain_http_port)
+                targets += [
+                    Target(
+                        "warm_asyncio",
+                        CHECK_ROWS[8][1],
+                        bench.grpc_load([plain_port], messages.CHECK_PATH, bench.check_frames),
+                        {"server": plain.popen.pid},
+                    ),
+                    Target(
+                        "warm_http_asyncio",
+                        CHECK_ROWS[9][1],
+                        bench.wrk(plain_http_port, HTTP_CHECK_PATH),
+                        {"server": plain.popen.pid},
+                    ),
+                ]
         rows = bench.group(targets)
         if not shutil.which("h2load"):
-            rows += [skipped(k, n, "h2load is not installed") for k, n in CHECK_ROWS[3:]]
+            rows += [skipped(k, n, "h2load is not installed") for k, n in CHECK_ROWS[3:5]]
+        if not shutil.which("wrk"):
+            rows += [skipped(k, n, "wrk is not installed") for k, n in CHECK_ROWS[5:10]]
+        elif not services.serve_supports_loop_choice():
+            why = "serve has no --loop (no event loop choice)"
+            rows += [skipped(k, n, why) for k, n in CHECK_ROWS[8:10]]
         cache_note = {
             "warm_cache_entries": 10_000,
             "cold_cache_entries": len(bench.pool.tokens) // 2,
@@ -269,10 +370,18 @@ def scenario_check(bench: Bench) -> Scenario:
         "title": title,
         "rows": rows,
         "ratios": [
-            ratio("warm / null", rows, "warm", "null", 0.85),
-            ratio("cold / null", rows, "cold", "null"),
-            ratio("warm / null (h2load, one token)", rows, "warm_h2load", "null_h2load", 0.85),
+            ratio("warm / null", rows, "warm", "null", 0.9),
+            ratio("cold / null", rows, "cold", "null", 0.6),
+            ratio("warm / null (h2load, one token)", rows, "warm_h2load", "null_h2load", 0.9),
             ratio("loader check: null via h2grpc / via h2load", rows, "null", "null_h2load"),
+            ratio("HTTP warm / null HTTP", rows, "warm_http", "null_http", 0.9),
+            ratio("HTTP cold / null HTTP", rows, "cold_http", "null_http", 0.6),
+            ratio("worst case / null", rows, "worst", "null"),
+            ratio("worst case / warm", rows, "worst", "warm"),
+            ratio("warm on uvloop / on asyncio's loop", rows, "warm", "warm_asyncio"),
+            ratio(
+                "HTTP warm on uvloop / on asyncio's loop", rows, "warm_http", "warm_http_asyncio"
+            ),
         ],
         "settings": cache_note,
     }

@@ -41,10 +41,15 @@ def start_null_http_server(workdir: Path) -> tuple[Process, int]:
 
 
 def start_service(
-    config: Path, port: int, workdir: Path, name: str, workers: int | None = None
+    config: Path,
+    port: int,
+    workdir: Path,
+    name: str,
+    workers: int | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Process:
     argv = [sys.executable, "-m", "authz_service", "serve", "--config", str(config)]
-    argv += ["--log-level", "WARNING"]
+    argv += ["--log-level", "WARNING", *extra_args]
     if workers is not None:
         argv += ["--workers", str(workers)]
     process = spawn(name, argv, workdir)
@@ -100,14 +105,22 @@ def ratelimit_servicer_importable() -> bool:
         return False
 
 
-def serve_supports_workers() -> bool:
+def _serve_help() -> str:
     done = subprocess.run(
         [sys.executable, "-m", "authz_service", "serve", "--help"],
         capture_output=True,
         text=True,
         check=False,
     )
-    return "--workers" in done.stdout
+    return done.stdout
+
+
+def serve_supports_workers() -> bool:
+    return "--workers" in _serve_help()
+
+
+def serve_supports_loop_choice() -> bool:
+    return "--loop" in _serve_help()
 
 
 # -- one call, checked ---------------------------------------------------------------------

@@ -8,14 +8,21 @@ rules say: a broken token must not quietly become an anonymous request.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from authz_service.authz.canonical_cache import (
+    APPLICABLE_CACHE_ENTRIES,
+    CACHED_BYTES,
+    canonical_host_cached,
+    canonical_path_cached,
+)
 from authz_service.authz.conditions import BadCondition, Condition, variables
 from authz_service.authz.globs import compile_glob
-from authz_service.authz.hosts import AmbiguousHost, canonical_host
+from authz_service.authz.hosts import AmbiguousHost
 from authz_service.authz.path_match import CompiledPathMatch
-from authz_service.authz.paths import AmbiguousPath, canonical_path, without_parameters
+from authz_service.authz.paths import AmbiguousPath, without_parameters
 from authz_service.decisions import (
     AuthnFailure,
     Decision,
@@ -197,6 +204,11 @@ class CompiledPolicy:
                 for segment in segments:
                     by_segment.setdefault(segment, []).append(index)
         self._anywhere = tuple(self.rules[i] for i in anywhere)
+        # A warm request repeats its method, host and path: which rules apply to them is
+        # worked out once (bounded; a reload builds a new policy, so a new cache).
+        self._cached_applicable = functools.lru_cache(maxsize=APPLICABLE_CACHE_ENTRIES)(
+            self._applicable
+        )
         self._by_segment = {
             segment: tuple(self.rules[i] for i in sorted(set(indices) | set(anywhere)))
             for segment, indices in by_segment.items()
@@ -207,6 +219,23 @@ class CompiledPolicy:
         end = path.find("/", 1)
         segment = path[1:] if end == -1 else path[1:end]
         return self._by_segment.get(segment, self._anywhere)
+
+    def applicable(self, method: str, host: str, path: str) -> tuple[CompiledRule, ...]:
+        """The rules Check walks for this method, host and (canonical) path, in order."""
+        if len(path) + len(host) <= CACHED_BYTES:
+            return self._cached_applicable(method, host, path)
+        return self._applicable(method, host, path)
+
+    def _applicable(self, method: str, host: str, path: str) -> tuple[CompiledRule, ...]:
+        """The candidates whose match covers the request, in order, up to the first without
+        a `when:` (it decides whatever the request carries): what Check walks."""
+        applicable: list[CompiledRule] = []
+        for rule in self.candidates(path):
+            if rule.mismatch(method, host, path) is None:
+                applicable.append(rule)
+                if rule.condition is None:
+                    break
+        return tuple(applicable)
 
 
 class PolicySet:
@@ -281,8 +310,8 @@ def evaluate(
         )
     identity = authn
     try:
-        path = canonical_path(request.path)
-        host = canonical_host(request.host)
+        path = canonical_path_cached(request.path)
+        host = canonical_host_cached(request.host)
     except (AmbiguousPath, AmbiguousHost) as error:
         return Decision(
             Outcome.FORBIDDEN, Reason.BAD_REQUEST, str(error), policy=policy.name, identity=identity
@@ -322,13 +351,14 @@ def _first_match(
     trace: Trace | None,
 ) -> Decision:
     seen: dict[str, object] | None = None  # built once, for the first rule with a condition
-    for rule in policy.rules if trace is not None else policy.candidates(path):
-        missed = rule.mismatch(method, host, path)
-        if missed is not None:
-            if trace is not None:
+    # Check walks the rules known to apply; explain walks all, saying why each does or not.
+    for rule in policy.rules if trace is not None else policy.applicable(method, host, path):
+        if trace is not None:
+            missed = rule.mismatch(method, host, path)
+            if missed is not None:
                 why = rule.why_not(missed, method, host, path)
                 trace.rules.append(RuleTrace(rule.name, False, why))
-            continue
+                continue
         if rule.condition is not None:
             if seen is None:
                 seen = variables(request, identity, policy.condition_fields)

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="serving processes; worker i listens on the base port + i",
     )
+    serve.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        help="override server.event_loop (auto: uvloop when installed)",
+    )
     serve.add_argument("--log-level", default="INFO")
 
     check = commands.add_parser("check-config", help="validate a config file and exit 0/1")
@@ -160,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from authz_service.process import serve
+    from authz_service.process import event_loop_factory, serve
 
     if args.workers > 1:
         return _supervise(args)
@@ -169,7 +174,13 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         listens = (args.listen, args.admin_listen, args.metrics_listen, args.http_listen)
-        asyncio.run(serve(args.config, *listens))
+        choice = args.loop or load_config_file(args.config).config.server.event_loop
+        loop_factory = event_loop_factory(choice)
+        if loop_factory is None:
+            print("error: server.event_loop is uvloop, which is not installed", file=sys.stderr)
+            return 1
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve(args.config, *listens))
     except (ConfigError, ListenError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -205,7 +216,7 @@ def _supervise(args: argparse.Namespace) -> int:
             args.config,
             args.listen or settings.listen,
             args.workers,
-            ["--log-level", args.log_level],
+            ["--log-level", args.log_level, *(["--loop", args.loop] if args.loop else [])],
             {
                 "--admin-listen": args.admin_listen or config.admin.listen,
                 "--metrics-listen": args.metrics_listen or config.telemetry.metrics.listen,

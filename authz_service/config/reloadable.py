@@ -24,6 +24,7 @@ START_ONLY: tuple[str, ...] = (
     "server.watch_config",
     "server.max_concurrent_rpcs",
     "server.max_receive_message_bytes",
+    "server.event_loop",
     # Connection caps and timeouts are options of listeners built at start.
     "server.connections",
     "admin.connections",

@@ -17,13 +17,14 @@ from opentelemetry.trace import Span
 
 from authz_service.decisions import Decision, RequestAttributes
 from authz_service.errors import RequestRefused, RequestTooLarge, UnreadableRequest
-from authz_service.grpc.allow_cache import AllowResponseCache
 from authz_service.grpc.check_translate import (
+    allow_response,
     deny_response,
     refused_request_attributes,
     request_attributes,
 )
 from authz_service.schema import AuditSettings, RequestLimits, TelemetrySettings
+from authz_service.services.allow_cache import AllowAnswerCache
 from authz_service.services.check import CheckService
 from authz_service.services.check_use_case import CheckUseCase, Metadata
 from authz_service.services.compiled_config import CompiledConfig
@@ -46,7 +47,7 @@ class ExtAuthzTransport:
     span_attributes = None
 
     def __init__(self) -> None:
-        self._allow_responses = AllowResponseCache()
+        self._allow_responses = AllowAnswerCache(allow_response)
 
     def metadata(self, context: grpc.aio.ServicerContext) -> Metadata | None:
         return context.invocation_metadata()  # type: ignore[no-any-return]
@@ -69,7 +70,7 @@ class ExtAuthzTransport:
         request: RequestAttributes,
     ) -> external_auth_pb2.CheckResponse:
         if decision.allowed:
-            return self._allow_responses.response(compiled, decision, request)
+            return self._allow_responses.answer(compiled, decision, request)
         return deny_response(decision.outcome, compiled.responses.deny(decision))
 
     def describe(self, span: Span, answer: external_auth_pb2.CheckResponse) -> None:

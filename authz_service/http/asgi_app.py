@@ -103,10 +103,6 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
 
 
 async def send_reply(send: Send, reply: HttpReply) -> None:
-    body = reply.body.encode()
-    headers = [
-        (name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers.items()
-    ]
-    headers.append((b"content-length", str(len(body)).encode()))
+    headers = reply.encoded_headers
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": reply.encoded_body})

@@ -10,6 +10,7 @@ and failing closed are services/check_use_case.py's, shared with the other trans
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from authz_service.http.check_translate import (
 )
 from authz_service.http.guarded_listener import GuardedListener
 from authz_service.schema import Endpoint, HttpCheckSettings, RequestLimits, split_listen
+from authz_service.services.allow_cache import AllowAnswerCache
 from authz_service.services.authzen import (
     EVALUATION_PATH,
     MAX_BODY_BYTES,
@@ -103,6 +105,7 @@ class HttpCheckTransport:
         self._settings = settings
         self._integration = endpoint.integration
         self._translate = REQUEST_TRANSLATORS[endpoint.integration]
+        self._allow_replies = AllowAnswerCache(functools.partial(allow_reply, endpoint.integration))
         self.span_method = endpoint.integration
 
     def metadata(self, context: Subrequest) -> Metadata | None:
@@ -137,7 +140,10 @@ class HttpCheckTransport:
         request: RequestAttributes,
     ) -> HttpReply:
         if decision.allowed:
-            return allow_reply(self._integration, compiled.responses.allow(decision, request))
+            if self._integration != "envoy" and compiled.responses.carries_cookie(request):
+                # NGINX and Traefik get the Cookie header back: an answer for this request.
+                return allow_reply(self._integration, compiled.responses.allow(decision, request))
+            return self._allow_replies.answer(compiled, decision, request)
         deny = compiled.responses.deny(decision)
         return deny_reply(self._integration, deny, self._settings.nginx.deny_body_header)
 

@@ -16,6 +16,7 @@ The client address is read from a header only when the peer is a trusted proxy (
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,11 +48,28 @@ class ReceivedRequest:
     peer: str  # the socket peer's address
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HttpReply:
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
     body: str = ""
+
+    # Encoded once per reply: an allow reply is shared by every warm check of its identity
+    # (services/allow_cache.py), so a warm check encodes nothing.
+    @functools.cached_property
+    def encoded_body(self) -> bytes:
+        return self.body.encode()
+
+    @functools.cached_property
+    def encoded_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The headers as an ASGI server takes them, Content-Length included."""
+        return (
+            *(
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in self.headers.items()
+            ),
+            (b"content-length", str(len(self.encoded_body)).encode()),
+        )
 
 
 def join_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -76,6 +94,12 @@ def endpoint_for(target: str, endpoints: Sequence[Endpoint]) -> Endpoint | None:
 
 
 def _parsed_ip(value: str) -> IPv4Address | IPv6Address | None:
+    # The peers (gateways) and forwarded client addresses of a warm load repeat: parsed once
+    # each; anything longer than an address with a port is parsed (and refused) uncached.
+    return _cached_ip(value) if len(value) <= 64 else _ip(value)
+
+
+def _ip(value: str) -> IPv4Address | IPv6Address | None:
     text = value.strip()
     if text.startswith("[") and "]" in text:  # [v6]:port
         text = text[1 : text.index("]")]
@@ -85,6 +109,9 @@ def _parsed_ip(value: str) -> IPv4Address | IPv6Address | None:
         return ip_address(text)
     except ValueError:
         return None
+
+
+_cached_ip = functools.lru_cache(maxsize=4096)(_ip)
 
 
 def is_trusted(address: str, trusted: Sequence[Network]) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 
@@ -38,9 +39,10 @@ class _GuardedConnection(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._in_request = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def connection_made(self, base_transport: asyncio.BaseTransport) -> None:
         listener = self._listener
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport (uvloop's TCPTransport is one without subclassing asyncio's).
+        transport = cast(asyncio.Transport, base_transport)
         if len(listener.connections) >= listener.limits.max_connections:
             listener.stats.refused += 1
             self._inner = None
@@ -131,6 +133,7 @@ class GuardedListener:
             host,
             port,
             reuse_address=True,
+            backlog=self.limits.backlog,
         )
         return int(self._server.sockets[0].getsockname()[1])
 

@@ -10,6 +10,7 @@ which counters a request touches is `counters.py`, how verdicts become statuses 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -30,7 +31,7 @@ from authz_service.ratelimit.results import (
     RateLimitResult,
 )
 from authz_service.ratelimit.rules import Limit, RateLimitRules
-from authz_service.ratelimit.store import QuotaStore, StoreUnavailable
+from authz_service.ratelimit.store import Hit, QuotaStore, StoreUnavailable
 from authz_service.schema import BruteForceSettings
 
 FailureMode = Literal["unavailable", "allow", "deny"]
@@ -53,8 +54,13 @@ class RateLimiter:
         self._store = store
         self._shadow_mode = shadow_mode
         self._failure_mode = failure_mode
-        self._brute_force = brute_force or BruteForceSettings()
+        self._brute_force = settings = brute_force or BruteForceSettings()
         self._clock = clock
+        # Every Check looks up its client's lockout: the counter key of an address (its /64
+        # for IPv6, escaped) is worked out once per distinct address, not per Check.
+        self._lockout_lookup: Callable[[str], Hit] = functools.lru_cache(maxsize=4096)(
+            lambda client_ip: lockout_hit(client_ip, settings, 0)
+        )
         # Shared with the store's other users and kept across reloads (see compile_config).
         self._outages = outages if outages is not None else StoreOutages()
 
@@ -170,7 +176,11 @@ class RateLimiter:
         settings = self._brute_force
         if not settings.enabled or not client_ip:
             return LockoutState(False)
-        hit = lockout_hit(client_ip, settings, hits)
+        # Only an address-sized string is kept by the lookup cache.
+        looked_up = not hits and len(client_ip) <= 64
+        hit = (
+            self._lockout_lookup(client_ip) if looked_up else lockout_hit(client_ip, settings, hits)
+        )
         try:
             (verdict,) = await self._store.apply([hit], self._now(now))
         except StoreUnavailable as error:

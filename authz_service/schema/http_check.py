@@ -121,8 +121,10 @@ class HttpCheckSettings(Strict):
     """The HTTP check port. Read at start; changing `listen` needs a restart."""
 
     listen: str = "127.0.0.1:9003"
-    # The HTTP server: aiohttp, or granian (a Rust HTTP stack; cheaper per check, the
-    # connection limits of `connections` other than idle_timeout_s are not enforced by it).
+    # The HTTP server: aiohttp, or granian (a Rust HTTP stack, cheaper per check; with it a
+    # connection past max_connections waits unaccepted instead of being closed, idle ones
+    # close after the shorter of header_timeout_s and idle_timeout_s, and the port has no
+    # authz_connections_* series: http/granian_server.py).
     server: Literal["aiohttp", "granian"] = "aiohttp"
     # Only requests from these peers may name the client address (X-Real-IP, X-Forwarded-For);
     # from any other peer the socket address is the client. Loopback by default.

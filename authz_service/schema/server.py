@@ -4,13 +4,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from authz_service.schema.base import Sha256Hash, Strict
 
 
-class ConnectionLimits(Strict):
+class PortConnectionLimits(Strict):
+    """What every port's `connections:` holds (see ConnectionLimits)."""
+
+    # Past this many open connections, a new one is closed as soon as it is accepted
+    # (`http_check.server: granian`: it waits, unaccepted, until one closes).
+    max_connections: int = Field(default=512, ge=1, le=1_000_000)
+    # A request's head (request line and headers) must arrive within this long of the
+    # connection opening or of its first byte; a client trickling bytes is cut off then.
+    # (granian: within this long of the connection opening or of the previous answer, so an
+    # idle kept-alive connection is closed after the shorter of this and idle_timeout_s:
+    # keep the gateway's upstream idle timeout below that, so that it closes first.)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # A kept-alive connection with no request for this long is closed. Keep it above the
+    # gateway's own upstream idle timeout (nginx keepalive_timeout, Envoy idle_timeout), so
+    # that the gateway, not we, closes idle connections and never races a request.
+    idle_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
+
+
+class ConnectionLimits(PortConnectionLimits):
     """`connections:` of an HTTP port (http_check, telemetry.metrics).
 
     How many connections each port keeps open, and for how long a silent or slow one may
@@ -21,18 +40,11 @@ class ConnectionLimits(Strict):
     `preflight/open_files.py`). Start-only.
     """
 
-    # Past this many open connections, a new one is closed as soon as it is accepted.
-    max_connections: int = Field(default=512, ge=1, le=1_000_000)
-    # A request's head (request line and headers) must arrive within this long of the
-    # connection opening or of its first byte; a client trickling bytes is cut off then.
-    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
-    # A kept-alive connection with no request for this long is closed. Keep it above the
-    # gateway's own upstream idle timeout (nginx keepalive_timeout, Envoy idle_timeout), so
-    # that the gateway, not we, closes idle connections and never races a request.
-    idle_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
+    # Connections the kernel queues before the server accepts them (the listen backlog).
+    backlog: int = Field(default=128, ge=1, le=65_535)
 
 
-class GrpcConnectionLimits(ConnectionLimits):
+class GrpcConnectionLimits(PortConnectionLimits):
     """`connections:` of a gRPC port (server, admin).
 
     header_timeout_s bounds the TLS and HTTP/2 handshake; idle_timeout_s closes (GOAWAY) a
@@ -99,6 +111,10 @@ class ServerSettings(Strict):
     max_receive_message_bytes: int = Field(default=512 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
     connections: GrpcConnectionLimits = GrpcConnectionLimits()
     tls: ServerTls | None = None
+    # The asyncio event loop the process runs on. "auto": uvloop when it is installed (a
+    # dependency; cheaper per call on both transports, see benchmarks/README.md), else
+    # asyncio's own. `serve --loop` overrides it.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
 
 class AdminSettings(Strict):

@@ -129,6 +129,11 @@ class ResponsePolicy:
         cookie = request.headers.get("cookie")
         return cookie is not None and self._cookies.may_carry_token(cookie)
 
+    def carries_cookie(self, request: RequestAttributes) -> bool:
+        """Does the allow answer for `request` repeat its Cookie header? (With token cookies
+        stripped, for the gateways that replace the whole header with the answer's.)"""
+        return bool(self._cookies.names) and "cookie" in request.headers
+
     def allow(self, decision: Decision, request: RequestAttributes | None = None) -> AllowResponse:
         """`request`, when given, lets the answer cut token cookies out of its Cookie header."""
         identity = decision.identity

@@ -121,8 +121,13 @@ def server_span(
 def child_span(
     name: str, attributes: Mapping[str, Any] | None = None
 ) -> contextlib.AbstractContextManager[Span]:
-    """An INTERNAL span under the current one, for work that takes time."""
+    """An INTERNAL span under the current one, for work that takes time. Under a span that
+    was not sampled it would not be sampled either (ParentBased): none is built (~10 µs of
+    the SDK's each), and the trace context stays the parent's."""
     if not enabled:
+        return _NO_SPAN
+    parent = trace.get_current_span()
+    if not parent.is_recording() and parent.get_span_context().is_valid:
         return _NO_SPAN
     return _child_span(name, attributes)
 

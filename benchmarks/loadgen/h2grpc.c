@@ -5,10 +5,15 @@
  * of ready gRPC frames (5-byte header + message) back to back, and request k sends frame
  * k mod N. That is what a pool of 1,000 distinct tokens needs and h2load cannot do.
  * It also reads the `grpc-status` trailer, so a failing RPC is counted as an error (h2load
- * only sees the HTTP status, which is 200 for gRPC errors too).
+ * only sees the HTTP status, which is 200 for gRPC errors too), and with --expect the
+ * answer itself: `check-allow` / `check-deny` (CheckResponse.status.code 0 / not 0) or
+ * `rls-ok` (RateLimitResponse.overall_code OK); any other answer counts as `unexpected`.
+ * Throughput (`requests`, `rps`) counts only the answers that are neither errors nor
+ * unexpected.
  *
  *   h2grpc --ports 9001[,9002] --path /pkg.Service/Method --data frames.bin
  *          --conns 16 --streams 8 (--duration S [--warmup S] | --requests N)
+ *          [--expect check-allow|check-deny|rls-ok]
  *
  * One thread, poll(2) over all connections. Prints one JSON object on stdout.
  * Built by benchmarks/loadgen/build.py (cc -O2 ... -lnghttp2).
@@ -52,7 +57,12 @@ typedef struct {
   double start;
   int http_status;
   int grpc_status;
+  uint8_t head[16]; /* the answer's first bytes: gRPC frame header + message start */
+  size_t head_len;
 } stream_t;
+
+enum expect { EXPECT_NOTHING, EXPECT_CHECK_ALLOW, EXPECT_CHECK_DENY, EXPECT_RLS_OK };
+static enum expect expected = EXPECT_NOTHING;
 
 static body_t *bodies;
 static size_t nbodies, next_body;
@@ -66,7 +76,7 @@ static double window_start, window_end, last_completion;
 static uint32_t *latencies;
 static size_t nlat, caplat;
 static long long completed_total, completed_window, ok_total, grpc_errors, http_errors,
-    stream_errors;
+    stream_errors, unexpected;
 
 static double now(void) {
   struct timespec ts;
@@ -124,6 +134,47 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
   return 0;
 }
 
+static int on_data(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                   const uint8_t *data, size_t len, void *user_data) {
+  (void)flags;
+  (void)user_data;
+  stream_t *s = nghttp2_session_get_stream_user_data(session, stream_id);
+  if (!s) return 0;
+  size_t room = sizeof s->head - s->head_len;
+  size_t n = len < room ? len : room;
+  memcpy(s->head + s->head_len, data, n);
+  s->head_len += n;
+  return 0;
+}
+
+/* A protobuf varint at p (at most end); -1 when cut short. */
+static long long varint(const uint8_t *p, const uint8_t *end) {
+  long long value = 0;
+  for (int shift = 0; p < end && shift < 64; shift += 7, p++) {
+    value |= (long long)(*p & 0x7f) << shift;
+    if (!(*p & 0x80)) return value;
+  }
+  return -1;
+}
+
+/* Does the answer (its first bytes) say what --expect asks? Field 1 comes first in both. */
+static int as_expected(const stream_t *s) {
+  if (expected == EXPECT_NOTHING) return 1;
+  if (s->head_len < 5) return 0; /* no message at all */
+  const uint8_t *msg = s->head + 5, *end = s->head + s->head_len;
+  if (expected == EXPECT_RLS_OK) /* overall_code = 1 (OK): field 1, varint */
+    return msg + 1 < end && msg[0] == 0x08 && varint(msg + 1, end) == 1;
+  long long code = 0; /* CheckResponse.status (field 1) .code (field 1); absent: 0 */
+  if (msg < end && msg[0] == 0x0a) {
+    const uint8_t *inner = msg + 1;
+    while (inner < end && (*inner & 0x80)) inner++; /* past the Status's length */
+    inner++;
+    if (varint(msg + 1, end) > 0 && inner < end && *inner == 0x08) code = varint(inner + 1, end);
+  }
+  if (code < 0) return 0;
+  return expected == EXPECT_CHECK_ALLOW ? code == 0 : code != 0;
+}
+
 static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
                            void *user_data) {
   (void)user_data;
@@ -135,8 +186,10 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
   if (s->http_status != 200) http_errors++;
   else if (error_code != 0 || s->grpc_status < 0) stream_errors++;
   else if (s->grpc_status != 0) grpc_errors++;
+  else if (!as_expected(s)) unexpected++;
   else ok_total++;
-  if (s->start >= window_start && t <= window_end) {
+  int ok = s->http_status == 200 && error_code == 0 && s->grpc_status == 0 && as_expected(s);
+  if (ok && s->start >= window_start && t <= window_end) {
     completed_window++;
     if (nlat == caplat) latencies = realloc(latencies, (caplat = caplat ? caplat * 2 : 65536) * 4);
     double us = (t - s->start) * 1e6;
@@ -263,8 +316,9 @@ int main(int argc, char **argv) {
       {"path", required_argument, 0, 'P'},   {"data", required_argument, 0, 'd'},
       {"conns", required_argument, 0, 'c'},  {"streams", required_argument, 0, 'm'},
       {"duration", required_argument, 0, 'D'}, {"warmup", required_argument, 0, 'w'},
-      {"requests", required_argument, 0, 'n'}, {0, 0, 0, 0}};
-  for (int opt; (opt = getopt_long(argc, argv, "h:p:P:d:c:m:D:w:n:", options, NULL)) != -1;) {
+      {"requests", required_argument, 0, 'n'}, {"expect", required_argument, 0, 'e'},
+      {0, 0, 0, 0}};
+  for (int opt; (opt = getopt_long(argc, argv, "h:p:P:d:c:m:D:w:n:e:", options, NULL)) != -1;) {
     switch (opt) {
       case 'h': host = optarg; break;
       case 'p': ports_arg = optarg; break;
@@ -275,6 +329,15 @@ int main(int argc, char **argv) {
       case 'D': duration = atof(optarg); break;
       case 'w': warmup = atof(optarg); break;
       case 'n': max_requests = atoll(optarg); break;
+      case 'e':
+        if (strcmp(optarg, "check-allow") == 0) expected = EXPECT_CHECK_ALLOW;
+        else if (strcmp(optarg, "check-deny") == 0) expected = EXPECT_CHECK_DENY;
+        else if (strcmp(optarg, "rls-ok") == 0) expected = EXPECT_RLS_OK;
+        else {
+          fprintf(stderr, "h2grpc: --expect check-allow | check-deny | rls-ok\n");
+          return 2;
+        }
+        break;
       default:
         fprintf(stderr, "usage: see the comment at the top of h2grpc.c\n");
         return 2;
@@ -295,6 +358,7 @@ int main(int argc, char **argv) {
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data);
 
   conn_t *conns = calloc((size_t)nconns, sizeof *conns);
   struct pollfd *fds = calloc((size_t)nconns, sizeof *fds);
@@ -354,11 +418,13 @@ int main(int argc, char **argv) {
   printf("{\"tool\": \"h2grpc\", \"bodies\": %zu, \"conns\": %d, \"streams\": %d, "
          "\"elapsed_s\": %.3f, \"requests\": %lld, \"rps\": %.1f, \"completed_total\": %lld, "
          "\"ok_total\": %lld, \"grpc_errors\": %lld, \"http_errors\": %lld, "
-         "\"stream_errors\": %lld, \"unfinished\": %lld, \"p50_us\": %u, \"p90_us\": %u, "
+         "\"stream_errors\": %lld, \"unexpected\": %lld, \"unfinished\": %lld, "
+         "\"p50_us\": %u, \"p90_us\": %u, "
          "\"p99_us\": %u, \"max_us\": %u, \"client_cpu_s\": %.3f}\n",
          nbodies, nconns, streams_per_conn, elapsed, completed_window,
          elapsed > 0 ? (double)completed_window / elapsed : 0.0, completed_total, ok_total,
-         grpc_errors, http_errors, stream_errors, unfinished, percentile(0.50), percentile(0.90),
+         grpc_errors, http_errors, stream_errors, unexpected, unfinished, percentile(0.50),
+         percentile(0.90),
          percentile(0.99), nlat ? latencies[nlat - 1] : 0, cpu);
   return 0;
 }

@@ -10,8 +10,13 @@ function init(args)
   end
 end
 
+-- Like the gRPC bodies (benchmarks/messages.py), each request carries its client's address
+-- (the address of request k: 10.0.k/250.k%250+1, in X-Forwarded-For, which a trusted
+-- gateway would set) and a request id, so the HTTP check does the same per-client work
+-- (the brute-force lockout lookup) and audit line as the gRPC one.
 function request()
   next_token = next_token % #tokens + 1
+  local k = next_token - 1
   return wrk.format("GET", wrk.path, {
     ["Host"] = "api.example.com",
     ["Authorization"] = "Bearer " .. tokens[next_token],
@@ -19,6 +24,8 @@ function request()
     ["Accept"] = "application/json",
     ["Accept-Encoding"] = "gzip, br",
     ["X-Forwarded-Proto"] = "https",
+    ["X-Forwarded-For"] = string.format("10.0.%d.%d", math.floor(k / 250), k % 250 + 1),
+    ["X-Request-Id"] = string.format("00000000-0000-4000-8000-%012d", k),
   })
 end
 

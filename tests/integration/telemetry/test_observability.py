@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.idp import wait_until
 from tests.support.otlp import OtlpReceiver, ReceivedSpan, running_otlp_receiver
 from tests.support.windows import clear_of_window_edge
 from tools.dev_idp import DevIdentityProvider
@@ -163,6 +165,13 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
                     limit(request, metadata=traceparent("00f067aa0ba902b8"), timeout=5)
             spans = receiver.wait_for(
                 lambda spans: sum(s.kind == 2 for s in spans) >= 7 and len(spans) >= 15
+            )
+            # The audit writer flushes on its own schedule: wait for its seven lines too.
+            asyncio.run(
+                wait_until(
+                    lambda: audit_path.exists() and len(audit_path.read_text().splitlines()) >= 7,
+                    within_s=10.0,
+                )
             )
             metrics_text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
             yield Observed(

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from authz_service.authz import canonical_cache
 from authz_service.authz.rbac import PolicySet, RuleTrace, Trace
 from authz_service.decisions import (
     AuthMethod,
@@ -399,3 +400,44 @@ def test_explain_shows_the_reading_with_parameters_cut_and_the_rule_that_decided
     names = [rule.rule for rule in trace.rules]
     assert "(read as /admin/users)" in names
     assert trace.rules[-1] == RuleTrace("admin", True, decision.message, decided=True)
+
+
+def test_a_repeated_request_is_decided_again_by_its_identity_and_conditions() -> None:
+    # Which rules apply to a method, host and path is kept between requests; who the caller
+    # is and what a `when:` sees are not.
+    rules = policies(
+        {
+            "name": "batch-only",
+            "match": {"paths": [{"prefix": "/api/"}]},
+            "allow": {"roles_any": ["internal"]},
+            "when": "identity.principal == 'svc:batch'",
+        },
+        {
+            "name": "readers",
+            "match": {"paths": [{"prefix": "/api/"}]},
+            "allow": {"roles_any": ["reader"]},
+        },
+        {"name": "never-reached", "match": {}, "deny": True},
+    )
+    for _ in range(2):
+        assert (decide(rules, BATCH).rule, decide(rules, BATCH).allowed) == ("batch-only", True)
+        assert (decide(rules, ALICE).rule, decide(rules, ALICE).allowed) == ("readers", True)
+        assert decide(rules, None).reason is Reason.AUTHENTICATION_REQUIRED
+
+
+def test_long_paths_are_decided_without_filling_the_rule_caches() -> None:
+    # The caches keep at most thousands of entries: each must stay small, so a long path
+    # (up to request_limits.max_header_bytes) is worked out afresh every time.
+    rules = policies(
+        {"name": "api", "match": {"paths": [{"prefix": "/api/"}]}, "allow": "anonymous"}
+    )
+    policy = rules.compiled["default"]
+    cached = policy._cached_applicable.cache_info().currsize
+    paths = canonical_cache.path_cache_size()
+    long_path = "/api/" + "a" * 10_000
+
+    decisions = [decide(rules, None, request(path=long_path)) for _ in range(2)]
+
+    assert [d.allowed for d in decisions] == [True, True]
+    assert policy._cached_applicable.cache_info().currsize == cached
+    assert canonical_cache.path_cache_size() == paths
