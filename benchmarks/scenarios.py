@@ -573,7 +573,7 @@ def scenario_envoy(bench: Bench) -> Scenario:
                 )
             )
             url = f"http://127.0.0.1:{ingress}{messages.REQUEST_PATH}"
-            allowed = services.http_status(url, bench.pool.tokens[0])
+            allowed = services.settled_http_status(url, bench.pool.tokens[0])
             if allowed != 200:
                 raise AssertionError(f"{key}: a request with a valid token got {allowed}")
             verified = "200 with a token"

@@ -190,6 +190,18 @@ def http_status(url: str, token: str | None) -> int:
         return int(error.code)
 
 
+def settled_http_status(url: str, token: str | None, within_s: float = 15.0) -> int:
+    """The status once the gateway has settled: a fresh Envoy answers 503 (its
+    status_on_error) while its first checks outlast the 1 s ext_authz timeout on a loaded
+    machine, so 503 is asked again until `within_s` has passed; any other status is final."""
+    deadline = time.monotonic() + within_s
+    status = http_status(url, token)
+    while status == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = http_status(url, token)
+    return status
+
+
 def redis_command_calls(port: int) -> dict[str, int]:
     """`INFO commandstats` as {command: calls}."""
     import redis
