@@ -1,9 +1,12 @@
-"""Reading roles, scopes and other values out of verified claims."""
+"""Reading roles, scopes and other values out of verified claims, and the Identity they make."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from authz_service.decisions import AuthMethod, AuthnFailure, Identity, Reason
+from authz_service.schema import IntrospectionProvider, JwtProvider
 
 MAX_HEADER_VALUE = 1024
 
@@ -63,3 +66,68 @@ def header_safe(value: Any) -> str:
         text = str(value)
     cleaned = "".join(ch for ch in text if ch >= " " and ch != "\x7f")
     return cleaned[:MAX_HEADER_VALUE]
+
+
+def number(value: object) -> float | None:
+    """A numeric claim (`iat`, `auth_time`) as a float; None for anything else, bools included."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def bound_jkt(claims: Mapping[str, object]) -> str:
+    """The key a token is bound to by DPoP (`cnf.jkt`, RFC 9449 6.1), or ""."""
+    confirmation = claims.get("cnf")
+    if not isinstance(confirmation, dict) or "jkt" not in confirmation:
+        return ""
+    jkt = confirmation["jkt"]
+    # A `jkt` that is no string still binds the token: no proof can match it (refused).
+    return jkt if isinstance(jkt, str) and jkt else "\0unusable"
+
+
+def bound_x5t(claims: Mapping[str, object]) -> str:
+    """The certificate a token is bound to (`cnf.x5t#S256`, RFC 8705 3.1), or ""."""
+    confirmation = claims.get("cnf")
+    if not isinstance(confirmation, dict) or "x5t#S256" not in confirmation:
+        return ""
+    x5t = confirmation["x5t#S256"]
+    return x5t if isinstance(x5t, str) and x5t else "\0unusable"
+
+
+def identity_from_claims(
+    provider: JwtProvider | IntrospectionProvider,
+    claims: Mapping[str, Any],
+    *,
+    method: AuthMethod,
+    expires_at: float | None,
+    token_digest: str = "",
+) -> Identity | AuthnFailure:
+    """The caller a verified token (JWT) or an issuer's answer (introspection) names.
+
+    The credential's own checks (signature, issuer, expiry) are the caller's; this reads the
+    provider's claim mapping the same way for both.
+    """
+    subject = claim_at(claims, provider.subject_claim)
+    if not isinstance(subject, str) or not subject:
+        return AuthnFailure(Reason.MISSING_CLAIM, f"token lacks '{provider.subject_claim}'")
+    tier = claim_at(claims, provider.tier_claim) if provider.tier_claim else None
+    return Identity(
+        principal=subject,
+        method=method,
+        issuer=provider.issuer,
+        roles=collect(claims, provider.roles_claims),
+        scopes=collect(claims, provider.scope_claims),
+        tier=header_safe(tier) if tier is not None else "",
+        claims={
+            header: header_safe(claim_at(claims, path))
+            for path, header in provider.claims_to_headers.items()
+            if claim_at(claims, path) is not None
+        },
+        expires_at=expires_at,
+        token_id=jti if isinstance(jti := claims.get("jti"), str) else "",
+        token_digest=token_digest,
+        issued_at=number(claims.get("iat")),
+        acr=header_safe(acr) if isinstance(acr := claims.get("acr"), str) else "",
+        auth_time=number(claims.get("auth_time")),
+        bound_jkt=bound_jkt(claims),
+        bound_x5t=bound_x5t(claims),
+        verified_claims=claims,
+    )

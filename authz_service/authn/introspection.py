@@ -18,10 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from authz_service.authn.claims import claim_at, collect, header_safe
+from authz_service.authn.claims import identity_from_claims, number
 from authz_service.authn.introspection_cache import IntrospectionResultCache, token_digest
 from authz_service.authn.introspection_client import IntrospectionClient, IntrospectionUnavailable
-from authz_service.authn.jwt_provider import bound_x5t
 from authz_service.decisions import AuthMethod, AuthnFailure, Identity, Reason
 from authz_service.schema import IntrospectionProvider
 from authz_service.telemetry import tracing
@@ -34,22 +33,18 @@ WallClock = Callable[[], float]
 _LOG_INTERVAL_S = 1.0
 
 
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def identity_from_answer(
     provider: IntrospectionProvider, answer: Mapping[str, Any], digest: str, now: float
 ) -> Identity | AuthnFailure:
     """What an introspection answer (`active` a boolean, see the client) says of the caller."""
     if answer.get("active") is not True:
         return AuthnFailure(Reason.TOKEN_INACTIVE, "token is not active")
-    exp = _number(answer.get("exp"))
+    exp = number(answer.get("exp"))
     if "exp" in answer and exp is None:
         return AuthnFailure(Reason.MALFORMED_TOKEN, "introspection 'exp' is not a number")
     if exp is not None and exp <= now:
         return AuthnFailure(Reason.TOKEN_EXPIRED, "token has expired")
-    nbf = _number(answer.get("nbf"))
+    nbf = number(answer.get("nbf"))
     if nbf is not None and nbf > now:
         return AuthnFailure(Reason.TOKEN_NOT_YET_VALID, "token is not valid yet")
     if "iss" in answer and answer["iss"] != provider.issuer:
@@ -63,31 +58,12 @@ def identity_from_answer(
         # DPoP proofs are checked for JWT providers' tokens only: a bound opaque token would
         # pass here without its proof, so it is refused.
         return AuthnFailure(Reason.INVALID_TOKEN, "DPoP-bound opaque tokens are not accepted")
-    subject = claim_at(answer, provider.subject_claim)
-    if not isinstance(subject, str) or not subject:
-        return AuthnFailure(Reason.MISSING_CLAIM, f"token lacks '{provider.subject_claim}'")
-    tier = claim_at(answer, provider.tier_claim) if provider.tier_claim else None
-    iat, auth_time = _number(answer.get("iat")), _number(answer.get("auth_time"))
-    return Identity(
-        principal=subject,
+    return identity_from_claims(
+        provider,
+        dict(answer),
         method=AuthMethod.INTROSPECTION,
-        issuer=provider.issuer,
-        roles=collect(answer, provider.roles_claims),
-        scopes=collect(answer, provider.scope_claims),
-        tier=header_safe(tier) if tier is not None else "",
-        claims={
-            header: header_safe(claim_at(answer, path))
-            for path, header in provider.claims_to_headers.items()
-            if claim_at(answer, path) is not None
-        },
         expires_at=exp,
-        token_id=jti if isinstance(jti := answer.get("jti"), str) else "",
         token_digest=digest,
-        issued_at=iat,
-        acr=header_safe(acr) if isinstance(acr := answer.get("acr"), str) else "",
-        auth_time=auth_time,
-        bound_x5t=bound_x5t(answer),
-        verified_claims=dict(answer),
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import jwt
 
-from authz_service.authn.claims import claim_at, collect, header_safe
+from authz_service.authn.claims import identity_from_claims
 from authz_service.authn.jwks import JwksCache
 from authz_service.authn.tokens import TokenPeek
 from authz_service.decisions import AuthMethod, AuthnFailure, Identity, Reason
@@ -99,47 +99,4 @@ class JwtProviderVerifier:
             return AuthnFailure(
                 Reason.TOKEN_LIFETIME_TOO_LONG, f"token lifetime exceeds {int(lifetime_cap)}s"
             )
-        subject = claim_at(claims, provider.subject_claim)
-        if not isinstance(subject, str) or not subject:
-            return AuthnFailure(Reason.MISSING_CLAIM, f"token lacks '{provider.subject_claim}'")
-        tier = claim_at(claims, provider.tier_claim) if provider.tier_claim else None
-        return Identity(
-            principal=subject,
-            method=AuthMethod.JWT,
-            issuer=provider.issuer,
-            roles=collect(claims, provider.roles_claims),
-            scopes=collect(claims, provider.scope_claims),
-            tier=header_safe(tier) if tier is not None else "",
-            claims={
-                header: header_safe(claim_at(claims, path))
-                for path, header in provider.claims_to_headers.items()
-                if claim_at(claims, path) is not None
-            },
-            expires_at=float(exp),
-            token_id=jti if isinstance(jti := claims.get("jti"), str) else "",
-            issued_at=float(iat) if isinstance(iat := claims.get("iat"), int | float) else None,
-            acr=header_safe(acr) if isinstance(acr := claims.get("acr"), str) else "",
-            auth_time=float(at) if isinstance(at := claims.get("auth_time"), int | float) else None,
-            bound_jkt=bound_jkt(claims),
-            bound_x5t=bound_x5t(claims),
-            verified_claims=claims,
-        )
-
-
-def bound_jkt(claims: Mapping[str, object]) -> str:
-    """The key a token is bound to by DPoP (`cnf.jkt`, RFC 9449 6.1), or ""."""
-    confirmation = claims.get("cnf")
-    if not isinstance(confirmation, dict) or "jkt" not in confirmation:
-        return ""
-    jkt = confirmation["jkt"]
-    # A `jkt` that is no string still binds the token: no proof can match it (refused).
-    return jkt if isinstance(jkt, str) and jkt else "\0unusable"
-
-
-def bound_x5t(claims: Mapping[str, object]) -> str:
-    """The certificate a token is bound to (`cnf.x5t#S256`, RFC 8705 3.1), or ""."""
-    confirmation = claims.get("cnf")
-    if not isinstance(confirmation, dict) or "x5t#S256" not in confirmation:
-        return ""
-    x5t = confirmation["x5t#S256"]
-    return x5t if isinstance(x5t, str) and x5t else "\0unusable"
+        return identity_from_claims(provider, claims, method=AuthMethod.JWT, expires_at=float(exp))
