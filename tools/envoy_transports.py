@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import re
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,9 @@ import yaml
 
 from authz_service.config.loader import load_config_file
 from authz_service.schema import Config
+from tools.envoy_bootstrap import EXT_AUTHZ, http_connection_managers
 
 TRANSPORTS = ("grpc", "http")
-EXT_AUTHZ = "envoy.filters.http.ext_authz"
 HTTP_FRAGMENT = Path(__file__).resolve().parents[1] / "envoy" / "ext_authz_http.yaml"
 MOUNT_ROOT = "/envoy"
 # Set by the HTTP fragment's headers_to_add: the downstream address, as source.address on gRPC.
@@ -39,15 +39,6 @@ _DYNAMIC_METADATA = re.compile(r"%DYNAMIC_METADATA\(envoy\.filters\.http\.ext_au
 
 class TransportError(ValueError):
     """The template uses something the chosen transport cannot carry."""
-
-
-def _managers(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for listener in config["static_resources"]["listeners"]:
-        for chain in listener["filter_chains"]:
-            for network_filter in chain["filters"]:
-                typed = network_filter.get("typed_config") or {}
-                if "http_filters" in typed:
-                    yield typed
 
 
 def _policy(per_filter: Mapping[str, Any] | None) -> str | None:
@@ -182,7 +173,7 @@ def apply_transport(
     renames = metadata_headers(service)
     response["dynamic_metadata_from_headers"]["patterns"] = _exact(sorted(renames.values()))
     config: dict[str, Any] = yaml.safe_load(rendered)
-    for manager in _managers(config):
+    for manager in http_connection_managers(config):
         for http_filter in manager["http_filters"]:
             if http_filter["name"] != EXT_AUTHZ:
                 continue
@@ -207,7 +198,7 @@ def http_check_mounts(rendered: str) -> list[dict[str, Any]]:
     """The `http_check.endpoints` an HTTP-transport render calls: one per path_prefix."""
     config = yaml.safe_load(rendered)
     prefixes: dict[str, None] = {}
-    for manager in _managers(config):
+    for manager in http_connection_managers(config):
         for http_filter in manager["http_filters"]:
             service = http_filter.get("typed_config", {}).get("http_service")
             if http_filter["name"] == EXT_AUTHZ and service is not None:

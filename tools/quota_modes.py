@@ -24,20 +24,11 @@ import yaml
 
 from authz_service.cli.rlqs_render import quota_filters
 from authz_service.config.loader import load_config_file
+from tools.envoy_bootstrap import EXT_AUTHZ, http_connection_managers
 
 MODES = ("classic", "one-call", "rlqs")
 RATELIMIT = "envoy.filters.http.ratelimit"
-EXT_AUTHZ = "envoy.filters.http.ext_authz"
 _DISABLED = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
-
-
-def _managers(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for listener in config["static_resources"]["listeners"]:
-        for chain in listener["filter_chains"]:
-            for network_filter in chain["filters"]:
-                typed = network_filter.get("typed_config") or {}
-                if "http_filters" in typed:
-                    yield typed
 
 
 def _routes(manager: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -53,7 +44,7 @@ def apply_quota_mode(rendered: str, mode: str, service_config: Path) -> str:
         return rendered
     config: dict[str, Any] = yaml.safe_load(rendered)
     rlqs = quota_filters(load_config_file(service_config).config) if mode == "rlqs" else []
-    for manager in _managers(config):
+    for manager in http_connection_managers(config):
         names = [f["name"] for f in manager["http_filters"]]
         if RATELIMIT not in names:
             continue
