@@ -50,6 +50,7 @@ from authz_service.schema import RateLimitSettings
 from benchmarks import fixtures, messages
 from benchmarks.load import build_h2grpc, run_h2grpc
 from benchmarks.measure import Target, run_group
+from benchmarks.report import loadavg, publish_text
 from benchmarks.services import start_redis
 from tools.processes import Process, free_port, spawn, wait_for_port
 
@@ -183,20 +184,15 @@ def main() -> None:
         mode, port, redis_url = args.serve
         asyncio.run(serve(mode, int(port), redis_url))
         return
-    load_before = Path("/proc/loadavg").read_text().strip()
+    load_before = loadavg()
     with tempfile.TemporaryDirectory(prefix="authz-rls-") as work:
         lines = measure(args, Path(work))
-    load_after = Path("/proc/loadavg").read_text().strip()
-    header = [
+    heading = (
         f"ShouldRateLimit, 3 descriptors, grpc.aio servers side by side: {args.rounds} "
         f"interleaved rounds of {args.seconds:g} s, h2grpc {args.conns} connections x "
-        f"{args.streams} streams, medians",
-        f"/proc/loadavg before: {load_before}; after: {load_after}",
-    ]
-    report = "\n".join([*header, *lines]) + "\n"
-    print(report, end="")
-    if args.out:
-        args.out.write_text(report)
+        f"{args.streams} streams, medians"
+    )
+    publish_text(heading, load_before, loadavg(), lines, args.out)
 
 
 if __name__ == "__main__":

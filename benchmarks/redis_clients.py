@@ -41,6 +41,7 @@ from authz_service.ratelimit.redis_store import _SHA, SCRIPT, RedisStore, _argum
 from authz_service.ratelimit.store import Hit
 from authz_service.schema import RateLimitSettings, RedisSettings
 from benchmarks.procstat import cpu_seconds
+from benchmarks.report import loadavg, publish_text
 from tests.support.redis import LocalRedisCluster, start_cluster
 from tools.processes import free_port, wait_for_port
 
@@ -229,23 +230,19 @@ def main() -> None:
         cluster = start_cluster(Path(work) / "cluster")
         try:
             wait_for_port(port)
-            load_before = Path("/proc/loadavg").read_text().strip()
+            load_before = loadavg()
             url = f"redis://127.0.0.1:{port}/0"
             lines = asyncio.run(measure(args, url, redis.pid, cluster))
-            load_after = Path("/proc/loadavg").read_text().strip()
+            load_after = loadavg()
         finally:
             redis.terminate()
             redis.wait(timeout=10)
             cluster.stop()
-    header = [
+    heading = (
         f"EVALSHA of RedisStore's script, 3 descriptors; {args.callers} concurrent callers, "
-        f"{args.rounds} interleaved rounds of {args.seconds:g} s, medians; {os.cpu_count()} cores",
-        f"/proc/loadavg before: {load_before}; after: {load_after}",
-    ]
-    report = "\n".join([*header, *lines]) + "\n"
-    print(report, end="")
-    if args.out:
-        args.out.write_text(report)
+        f"{args.rounds} interleaved rounds of {args.seconds:g} s, medians; {os.cpu_count()} cores"
+    )
+    publish_text(heading, load_before, load_after, lines, args.out)
 
 
 if __name__ == "__main__":

@@ -143,3 +143,19 @@ def draw_chart(report: Report, path: Path) -> str | None:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return None
+
+
+def loadavg() -> str:
+    """/proc/loadavg as the kernel writes it: a side-by-side run records it before and after."""
+    return Path("/proc/loadavg").read_text().strip()
+
+
+def publish_text(
+    heading: str, load_before: str, load_after: str, rows: list[str], out: Path | None
+) -> None:
+    """A side-by-side benchmark's text report: printed, and written to `out` when given."""
+    lines = [heading, f"/proc/loadavg before: {load_before}; after: {load_after}", *rows]
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if out:
+        out.write_text(text)
