@@ -7,11 +7,8 @@ match (deny status, headers and body).
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -21,14 +18,12 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from authz_service.server import AuthzServer
 from tests.integration.grpc.conftest import service_config
-from tests.support.authz_config import write_config
-from tests.support.authz_server import running_server
+from tests.support.authz_server import Start
 from tools.dev_idp import DevIdentityProvider
 
 # Counts up to per-minute limits: never across a minute boundary.
 pytestmark = pytest.mark.usefixtures("fresh_minute")
 
-Start = Callable[[dict[str, Any]], Awaitable[AuthzServer]]
 
 ENDPOINTS = [
     {"path": "/nginx", "integration": "nginx", "context": {"policy": "public"}},
@@ -43,18 +38,6 @@ def http_config(idp: DevIdentityProvider, **extra: Any) -> dict[str, Any]:
     config["http_check"] = {"listen": "127.0.0.1:0", "endpoints": ENDPOINTS}
     config.update(extra)
     return config
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    numbers = itertools.count()
-    async with contextlib.AsyncExitStack() as started:
-
-        async def start_server(config: dict[str, Any]) -> AuthzServer:
-            path = write_config(tmp_path / f"authz{next(numbers)}.yaml", config)
-            return await started.enter_async_context(running_server(path))
-
-        yield start_server
 
 
 @pytest.fixture(params=["aiohttp", "granian"])

@@ -10,47 +10,19 @@ test_slow_clients.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from authz_service.server import AuthzServer
 from tests.integration.grpc.conftest import service_config
 from tests.integration.transport.test_slow_clients import (
     HEADER_TIMEOUT_S,
     TRICKLE_FOR_S,
     trickle_until_closed,
 )
-from tests.support.authz_config import write_config
-from tests.support.authz_server import running_server
-from tests.support.idp import running_idp
+from tests.support.authz_server import Start
 from tools.dev_idp import DevIdentityProvider
 
-Start = Callable[[dict[str, Any]], Awaitable[AuthzServer]]
 REQUEST = b"GET /envoy/public/x HTTP/1.1\r\nhost: api.local\r\n\r\n"
-
-
-@pytest.fixture
-def idp() -> Any:
-    with running_idp() as provider:
-        yield provider
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    numbers = itertools.count()
-    async with contextlib.AsyncExitStack() as started:
-
-        async def start_server(config: dict[str, Any]) -> AuthzServer:
-            path = write_config(tmp_path / f"authz{next(numbers)}.yaml", config)
-            return await started.enter_async_context(running_server(path))
-
-        yield start_server
 
 
 async def granian_port(start: Start, idp: DevIdentityProvider, **connections: Any) -> int:

@@ -8,10 +8,6 @@ deny, counted like every decision; a message past the receive limit never reache
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,30 +18,8 @@ from google.rpc import code_pb2
 from authz_service.server import AuthzServer
 from tests.integration.grpc.conftest import service_config
 from tests.integration.grpc.test_authorization_server import check, check_request, denied_headers
-from tests.support.authz_config import write_config
-from tests.support.authz_server import running_server
-from tests.support.idp import running_idp
+from tests.support.authz_server import Start
 from tools.dev_idp import DevIdentityProvider
-
-Start = Callable[[dict[str, Any]], Awaitable[AuthzServer]]
-
-
-@pytest.fixture
-def idp() -> Any:
-    with running_idp() as provider:
-        yield provider
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    numbers = itertools.count()
-    async with contextlib.AsyncExitStack() as started:
-
-        async def start_server(config: dict[str, Any]) -> AuthzServer:
-            path = write_config(tmp_path / f"authz{next(numbers)}.yaml", config)
-            return await started.enter_async_context(running_server(path))
-
-        yield start_server
 
 
 def limited_config(idp: DevIdentityProvider, **limits: int) -> dict[str, Any]:

@@ -8,12 +8,8 @@ closed at once, while the other ports (the metrics port's /healthz, the gRPC por
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,33 +19,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz_service.server import AuthzServer
 from tests.integration.grpc.conftest import service_config
-from tests.support.authz_config import write_config
-from tests.support.authz_server import running_server
-from tests.support.idp import running_idp, wait_until
+from tests.support.authz_server import Start
+from tests.support.idp import wait_until
 from tools.dev_idp import DevIdentityProvider
 
-Start = Callable[[dict[str, Any]], Awaitable[AuthzServer]]
 HEADER_TIMEOUT_S = 1.0
 # How long a trickling client keeps going: far past the header timeout, so a cut-off is seen.
 TRICKLE_FOR_S = 15.0
-
-
-@pytest.fixture
-def idp() -> Any:
-    with running_idp() as provider:
-        yield provider
-
-
-@pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[Start]:
-    numbers = itertools.count()
-    async with contextlib.AsyncExitStack() as started:
-
-        async def start_server(config: dict[str, Any]) -> AuthzServer:
-            path = write_config(tmp_path / f"authz{next(numbers)}.yaml", config)
-            return await started.enter_async_context(running_server(path))
-
-        yield start_server
 
 
 def ports_config(idp: DevIdentityProvider, **connections: Any) -> dict[str, Any]:
