@@ -3,19 +3,32 @@ step-up): the service config edits, a call as a client makes it, and the refusal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, running_stack
 from tests.support.client_certs import ClientCertificate
+from tests.support.dpop_proofs import DpopClient
 
 PATH = "/api/orders"
 MFA = "urn:example:acr:mfa"
 
 ConfigEdit = Callable[[dict[str, Any]], None]
+# Proofs that do not fit their token or the request: (client, url, token) -> proof.
+MISFIT_PROOFS: list[Callable[[DpopClient, str, str], str]] = [
+    lambda c, u, t: c.proof("POST", u, t),
+    lambda c, u, t: c.proof("GET", u.replace(PATH, "/api/other"), t),
+    lambda c, u, t: DpopClient().proof("GET", u, t),
+    lambda c, u, t: c.proof("GET", u, "another-token"),
+    lambda c, u, t: c.proof("GET", u, t, iat=time.time() - 300),
+]
+MISFIT_PROOF_IDS = ["other-method", "other-url", "other-key", "ath-of-another-token", "stale-iat"]
 
 
 def dpop_config(redis_url: str, prefix: str, jwks_uri: str | None = None) -> ConfigEdit:
@@ -35,6 +48,25 @@ def dpop_config(redis_url: str, prefix: str, jwks_uri: str | None = None) -> Con
         config["rate_limit"].update(store="redis", redis={**redis, "connect_timeout_ms": 2000})
 
     return edit
+
+
+@contextlib.contextmanager
+def dpop_replicas(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str, name: str, transport: str = "grpc"
+) -> Iterator[tuple[Stack, Stack]]:
+    """Two gateways (Envoy + authz_service each) of `dpop_config`, sharing one Redis key prefix
+    (so a proof's `jti` is used once across both) and the first one's IdP."""
+    prefix = f"e2e-{name}{time.time_ns() % 1_000_000}:"
+    with running_stack(
+        tmp_path_factory.mktemp(f"{name}-a"),
+        edit_config=dpop_config(redis_url, prefix),
+        transport=transport,
+    ) as first:
+        second_config = dpop_config(redis_url, prefix, first.idp.jwks_uri)
+        with running_stack(
+            tmp_path_factory.mktemp(f"{name}-b"), edit_config=second_config, transport=transport
+        ) as second:
+            yield first, second
 
 
 def trusting_issuer(issuer: str, jwks_uri: str, audience: str) -> ConfigEdit:
@@ -105,3 +137,31 @@ def call(
 def assert_refused(response: httpx.Response, reason: str) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["x-authz-reason"] == reason
+
+
+def assert_allowed_as(response: httpx.Response, stack: Stack, subject: str) -> None:
+    """Allowed, and the upstream (the demo echo) was told who the caller is."""
+    assert response.status_code == 200, stack.logs()
+    assert response.json()["headers"]["x-user-id"] == subject
+
+
+def assert_proof_used_once_across(
+    first: Stack, second: Stack, client: DpopClient, token: str
+) -> None:
+    """A proof taken by the first replica is refused as a replay by the second."""
+    # Replicas behind one public name: both are called as the second one's host, which the
+    # proof's htu names; the first replica takes the proof, the second sees its jti in Redis.
+    proof = client.proof("GET", second.public_url + PATH, token)
+    public_host = second.public_url.removeprefix("https://")
+    taken = call(first, token, proof, host=public_host)
+    assert taken.status_code == 200, (taken.headers, taken.text)
+    assert_refused(call(second, token, proof), "dpop_proof_replayed")
+
+
+def assert_step_up_challenge(response: httpx.Response) -> None:
+    """Refused for a weak or old login, the challenge naming MFA within 300 s (RFC 9470)."""
+    assert_refused(response, "insufficient_user_authentication")
+    challenge = response.headers["www-authenticate"]
+    assert 'error="insufficient_user_authentication"' in challenge
+    assert f'acr_values="{MFA}"' in challenge
+    assert 'max_age="300"' in challenge

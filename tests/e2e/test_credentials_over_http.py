@@ -4,14 +4,13 @@ two gateways of the HTTP render (`dpop` and the challenge headers pass Envoy's h
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Stack, running_stack
+from tests.e2e.conftest import Stack
+from tests.e2e.credentials import dpop_replicas
 from tests.e2e.test_credentials_through_envoy import (  # noqa: F401 (collected here too)
-    dpop_config,
     first,
     test_a_bound_token_presented_as_bearer_is_refused,
     test_a_bound_token_with_a_valid_proof_is_allowed,
@@ -33,14 +32,5 @@ def replicas(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, envoy_available: str
 ) -> Iterator[tuple[Stack, Stack]]:
     """Two HTTP-transport gateways (Envoy + authz_service each) sharing one Redis and one IdP."""
-    prefix = f"e2e-dpop-http{time.time_ns() % 1_000_000}:"
-    with running_stack(
-        tmp_path_factory.mktemp("dpop-http-a"),
-        edit_config=dpop_config(redis_server.url, prefix),
-        transport="http",
-    ) as one:
-        second_config = dpop_config(redis_server.url, prefix, one.idp.jwks_uri)
-        with running_stack(
-            tmp_path_factory.mktemp("dpop-http-b"), edit_config=second_config, transport="http"
-        ) as two:
-            yield one, two
+    with dpop_replicas(tmp_path_factory, redis_server.url, "dpop-http", "http") as pair:
+        yield pair

@@ -7,13 +7,23 @@ is needed; a DPoP-only route refuses a Bearer token."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack, running_stack
-from tests.e2e.credentials import MFA, PATH, assert_refused, call, dpop_config
+from tests.e2e.conftest import Stack
+from tests.e2e.credentials import (
+    MFA,
+    MISFIT_PROOF_IDS,
+    MISFIT_PROOFS,
+    PATH,
+    assert_proof_used_once_across,
+    assert_refused,
+    assert_step_up_challenge,
+    call,
+    dpop_replicas,
+)
 from tests.support.dpop_proofs import DpopClient
 from tests.support.redis import RedisServer
 
@@ -25,13 +35,8 @@ def replicas(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, envoy_available: str
 ) -> Iterator[tuple[Stack, Stack]]:
     """Two gateways (Envoy + authz_service each) sharing one Redis and one IdP."""
-    prefix = f"e2e-dpop{time.time_ns() % 1_000_000}:"
-    with running_stack(
-        tmp_path_factory.mktemp("dpop-a"), edit_config=dpop_config(redis_server.url, prefix)
-    ) as first:
-        second_config = dpop_config(redis_server.url, prefix, first.idp.jwks_uri)
-        with running_stack(tmp_path_factory.mktemp("dpop-b"), edit_config=second_config) as second:
-            yield first, second
+    with dpop_replicas(tmp_path_factory, redis_server.url, "dpop") as pair:
+        yield pair
 
 
 def bound_token(stack: Stack, client: DpopClient, **claims: Any) -> str:
@@ -65,36 +70,16 @@ def test_a_bound_token_without_a_proof_gets_a_dpop_challenge(first: Stack) -> No
 def test_a_proof_replayed_on_another_replica_is_refused(replicas: tuple[Stack, Stack]) -> None:
     first, second = replicas
     client = DpopClient()
-    token = bound_token(first, client)
-    # Replicas behind one public name: both are called as the second one's host, which the
-    # proof's htu names; the first replica takes the proof, the second sees its jti in Redis.
-    proof = client.proof("GET", url(second), token)
-    public_host = second.public_url.removeprefix("https://")
-    taken = call(first, token, proof, host=public_host)
-    assert taken.status_code == 200, (taken.headers, taken.text)
-    assert_refused(call(second, token, proof), "dpop_proof_replayed")
+    assert_proof_used_once_across(first, second, client, bound_token(first, client))
 
 
-@pytest.mark.parametrize(
-    ("make_proof", "reason"),
-    [
-        (lambda c, u, t: c.proof("POST", u, t), "invalid_dpop_proof"),
-        (
-            lambda c, u, t: c.proof("GET", u.replace("/api/orders", "/api/other"), t),
-            "invalid_dpop_proof",
-        ),
-        (lambda c, u, t: DpopClient().proof("GET", u, t), "invalid_dpop_proof"),
-        (lambda c, u, t: c.proof("GET", u, "another-token"), "invalid_dpop_proof"),
-        (lambda c, u, t: c.proof("GET", u, t, iat=time.time() - 300), "invalid_dpop_proof"),
-    ],
-    ids=["other-method", "other-url", "other-key", "ath-of-another-token", "stale-iat"],
-)
+@pytest.mark.parametrize("make_proof", MISFIT_PROOFS, ids=MISFIT_PROOF_IDS)
 def test_a_proof_that_does_not_fit_the_request_is_refused(
-    first: Stack, make_proof: Any, reason: str
+    first: Stack, make_proof: Callable[[DpopClient, str, str], str]
 ) -> None:
     client = DpopClient()
     token = bound_token(first, client)
-    assert_refused(call(first, token, make_proof(client, url(first), token)), reason)
+    assert_refused(call(first, token, make_proof(client, url(first), token)), "invalid_dpop_proof")
 
 
 def test_a_replayed_proof_is_refused(first: Stack) -> None:
@@ -131,11 +116,7 @@ def test_step_up_required_asks_the_client_to_reauthenticate(
 ) -> None:
     token = user_token(first, acr, auth_age_s=age)
     response = call(first, token, None, scheme="Bearer", path="/downloads/report.pdf")
-    assert_refused(response, "insufficient_user_authentication")
-    challenge = response.headers["www-authenticate"]
-    assert 'error="insufficient_user_authentication"' in challenge
-    assert f'acr_values="{MFA}"' in challenge
-    assert 'max_age="300"' in challenge
+    assert_step_up_challenge(response)
 
 
 def test_a_dpop_only_route_refuses_a_bearer_token_and_takes_a_bound_one(first: Stack) -> None:
