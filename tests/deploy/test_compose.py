@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from typing import Any
 
 import pytest
@@ -13,8 +11,8 @@ import yaml
 
 from authz_service.config.loader import load_config_file
 from authz_service.schema import Config
-from tests.deploy.conftest import port_of
-from tests.support import REPO_ROOT, REQUIRE_ALL
+from tests.deploy.conftest import docker_compose, port_of, volume_sources
+from tests.support import REPO_ROOT
 from tools.envoy_transports import CLIENT_ADDRESS_HEADER, http_check_mounts
 from tools.render_envoy import TARGETS
 
@@ -221,37 +219,13 @@ def test_the_service_exports_traces_to_jaeger(service_config: Config) -> None:
 
 
 def test_docker_compose_config_accepts_the_file() -> None:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        message = "docker-compose is not installed (apt-get install docker-compose)"
-        if REQUIRE_ALL:
-            pytest.fail(message)
-        pytest.skip(message)
-    result = subprocess.run(
-        [binary, "-f", str(COMPOSE), "config", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-    )
+    result = docker_compose("-f", str(COMPOSE), "config", "-q")
     assert result.returncode == 0, result.stderr
 
 
 def test_docker_compose_config_accepts_the_no_registry_override() -> None:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        message = "docker-compose is not installed (apt-get install docker-compose)"
-        if REQUIRE_ALL:
-            pytest.fail(message)
-        pytest.skip(message)
     override = REPO_ROOT / "docker-compose.no-registry.yml"
-    result = subprocess.run(
-        [binary, "-f", str(COMPOSE), "-f", str(override), "config"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-    )
+    result = docker_compose("-f", str(COMPOSE), "-f", str(override), "config")
 
     assert result.returncode == 0, result.stderr
     merged = yaml.safe_load(result.stdout)["services"]
@@ -285,29 +259,12 @@ def test_the_http_variant_calls_the_mounts_the_service_config_serves(
 
 
 def test_docker_compose_http_override_mounts_the_http_render() -> None:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        message = "docker-compose is not installed (apt-get install docker-compose)"
-        if REQUIRE_ALL:
-            pytest.fail(message)
-        pytest.skip(message)
-    result = subprocess.run(
-        [binary, "-f", "docker-compose.yml", "-f", "compose/transport-http.yml", "config"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-        check=False,
+    result = docker_compose(
+        "-f", "docker-compose.yml", "-f", "compose/transport-http.yml", "config"
     )
 
     assert result.returncode == 0, result.stderr
     envoy = yaml.safe_load(result.stdout)["services"]["envoy"]
-    volumes = {}
-    for volume in envoy["volumes"]:  # the short syntax, or the long one
-        if isinstance(volume, dict):
-            volumes[volume["target"]] = volume["source"]
-        else:
-            source, target = volume.split(":")[:2]
-            volumes[target] = source
+    volumes = volume_sources(envoy)
     assert volumes["/etc/envoy/envoy.yaml"].endswith("envoy/generated/compose-http.yaml")
     assert volumes[ENVOY_VALUES["TLS_DIR"]].endswith("compose/certs")

@@ -12,8 +12,8 @@ import pytest
 
 from benchmarks.envoy_configs import VARIANTS as BENCHMARK_VARIANTS
 from benchmarks.envoy_configs import render_variant
-from tests.deploy.conftest import K8S_SIDECAR, find
-from tests.support import REPO_ROOT, find_binary
+from tests.deploy.conftest import K8S_SIDECAR, envoy_validate, find
+from tests.support import REPO_ROOT
 from tools.dev_cert import generate
 from tools.dev_idp import DevIdentityProvider
 from tools.render_envoy import (
@@ -43,17 +43,11 @@ def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.envoy
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_every_rendering_passes_envoy_validate(variant: str, tls_dir: Path, tmp_path: Path) -> None:
-    envoy = find_binary("envoy")
     # The certificate directory is the only path that must exist on this machine.
     config = tmp_path / "envoy.yaml"
     config.write_text(render({**VARIANTS[variant], "TLS_DIR": tls_dir}))
 
-    result = subprocess.run(
-        [envoy, "--mode", "validate", "-c", str(config), "--log-level", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = envoy_validate(config)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout + result.stderr
@@ -79,13 +73,7 @@ def test_every_http_transport_rendering_passes_envoy_validate(
         render_mode({"TLS_DIR": tls_dir}, quota_mode, service_config, transport="http")
     )
 
-    result = subprocess.run(
-        [find_binary("envoy"), "--mode", "validate", "-c", str(config), "--log-level", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = envoy_validate(config)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "http_service" in config.read_text()
@@ -101,13 +89,7 @@ def test_every_benchmark_config_passes_envoy_validate(variant: str, tmp_path: Pa
     values = {**ports, "BACKEND_PORT": 10_002, "AUTHZ_PORT": 10_003, "RATELIMIT_PORT": 10_004}
     config.write_text(render_variant(variant, values, DevIdentityProvider().jwks()))
 
-    result = subprocess.run(
-        [find_binary("envoy"), "--mode", "validate", "-c", str(config), "--log-level", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = envoy_validate(config)
 
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -3,8 +3,6 @@ the RLQS one passes check-rlqs, and docker-compose's RLQS override mounts its re
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,8 @@ import pytest
 import yaml
 
 from authz_service.cli.main import main
-from tests.support import REPO_ROOT, REQUIRE_ALL, find_binary
+from tests.deploy.conftest import docker_compose, envoy_validate, volume_sources
+from tests.support import REPO_ROOT
 from tools.dev_cert import generate
 from tools.quota_modes import EXT_AUTHZ, MODES, RATELIMIT
 from tools.render_envoy import TARGETS, render_mode
@@ -47,13 +46,7 @@ def test_every_quota_mode_passes_envoy_validate(mode: str, tls_dir: Path, tmp_pa
     config = tmp_path / "envoy.yaml"
     config.write_text(render_mode({"TLS_DIR": tls_dir}, mode))
 
-    result = subprocess.run(
-        [find_binary("envoy"), "--mode", "validate", "-c", str(config), "--log-level", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = envoy_validate(config)
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -67,13 +60,7 @@ def test_the_committed_compose_rlqs_render_passes_envoy_validate(
     values = {**target.values, "TLS_DIR": tls_dir}
     config.write_text(render_mode(values, target.quota_mode, target.service_config))
 
-    result = subprocess.run(
-        [find_binary("envoy"), "--mode", "validate", "-c", str(config), "--log-level", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = envoy_validate(config)
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -130,23 +117,8 @@ def test_the_rlqs_renders_pass_check_rlqs(
 
 
 def test_docker_compose_rlqs_override_mounts_the_rlqs_render() -> None:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        message = "docker-compose is not installed (apt-get install docker-compose)"
-        if REQUIRE_ALL:
-            pytest.fail(message)
-        pytest.skip(message)
-    result = subprocess.run(
-        [binary, "-f", "docker-compose.yml", "-f", "compose/quota-rlqs.yml", "config"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-        check=False,
-    )
+    result = docker_compose("-f", "docker-compose.yml", "-f", "compose/quota-rlqs.yml", "config")
     assert result.returncode == 0, result.stderr
     envoy = yaml.safe_load(result.stdout)["services"]["envoy"]
-    mounts = {v.split(":")[1]: v.split(":")[0] for v in envoy["volumes"] if isinstance(v, str)}
-    if not mounts:  # the long syntax
-        mounts = {v["target"]: v["source"] for v in envoy["volumes"]}
+    mounts = volume_sources(envoy)
     assert mounts["/etc/envoy/envoy.yaml"].endswith("envoy/generated/compose-rlqs.yaml")
