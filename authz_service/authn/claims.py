@@ -73,23 +73,24 @@ def number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _confirmation_member(claims: Mapping[str, object], member: str) -> str:
+    """A token's `cnf` member (what it is bound to), or "" when it has none."""
+    confirmation = claims.get("cnf")
+    if not isinstance(confirmation, dict) or member not in confirmation:
+        return ""
+    value = confirmation[member]
+    # A member that is no string still binds the token: no proof or certificate can match it.
+    return value if isinstance(value, str) and value else "\0unusable"
+
+
 def bound_jkt(claims: Mapping[str, object]) -> str:
     """The key a token is bound to by DPoP (`cnf.jkt`, RFC 9449 6.1), or ""."""
-    confirmation = claims.get("cnf")
-    if not isinstance(confirmation, dict) or "jkt" not in confirmation:
-        return ""
-    jkt = confirmation["jkt"]
-    # A `jkt` that is no string still binds the token: no proof can match it (refused).
-    return jkt if isinstance(jkt, str) and jkt else "\0unusable"
+    return _confirmation_member(claims, "jkt")
 
 
 def bound_x5t(claims: Mapping[str, object]) -> str:
     """The certificate a token is bound to (`cnf.x5t#S256`, RFC 8705 3.1), or ""."""
-    confirmation = claims.get("cnf")
-    if not isinstance(confirmation, dict) or "x5t#S256" not in confirmation:
-        return ""
-    x5t = confirmation["x5t#S256"]
-    return x5t if isinstance(x5t, str) and x5t else "\0unusable"
+    return _confirmation_member(claims, "x5t#S256")
 
 
 def identity_from_claims(
