@@ -439,36 +439,18 @@ def scenario_rate_limit(bench: Bench) -> Scenario:
             pooled = fixtures.rate_limit_section(f"redis://127.0.0.1:{pool_redis[1]}/0")
             pooled["redis"]["connection"] = "pool"
             pool_service, pool_port = bench.service("authz-rls-pool", extra={"rate_limit": pooled})
-        null = Target(
-            "null_rls",
-            RATE_LIMIT_ROWS[0][1],
-            bench.grpc_load([bench.null_port], messages.RATE_LIMIT_PATH, bench.rate_limit_frames),
-            {"server": bench.null_pid},
-        )
-        targets = [null]
+
+        def rls_target(row: int, port: int, pid: int) -> Target:
+            key, name = RATE_LIMIT_ROWS[row]
+            load = bench.grpc_load([port], messages.RATE_LIMIT_PATH, bench.rate_limit_frames)
+            return Target(key, name, load, {"server": pid})
+
+        targets = [rls_target(0, bench.null_port, bench.null_pid)]
         if why is None:
-            targets.append(
-                Target(
-                    "rls",
-                    RATE_LIMIT_ROWS[1][1],
-                    bench.grpc_load(
-                        [service_port], messages.RATE_LIMIT_PATH, bench.rate_limit_frames
-                    ),
-                    {"server": service.popen.pid},
-                )
-            )
+            targets.append(rls_target(1, service_port, service.popen.pid))
             pool_why = _serving_rate_limit(bench, pool_port)
             if pool_why is None:
-                targets.append(
-                    Target(
-                        "rls_pool",
-                        RATE_LIMIT_ROWS[2][1],
-                        bench.grpc_load(
-                            [pool_port], messages.RATE_LIMIT_PATH, bench.rate_limit_frames
-                        ),
-                        {"server": pool_service.popen.pid},
-                    )
-                )
+                targets.append(rls_target(2, pool_port, pool_service.popen.pid))
             redis_ports = {"rls": redis_port, "rls_pool": pool_redis[1]}
             before = {key: services.redis_command_calls(p) for key, p in redis_ports.items()}
         rows = bench.group(targets)
