@@ -216,6 +216,17 @@ CHECK_ROWS = [
 HTTP_CHECK_PATH = "/envoy" + messages.REQUEST_PATH  # the mount of fixtures.http_check_section
 
 
+def _server_row(
+    rows: list[tuple[str, str]],
+    key: str,
+    load: Callable[[float], LoadResult],
+    pid: int,
+    verified: str = "",
+) -> Target:
+    """Row `key` of `rows`, loading one server process (its tree's CPU is the row's)."""
+    return Target(key, dict(rows)[key], load, {"server": pid}, verified)
+
+
 def scenario_check(bench: Bench) -> Scenario:
     title = "1. Check: RS256 + 50 RBAC rules + 10 headers vs null handler (direct gRPC)"
     missing = _needs_h2grpc(bench, CHECK_ROWS)
@@ -246,52 +257,32 @@ def scenario_check(bench: Bench) -> Scenario:
         worst_frames = fixtures.write_frames(bench.workdir / "check-worst.bin", worst_bodies)
         verified_worst = services.expect_allowed(worst_port, worst_bodies)
         bench.warm_up(worst_port, bench.check_frames)  # tokens seen: warm but for the paths
+
+        def grpc_row(
+            key: str, port: int, pid: int, verified: str = "", frames: Path = bench.check_frames
+        ) -> Target:
+            load = bench.grpc_load([port], messages.CHECK_PATH, frames)
+            return _server_row(CHECK_ROWS, key, load, pid, verified)
+
+        def h2load_row(key: str, port: int, pid: int, verified: str = "") -> Target:
+            load = bench.h2load(port, messages.CHECK_PATH, bench.check_single)
+            return _server_row(CHECK_ROWS, key, load, pid, verified)
+
+        def http_row(key: str, port: int, pid: int, verified: str = "") -> Target:
+            return _server_row(CHECK_ROWS, key, bench.wrk(port, HTTP_CHECK_PATH), pid, verified)
+
         targets = [
-            Target(
-                "null",
-                CHECK_ROWS[0][1],
-                bench.grpc_load([bench.null_port], messages.CHECK_PATH, bench.check_frames),
-                {"server": bench.null_pid},
-            ),
-            Target(
-                "warm",
-                CHECK_ROWS[1][1],
-                bench.grpc_load([warm_port], messages.CHECK_PATH, bench.check_frames),
-                {"server": warm.popen.pid},
-                verified_warm,
-            ),
-            Target(
-                "cold",
-                CHECK_ROWS[2][1],
-                bench.grpc_load([cold_port], messages.CHECK_PATH, bench.check_frames),
-                {"server": cold.popen.pid},
-                verified_cold,
-            ),
+            grpc_row("null", bench.null_port, bench.null_pid),
+            grpc_row("warm", warm_port, warm.popen.pid, verified_warm),
+            grpc_row("cold", cold_port, cold.popen.pid, verified_cold),
         ]
         targets.append(
-            Target(
-                "worst",
-                CHECK_ROWS[10][1],
-                bench.grpc_load([worst_port], messages.CHECK_PATH, worst_frames),
-                {"server": worst.popen.pid},
-                verified_worst,
-            )
+            grpc_row("worst", worst_port, worst.popen.pid, verified_worst, frames=worst_frames)
         )
         if shutil.which("h2load"):
             targets += [
-                Target(
-                    "null_h2load",
-                    CHECK_ROWS[3][1],
-                    bench.h2load(bench.null_port, messages.CHECK_PATH, bench.check_single),
-                    {"server": bench.null_pid},
-                ),
-                Target(
-                    "warm_h2load",
-                    CHECK_ROWS[4][1],
-                    bench.h2load(warm_port, messages.CHECK_PATH, bench.check_single),
-                    {"server": warm.popen.pid},
-                    verified_warm,
-                ),
+                h2load_row("null_h2load", bench.null_port, bench.null_pid),
+                h2load_row("warm_h2load", warm_port, warm.popen.pid, verified_warm),
             ]
         if shutil.which("wrk"):
             null_http, null_http_port = services.start_null_http_server(bench.workdir)
@@ -308,26 +299,9 @@ def scenario_check(bench: Bench) -> Scenario:
                         f"{url}: 200 with a token, 401 without expected, got {answers}"
                     )
             targets += [
-                Target(
-                    "null_http",
-                    CHECK_ROWS[5][1],
-                    bench.wrk(null_http_port, HTTP_CHECK_PATH),
-                    {"server": null_http.popen.pid},
-                ),
-                Target(
-                    "warm_http",
-                    CHECK_ROWS[6][1],
-                    bench.wrk(warm_http_port, HTTP_CHECK_PATH),
-                    {"server": warm.popen.pid},
-                    verified_warm,
-                ),
-                Target(
-                    "cold_http",
-                    CHECK_ROWS[7][1],
-                    bench.wrk(cold_http_port, HTTP_CHECK_PATH),
-                    {"server": cold.popen.pid},
-                    verified_cold,
-                ),
+                http_row("null_http", null_http_port, null_http.popen.pid),
+                http_row("warm_http", warm_http_port, warm.popen.pid, verified_warm),
+                http_row("cold_http", cold_http_port, cold.popen.pid, verified_cold),
             ]
             # The same warm service on asyncio's loop: what uvloop (the default) is worth.
             if services.serve_supports_loop_choice():
@@ -341,18 +315,8 @@ def scenario_check(bench: Bench) -> Scenario:
                 bench.warm_up(plain_port, bench.check_frames)
                 wait_for_port(plain_http_port)
                 targets += [
-                    Target(
-                        "warm_asyncio",
-                        CHECK_ROWS[8][1],
-                        bench.grpc_load([plain_port], messages.CHECK_PATH, bench.check_frames),
-                        {"server": plain.popen.pid},
-                    ),
-                    Target(
-                        "warm_http_asyncio",
-                        CHECK_ROWS[9][1],
-                        bench.wrk(plain_http_port, HTTP_CHECK_PATH),
-                        {"server": plain.popen.pid},
-                    ),
+                    grpc_row("warm_asyncio", plain_port, plain.popen.pid),
+                    http_row("warm_http_asyncio", plain_http_port, plain.popen.pid),
                 ]
         rows = bench.group(targets)
         if not shutil.which("h2load"):
@@ -440,17 +404,16 @@ def scenario_rate_limit(bench: Bench) -> Scenario:
             pooled["redis"]["connection"] = "pool"
             pool_service, pool_port = bench.service("authz-rls-pool", extra={"rate_limit": pooled})
 
-        def rls_target(row: int, port: int, pid: int) -> Target:
-            key, name = RATE_LIMIT_ROWS[row]
+        def rls_row(key: str, port: int, pid: int) -> Target:
             load = bench.grpc_load([port], messages.RATE_LIMIT_PATH, bench.rate_limit_frames)
-            return Target(key, name, load, {"server": pid})
+            return _server_row(RATE_LIMIT_ROWS, key, load, pid)
 
-        targets = [rls_target(0, bench.null_port, bench.null_pid)]
+        targets = [rls_row("null_rls", bench.null_port, bench.null_pid)]
         if why is None:
-            targets.append(rls_target(1, service_port, service.popen.pid))
+            targets.append(rls_row("rls", service_port, service.popen.pid))
             pool_why = _serving_rate_limit(bench, pool_port)
             if pool_why is None:
-                targets.append(rls_target(2, pool_port, pool_service.popen.pid))
+                targets.append(rls_row("rls_pool", pool_port, pool_service.popen.pid))
             redis_ports = {"rls": redis_port, "rls_pool": pool_redis[1]}
             before = {key: services.redis_command_calls(p) for key, p in redis_ports.items()}
         rows = bench.group(targets)
