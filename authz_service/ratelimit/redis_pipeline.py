@@ -84,8 +84,9 @@ class _Connection(asyncio.Protocol):
         self.lost: asyncio.Future[None] = self._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A cast, not an isinstance check: uvloop's TCP and unix transports (the default
+        # loop) implement the Transport interface without subclassing asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         if self.closed:

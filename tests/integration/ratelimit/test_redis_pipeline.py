@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from authz_service.ratelimit.redis_store import RedisStore
 from authz_service.ratelimit.store import Hit, StoreUnavailable
@@ -178,3 +179,35 @@ async def test_a_server_that_does_not_speak_resp_fails_the_call_with_the_store_e
             await handled.wait()  # the server side saw the connection dropped
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("over", ["tcp", "unix"])
+def test_the_pipelined_connection_counts_on_uvloop_the_services_default_loop(
+    redis_server_factory: RedisServerFactory,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    over: str,
+) -> None:
+    """uvloop's transports do not subclass asyncio.Transport: the connection must not care."""
+    if over == "tcp":
+        url = redis_server_factory().url
+    else:
+        socket = tmp_path / "redis.sock"
+        server = RedisServer(
+            find_binary("redis-server"), tmp_path / "unix", extra_args=("--unixsocket", str(socket))
+        )
+        server.start()
+        request.addfinalizer(server.kill)
+        url = f"unix://{socket}"
+
+    async def three_takes() -> list[int]:
+        store = pipelined_store(url)
+        try:
+            answers = await asyncio.gather(*(store.apply([TAKE], 1.0) for _ in range(3)))
+        finally:
+            await store.close()
+        return sorted(verdicts[0].remaining for verdicts in answers)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.get_loop().__class__.__module__.startswith("uvloop")
+        assert runner.run(three_takes()) == [997, 998, 999]
