@@ -463,6 +463,7 @@ ENVOY_ROWS = [
     ("service_authz_rlqs", "Envoy + authz_service (auth + RBAC) + RLQS quota, 3 buckets"),
     ("native", "Envoy jwt_authn + RBAC + local_ratelimit"),
     ("one_call", "Envoy + authz_service one-call (Check enforces quota)"),
+    ("one_call_http", "Envoy http_service + authz_service one-call on granian (3 descriptors)"),
 ]
 
 
@@ -528,6 +529,7 @@ def scenario_envoy(bench: Bench) -> Scenario:
                 "service_authz_rlqs",
                 "native",
                 "one_call",
+                "one_call_http",
             ):
                 refused = services.http_status(url, None)
                 if refused != 401:
@@ -606,6 +608,25 @@ def scenario_envoy(bench: Bench) -> Scenario:
             )
         else:
             pending.append(skipped("one_call", names["one_call"], one_call_why))
+        if one_call_why is None:
+            # The full stack on the cheap transport: authentication, RBAC and the same three
+            # descriptors charged on Redis inside the HTTP check.
+            one_call_http_port = free_port()
+            one_call_http, _ = bench.service(
+                "authz-one-call-http",
+                extra={
+                    **fixtures.one_call_section(redis_url),
+                    **fixtures.http_check_section(one_call_http_port),
+                },
+            )
+            envoy_target(
+                "one_call_http",
+                "ext_authz_http",
+                {"authz": one_call_http.popen.pid},
+                AUTHZ_PORT=one_call_http_port,
+            )
+        else:
+            pending.append(skipped("one_call_http", names["one_call_http"], one_call_why))
         rows = bench.group(targets) + pending
     order = [key for key, _ in ENVOY_ROWS]
     rows.sort(key=lambda row: order.index(row["key"]))
@@ -649,7 +670,11 @@ def scenario_envoy(bench: Bench) -> Scenario:
                 "service_authz_http",
                 "service_authz",
             ),
+            ratio("one-call HTTP / null HTTP server", rows, "one_call_http", "null_authz_http"),
             ratio("authz_service / native filters", rows, "service_authz", "native"),
+            ratio(
+                "one-call HTTP (full stack) / native filters", rows, "one_call_http", "native", 0.35
+            ),
             ratio("authz_service HTTP / native filters", rows, "service_authz_http", "native"),
             ratio("authz_service+rl / native filters", rows, "service_authz_rl", "native"),
             ratio("authz_service / plain Envoy", rows, "service_authz", "plain"),
