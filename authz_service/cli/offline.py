@@ -25,24 +25,17 @@ def check_descriptors(args: argparse.Namespace) -> int:
 
     from authz_service.cli.envoy_descriptors import descriptor_shapes, load_bootstrap
     from authz_service.ratelimit.coverage import describe_coverage
-    from authz_service.ratelimit.rules import load_rate_limit_rules
+    from authz_service.ratelimit.rules import load_rate_limit_rules, rules_of_loaded_config
 
     try:
         if args.limits:
             limits = load_rate_limit_rules(Path(args.limits))
         else:
-            loaded = load_config_file(args.config)
-            settings = loaded.config.rate_limit
-            if settings is None:
+            configured = rules_of_loaded_config(load_config_file(args.config))
+            if configured is None:
                 print(f"error: {args.config}: no rate_limit section", file=sys.stderr)
                 return 1
-            limits = load_rate_limit_rules(
-                settings.config_dir,
-                settings.domains,
-                str(loaded.path),
-                loaded.lines,
-                base_dir=loaded.path.parent,
-            )
+            limits = configured
         shapes = descriptor_shapes(load_bootstrap(Path(args.envoy)))
     except ConfigError as error:  # the rate-limit files or the Envoy file (EnvoyConfigError)
         print(f"error: {error}", file=sys.stderr)

@@ -14,7 +14,7 @@ import yaml
 from authz_service.cli.rlqs_check import check_filters, find_filters
 from authz_service.cli.rlqs_render import quota_filters
 from authz_service.config.loader import ConfigError, LoadedConfig, load_config_file
-from authz_service.ratelimit.rules import RateLimitRules, load_rate_limit_rules
+from authz_service.ratelimit.rules import rules_of_loaded_config
 
 COMMANDS = ("rlqs-filter", "check-rlqs")
 
@@ -69,22 +69,9 @@ def _render(loaded: LoadedConfig, cluster: str, as_json: bool) -> int:
     return 0
 
 
-def _limits(loaded: LoadedConfig) -> RateLimitRules | None:
-    settings = loaded.config.rate_limit
-    if settings is None:
-        return None
-    return load_rate_limit_rules(
-        settings.config_dir,
-        settings.domains,
-        str(loaded.path),
-        loaded.lines,
-        base_dir=loaded.path.parent,
-    )
-
-
 def _check(loaded: LoadedConfig, envoy: Path, strict: bool) -> int:
     try:
-        limits = _limits(loaded)
+        limits = rules_of_loaded_config(loaded)
         bootstrap = yaml.safe_load(envoy.read_text())
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

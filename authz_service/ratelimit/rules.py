@@ -20,6 +20,7 @@ from typing import Any
 from authz_service.config.loader import (
     ConfigError,
     LinePath,
+    LoadedConfig,
     parse_yaml,
     read_file,
     validate_document,
@@ -285,3 +286,18 @@ def load_rate_limit_rules(
         for index, spec in enumerate(inline)
     )
     return compile_rules(sources)
+
+
+def rules_of_loaded_config(loaded: LoadedConfig) -> RateLimitRules | None:
+    """The rate-limit rules of a loaded main config (its `rate_limit` files and inline
+    domains, errors pointing into the config file), or None without a `rate_limit` section."""
+    settings = loaded.config.rate_limit
+    if settings is None:
+        return None
+    return load_rate_limit_rules(
+        settings.config_dir,
+        settings.domains,
+        str(loaded.path),
+        loaded.lines,
+        base_dir=loaded.path.parent,
+    )

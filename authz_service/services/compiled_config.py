@@ -22,7 +22,7 @@ from authz_service.config.secrets import check_secrets
 from authz_service.ratelimit.factory import build_limiter, build_store
 from authz_service.ratelimit.limiter import RateLimiter
 from authz_service.ratelimit.outages import StoreOutages
-from authz_service.ratelimit.rules import load_rate_limit_rules
+from authz_service.ratelimit.rules import rules_of_loaded_config
 from authz_service.ratelimit.store import QuotaStore
 from authz_service.schema import RateLimitSettings
 from authz_service.services.check_quota import CheckQuotaDescriptors
@@ -105,15 +105,9 @@ def compile_config(
     )
     limiter = None
     quota = None
-    if config.rate_limit is not None:
-        settings = config.rate_limit
-        limits = load_rate_limit_rules(
-            settings.config_dir,
-            settings.domains,
-            str(loaded.path),
-            loaded.lines,
-            base_dir=loaded.path.parent,
-        )
+    settings = config.rate_limit
+    limits = rules_of_loaded_config(loaded)
+    if settings is not None and limits is not None:
         holder = stores or QuotaStoreHolder()
         limiter = build_limiter(settings, limits, holder.store_for(settings), holder.outages)
         if config.check_quota is not None:
